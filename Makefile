@@ -1,0 +1,69 @@
+# tabletsim: every target creates .venv and installs what it needs on its own.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RUN_DIR ?= .run
+BES ?= 3
+FE_PORT ?= 9020
+BE_PORT ?= 9060
+BROKER_PORT ?= 9092
+CLUSTER := $(PY) -m deploy.cluster --run-dir $(RUN_DIR)
+
+.PHONY: venv proto proto-check test unit integration lint cluster status stop kill-be start-be logs clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing tabletsim and its dependencies into $(VENV) (log: $(VENV)/install.log)"
+	@$(PY) -m pip install --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@$(PY) -m pip install -e '.[dev]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@touch $(STAMP)
+
+# Generated code lives in common/gen and is never edited by hand.
+proto: $(STAMP)
+	@rm -rf common/gen/tabletsim
+	@mkdir -p common/gen
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Iproto --python_out=common/gen --grpc_python_out=common/gen \
+		--mypy_out=common/gen --mypy_grpc_out=common/gen proto/tabletsim/v1/*.proto
+	@# protoc writes absolute imports of the proto package; make them point into common.gen
+	@sed -i -E 's/^from tabletsim\.v1 import/from common.gen.tabletsim.v1 import/' \
+		common/gen/tabletsim/v1/*.py common/gen/tabletsim/v1/*.pyi
+	@sed -i -E 's/^import tabletsim\.v1\.([a-z_]+)$$/import common.gen.tabletsim.v1.\1/' common/gen/tabletsim/v1/*.pyi
+	@touch common/gen/__init__.py common/gen/tabletsim/__init__.py common/gen/tabletsim/v1/__init__.py
+	@echo "generated common/gen/tabletsim/v1"
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+integration: $(STAMP)
+	$(PY) -m pytest -q tests/integration
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check common fe be deploy tests bench
+
+cluster: $(STAMP)
+	@$(CLUSTER) start --bes $(BES) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT)
+
+status: $(STAMP)
+	@$(CLUSTER) status
+
+stop: $(STAMP)
+	@$(CLUSTER) stop
+
+kill-be: $(STAMP)
+	@$(CLUSTER) kill-be $(BE)
+
+start-be: $(STAMP)
+	@$(CLUSTER) start-be $(BE)
+
+logs: $(STAMP)
+	@$(CLUSTER) logs
+
+clean:
+	rm -rf $(VENV) $(RUN_DIR) *.egg-info

@@ -1,0 +1,62 @@
+"""``tabletsim-be``: start a BE."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from be.node import BackendNode
+from common.config import CLUSTER_TOKEN_ENV, BeConfig, token_from_env
+from common.errors import Unauthenticated
+from common.logsetup import setup_logging
+from common.process import run_until_signalled
+
+log = logging.getLogger(__name__)
+
+
+def parse_args(argv: list[str] | None = None) -> BeConfig:
+    p = argparse.ArgumentParser(prog="tabletsim-be", description="tabletsim BE")
+    p.add_argument("--storage-dir", required=True, help="RocksDB storage directory")
+    p.add_argument("--fe", required=True, metavar="HOST:PORT", help="the FE's gRPC address")
+    p.add_argument("--host", default="127.0.0.1", help="bind and announced address (default 127.0.0.1)")
+    p.add_argument("--be-port", type=int, default=9060, help="gRPC port (default 9060)")
+    p.add_argument("--http-port", type=int, default=0, help="announced HTTP port (0: none)")
+    p.add_argument("--cluster-token", help=f"shared cluster token (or ${CLUSTER_TOKEN_ENV})")
+    p.add_argument("--heartbeat-interval-ms", type=int, default=1000)
+    p.add_argument("--capacity-bytes", type=int, default=None,
+                   help="pretend the disk has this capacity (for disk-based balancing)")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    setup_logging(f"be:{args.be_port}", args.log_level)
+    token = token_from_env(args.cluster_token, CLUSTER_TOKEN_ENV)
+    if not token:
+        p.error(f"a cluster token is required: --cluster-token or ${CLUSTER_TOKEN_ENV}")
+    return BeConfig(
+        storage_dir=args.storage_dir,
+        fe_address=args.fe,
+        cluster_token=token,
+        host=args.host,
+        be_port=args.be_port,
+        http_port=args.http_port,
+        heartbeat_interval_ms=args.heartbeat_interval_ms,
+        capacity_bytes=args.capacity_bytes,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    try:
+        asyncio.run(run_until_signalled(lambda: BackendNode(config)))
+    except Unauthenticated as exc:
+        log.error("BE not admitted: %s", exc)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a start-up failure is reported, not dumped
+        log.error("BE failed: %s: %s", type(exc).__name__, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

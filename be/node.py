@@ -1,0 +1,51 @@
+"""The BE process assembled: storage, the FE link and the gRPC server."""
+
+from __future__ import annotations
+
+import logging
+
+from be.agent.heartbeat import FeLink
+from be.service.backend import BackendServicer
+from be.storage.store import BeStore
+from common.config import BeConfig
+from common.gen.tabletsim.v1 import backend_pb2_grpc
+from common.rpc import build_server, mark_serving
+from common.timefmt import now_ms
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("tabletsim.v1.BackendService",)
+
+
+class BackendNode:
+    def __init__(self, config: BeConfig) -> None:
+        self.config = config
+        self.start_time_ms = now_ms()
+        self.store = BeStore(config.storage_dir)
+        self.link = FeLink(config, self.store, self.start_time_ms, self.store.tablet_count)
+        self._server = None
+
+    async def start(self) -> None:
+        backend = BackendServicer(self.store, self.start_time_ms, lambda: self.link.backend_id)
+        self._server, health = build_server(
+            SERVICES,
+            [lambda s: backend_pb2_grpc.add_BackendServiceServicer_to_server(backend, s)],
+            cluster_token=self.config.cluster_token,
+        )
+        port = self._server.add_insecure_port(f"{self.config.host}:{self.config.be_port}")
+        if port == 0:
+            raise OSError(f"cannot bind the BE to {self.config.host}:{self.config.be_port}")
+        await self._server.start()
+        await mark_serving(health, SERVICES)
+        log.info("BE serving on %s:%d (storage %s); registering with FE %s",
+                 self.config.host, port, self.config.storage_dir, self.config.fe_address)
+        await self.link.register()
+        self.link.start()
+        log.info("backend %d started", self.link.backend_id)
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        await self.link.close()
+        if self._server is not None:
+            await self._server.stop(grace_s)
+        self.store.close()
+        log.info("BE stopped")

@@ -1,0 +1,65 @@
+"""The BE's RocksDB: identity, tablet metadata, rowsets.
+
+Key space (raw bytes, prefixes keep each kind in its own range):
+    b"meta/backend_id"            -> decimal BackendId given by the FE
+    b"tablet/" + 8-byte tablet id -> tablet meta (added with the catalog)
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from rocksdict import Options, Rdict, WriteOptions
+
+BACKEND_ID_KEY = b"meta/backend_id"
+TABLET_PREFIX = b"tablet/"
+
+
+def tablet_key(tablet_id: int) -> bytes:
+    return TABLET_PREFIX + struct.pack(">Q", tablet_id)
+
+
+class BeStore:
+    """Owns the RocksDB handle of one BE storage dir."""
+
+    def __init__(self, storage_dir: str) -> None:
+        self.storage_dir = storage_dir
+        os.makedirs(storage_dir, exist_ok=True)
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        self.db = Rdict(os.path.join(storage_dir, "rocksdb"), opts)
+        self.sync = WriteOptions()
+        self.sync.sync = True
+
+    def backend_id(self) -> int:
+        raw = self.db.get(BACKEND_ID_KEY)
+        return int(raw) if raw is not None else 0
+
+    def set_backend_id(self, backend_id: int) -> None:
+        self.db.put(BACKEND_ID_KEY, str(backend_id).encode(), self.sync)
+
+    def tablet_count(self) -> int:
+        count = 0
+        for key in self.db.keys(from_key=TABLET_PREFIX):
+            if not key.startswith(TABLET_PREFIX):
+                break
+            count += 1
+        return count
+
+    def disk_usage(self, capacity_override: int | None) -> tuple[int, int, int]:
+        """(total, data used, available) bytes of the storage dir, as a BE reports them."""
+        used = 0
+        for root, _dirs, files in os.walk(self.storage_dir):
+            for name in files:
+                try:
+                    used += os.path.getsize(os.path.join(root, name))
+                except OSError:
+                    continue  # a RocksDB file compacted away while we walk
+        if capacity_override:
+            return capacity_override, used, max(capacity_override - used, 0)
+        st = os.statvfs(self.storage_dir)
+        return st.f_blocks * st.f_frsize, used, st.f_bavail * st.f_frsize
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,201 @@
+"""gRPC plumbing shared by the FE and the BEs: servers, channels, auth and error mapping.
+
+Protobuf messages stop at the servicer. Servicers decode, call a domain object, and let
+:func:`servicer` map domain errors to a status code in this one place.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from common.errors import TabletsimError
+
+log = logging.getLogger(__name__)
+
+CLUSTER_TOKEN_HEADER = "x-cluster-token"
+ADMIN_PREFIX = "/tabletsim.v1.AdminService/"
+CLUSTER_PREFIXES = ("/tabletsim.v1.FrontendService/", "/tabletsim.v1.BackendService/")
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _abort_message(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, TabletsimError):
+        return exc.code, str(exc)
+    log.exception("unexpected error in %s", method)
+    return grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}: {exc}"
+
+
+def servicer(cls: type) -> type:
+    """Class decorator: every public RPC method maps domain errors to gRPC statuses.
+
+    Unary methods and server-streaming async generators are both wrapped; a bug becomes
+    INTERNAL with a one-line message (the traceback goes to the log, never to the caller).
+    """
+    for name, fn in list(vars(cls).items()):
+        if name.startswith("_") or not callable(fn):
+            continue
+        if inspect.isasyncgenfunction(fn):
+            setattr(cls, name, _wrap_stream(fn, f"{cls.__name__}.{name}"))
+        elif inspect.iscoroutinefunction(fn):
+            setattr(cls, name, _wrap_unary(fn, f"{cls.__name__}.{name}"))
+    return cls
+
+
+def _wrap_unary(fn: Callable, method: str) -> Callable:
+    @functools.wraps(fn)
+    async def wrapper(self, request, context):
+        try:
+            return await fn(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to a status, logged when unexpected
+            code, message = _abort_message(exc, method)
+            await context.abort(code, message)
+
+    return wrapper
+
+
+def _wrap_stream(fn: Callable, method: str) -> Callable:
+    @functools.wraps(fn)
+    async def wrapper(self, request, context):
+        try:
+            async for item in fn(self, request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            code, message = _abort_message(exc, method)
+            await context.abort(code, message)
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------- auth
+
+
+def _rejecting_handler(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
+    async def reject_unary(request_or_iterator, context):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    async def reject_stream(request_or_iterator, context):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        yield  # pragma: no cover - makes this an async generator
+
+    des, ser = handler.request_deserializer, handler.response_serializer
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(reject_stream, des, ser)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(reject_unary, des, ser)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(reject_stream, des, ser)
+    return grpc.unary_unary_rpc_method_handler(reject_unary, des, ser)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Cluster-internal services need the cluster token; AdminService the admin token if set."""
+
+    def __init__(self, cluster_token: str, admin_token: str | None) -> None:
+        self._cluster_token = cluster_token
+        self._admin_token = admin_token or None
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        if method.startswith(CLUSTER_PREFIXES):
+            if metadata.get(CLUSTER_TOKEN_HEADER) != self._cluster_token:
+                return _rejecting_handler(
+                    handler,
+                    f"{method} needs the cluster token in '{CLUSTER_TOKEN_HEADER}' metadata; "
+                    "the token given is missing or wrong",
+                )
+        elif method.startswith(ADMIN_PREFIX) and self._admin_token is not None:
+            if metadata.get("authorization") != f"Bearer {self._admin_token}":
+                return _rejecting_handler(
+                    handler,
+                    "AdminService needs 'authorization: Bearer <admin token>' "
+                    "(the FE was started with an admin token)",
+                )
+        return handler
+
+
+class _TokenClientInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+):
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), *self._metadata)
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return await continuation(self._details(client_call_details), request_iterator)
+
+
+def cluster_channel(target: str, cluster_token: str) -> grpc.aio.Channel:
+    """A channel to a peer inside the cluster; every call carries the cluster token."""
+    interceptor = _TokenClientInterceptor(((CLUSTER_TOKEN_HEADER, cluster_token),))
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=[interceptor])
+
+
+def admin_channel(target: str, admin_token: str | None = None) -> grpc.aio.Channel:
+    """A channel an operator tool uses to reach AdminService."""
+    interceptors = []
+    if admin_token:
+        interceptors.append(_TokenClientInterceptor((("authorization", f"Bearer {admin_token}"),)))
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors)
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def build_server(
+    service_names: Iterable[str],
+    adders: Iterable[Callable[[grpc.aio.Server], None]],
+    *,
+    cluster_token: str,
+    admin_token: str | None = None,
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """A grpc.aio server with auth, reflection and the standard health service."""
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(cluster_token, admin_token)], options=CHANNEL_OPTIONS
+    )
+    for add in adders:
+        add(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    return server, health_servicer
+
+
+async def mark_serving(health_servicer: health.aio.HealthServicer, service_names: Iterable[str]) -> None:
+    for name in ("", *service_names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

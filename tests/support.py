@@ -1,0 +1,79 @@
+"""Test support shared by unit and integration tests: deadline-bound waits and grpcurl."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def assert_eventually(
+    probe: Callable[[], T], *, timeout_s: float, interval_s: float = 0.1, what: str = "condition"
+) -> T:
+    """Poll ``probe`` until it returns a truthy value or raise AssertionError at the deadline.
+
+    ``probe`` may raise AssertionError while the condition does not hold yet; the last such
+    message is reported when the deadline passes.
+    """
+    deadline = time.monotonic() + timeout_s
+    last_error: str = "never became true"
+    while True:
+        try:
+            value = probe()
+            if value:
+                return value
+        except AssertionError as exc:
+            last_error = str(exc)
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s:.1f} s waiting for {what}: {last_error}")
+        time.sleep(interval_s)
+
+
+GRPCURL = os.path.join(os.path.dirname(sys.executable), "grpcurl")
+
+
+@dataclass
+class GrpcurlResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout) if self.stdout.strip() else {}
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def grpcurl(
+    address: str,
+    method: str | None = None,
+    data: dict | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 30.0,
+    extra: list[str] | None = None,
+) -> GrpcurlResult:
+    """Run the real grpcurl as an operator would: ``grpcurl -plaintext [-H ..] [-d ..] addr method``."""
+    cmd = [GRPCURL, "-plaintext", "-max-time", str(int(timeout_s))]
+    for key, value in (headers or {}).items():
+        cmd += ["-H", f"{key}: {value}"]
+    if data is not None:
+        cmd += ["-d", json.dumps(data)]
+    cmd += list(extra or [])
+    cmd.append(address)
+    if method is None:
+        cmd.append("list")
+    else:
+        cmd.append(method)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 5, stdin=subprocess.DEVNULL)
+    return GrpcurlResult(proc.returncode, proc.stdout, proc.stderr)
