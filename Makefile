@@ -11,7 +11,7 @@ BE_PORT ?= 9060
 BROKER_PORT ?= 9092
 CLUSTER := $(PY) -m deploy.cluster --run-dir $(RUN_DIR)
 
-.PHONY: venv proto proto-check test unit integration lint cluster status stop kill-be start-be logs clean
+.PHONY: venv proto test unit integration lint cluster status stop kill-be start-be kill-fe start-fe logs clean
 
 venv: $(STAMP)
 
@@ -61,6 +61,12 @@ kill-be: $(STAMP)
 
 start-be: $(STAMP)
 	@$(CLUSTER) start-be $(BE)
+
+kill-fe: $(STAMP)
+	@$(CLUSTER) kill-fe
+
+start-fe: $(STAMP)
+	@$(CLUSTER) start-fe
 
 logs: $(STAMP)
 	@$(CLUSTER) logs

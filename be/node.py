@@ -7,6 +7,7 @@ import logging
 from be.agent.heartbeat import FeLink
 from be.service.backend import BackendServicer
 from be.storage.store import BeStore
+from be.storage.tablets import TabletManager
 from common.config import BeConfig
 from common.gen.tabletsim.v1 import backend_pb2_grpc
 from common.rpc import build_server, mark_serving
@@ -22,11 +23,12 @@ class BackendNode:
         self.config = config
         self.start_time_ms = now_ms()
         self.store = BeStore(config.storage_dir)
-        self.link = FeLink(config, self.store, self.start_time_ms, self.store.tablet_count)
+        self.tablets = TabletManager(self.store)
+        self.link = FeLink(config, self.store, self.start_time_ms, lambda: len(self.tablets))
         self._server = None
 
     async def start(self) -> None:
-        backend = BackendServicer(self.store, self.start_time_ms, lambda: self.link.backend_id)
+        backend = BackendServicer(self.store, self.tablets, self.start_time_ms, lambda: self.link.backend_id)
         self._server, health = build_server(
             SERVICES,
             [lambda s: backend_pb2_grpc.add_BackendServiceServicer_to_server(backend, s)],

@@ -45,9 +45,12 @@ def servicer(cls: type) -> type:
     Unary methods and server-streaming async generators are both wrapped; a bug becomes
     INTERNAL with a one-line message (the traceback goes to the log, never to the caller).
     """
-    for name, fn in list(vars(cls).items()):
-        if name.startswith("_") or not callable(fn):
+    methods: dict[str, Callable] = {}
+    for klass in reversed(cls.__mro__):  # mixins included; the subclass wins
+        if klass is object or klass.__module__.startswith("common.gen."):
             continue
+        methods.update({n: f for n, f in vars(klass).items() if not n.startswith("_") and callable(f)})
+    for name, fn in methods.items():
         if inspect.isasyncgenfunction(fn):
             setattr(cls, name, _wrap_stream(fn, f"{cls.__name__}.{name}"))
         elif inspect.iscoroutinefunction(fn):

@@ -10,12 +10,16 @@ from common.daemon import PeriodicDaemon
 from common.gen.tabletsim.v1 import admin_pb2_grpc, frontend_pb2_grpc
 from common.rpc import build_server, mark_serving
 from common.timefmt import now_ms
+from fe.catalog.catalog import Catalog
+from fe.catalog.health import tablet_is_unhealthy
+from fe.catalog.stats import Statistics
 from fe.persist.editlog import EditLog
 from fe.persist.ids import IdAllocator
 from fe.persist.journal import Journal
 from fe.service.admin import AdminServicer
 from fe.service.frontend import FrontendServicer
 from fe.system.backends import BackendRegistry
+from fe.system.be_client import BackendClients
 from fe.system.dynconfig import DynamicConfig
 
 log = logging.getLogger(__name__)
@@ -36,9 +40,18 @@ class FrontendNode:
             wall_ms=now_ms,
             mono=time.monotonic,
         )
+        self.clients = BackendClients(self.backends, config.cluster_token)
+        self.catalog = Catalog(self.journal, self.ids, self.backends, self.clients, self.dynconfig, now_ms)
+        self.inconsistent_tablets: set[int] = set()
+        self.stats = Statistics(
+            self.catalog,
+            lambda loc: tablet_is_unhealthy(loc, self.backends),
+            lambda tablet_id: tablet_id in self.inconsistent_tablets,
+        )
         self.journal.register("ids", self.ids)
         self.journal.register("config", self.dynconfig)
         self.journal.register("backend", self.backends)
+        self.journal.register("catalog", self.catalog)
         self._daemons: list[PeriodicDaemon] = []
         self._server = None
         self.port = 0
@@ -47,7 +60,7 @@ class FrontendNode:
         started = time.monotonic()
         self.journal.replay()
         log.info("metadata loaded in %.3f s", time.monotonic() - started)
-        admin = AdminServicer(self.backends)
+        admin = AdminServicer(self.backends, self.catalog, self.stats, self.dynconfig)
         frontend = FrontendServicer(self.backends, self.config.heartbeat_interval_ms)
         self._server, health = build_server(
             SERVICES,
@@ -83,5 +96,6 @@ class FrontendNode:
             await daemon.close()
         if self._server is not None:
             await self._server.stop(grace_s)
+        await self.clients.close()
         self.journal.close()
         log.info("FE stopped")

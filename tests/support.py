@@ -77,3 +77,42 @@ def grpcurl(
         cmd.append(method)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 5, stdin=subprocess.DEVNULL)
     return GrpcurlResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+class RpcError(AssertionError):
+    """A grpcurl call that failed: ``code`` is grpcurl's status name (e.g. 'InvalidArgument')."""
+
+    def __init__(self, method: str, stderr: str) -> None:
+        self.code = ""
+        self.message = stderr.strip()
+        for line in stderr.splitlines():
+            line = line.strip()
+            if line.startswith("Code:"):
+                self.code = line.split(":", 1)[1].strip()
+            elif line.startswith("Message:"):
+                self.message = line.split(":", 1)[1].strip()
+        super().__init__(f"{method}: {self.code}: {self.message}")
+
+
+class Admin:
+    """AdminService through the real grpcurl: ``admin.call('ShowTables', db='d')``."""
+
+    def __init__(self, address: str, headers: dict[str, str] | None = None) -> None:
+        self.address = address
+        self.headers = headers
+
+    def call(self, method: str, data: dict | None = None, *, timeout_s: float = 60.0, **fields: Any) -> Any:
+        payload = {**(data or {}), **fields}
+        res = grpcurl(self.address, f"tabletsim.v1.AdminService/{method}", payload,
+                      headers=self.headers, timeout_s=timeout_s)
+        if not res.ok:
+            raise RpcError(method, res.stderr)
+        return res.json
+
+    def error(self, method: str, data: dict | None = None, **fields: Any) -> RpcError:
+        """Call ``method`` expecting a failure; returns the error."""
+        try:
+            result = self.call(method, data, **fields)
+        except RpcError as exc:
+            return exc
+        raise AssertionError(f"{method} succeeded but should have failed: {result}")

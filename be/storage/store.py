@@ -16,6 +16,9 @@ BACKEND_ID_KEY = b"meta/backend_id"
 TABLET_PREFIX = b"tablet/"
 
 
+ROWSET_PREFIX = b"rowset/"
+
+
 def tablet_key(tablet_id: int) -> bytes:
     return TABLET_PREFIX + struct.pack(">Q", tablet_id)
 
@@ -39,13 +42,9 @@ class BeStore:
     def set_backend_id(self, backend_id: int) -> None:
         self.db.put(BACKEND_ID_KEY, str(backend_id).encode(), self.sync)
 
-    def tablet_count(self) -> int:
-        count = 0
-        for key in self.db.keys(from_key=TABLET_PREFIX):
-            if not key.startswith(TABLET_PREFIX):
-                break
-            count += 1
-        return count
+    def tablet_data_prefixes(self, tablet_id: int) -> list[bytes]:
+        """Key prefixes holding a tablet's data (its visible rowsets)."""
+        return [ROWSET_PREFIX + struct.pack(">Q", tablet_id)]
 
     def disk_usage(self, capacity_override: int | None) -> tuple[int, int, int]:
         """(total, data used, available) bytes of the storage dir, as a BE reports them."""

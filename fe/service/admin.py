@@ -1,19 +1,27 @@
-"""AdminService: what an operator does, over gRPC (grpcurl-friendly)."""
+"""AdminService: what an operator does, over gRPC (grpcurl-friendly).
+
+One servicer class made of one mixin per domain (backends here, the catalog in
+``admin_catalog``); the @servicer decorator maps domain errors to status codes for all of them.
+"""
 
 from __future__ import annotations
 
 from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc
 from common.rpc import servicer
 from common.timefmt import fmt_bytes, fmt_ms
+from fe.catalog.catalog import Catalog
+from fe.catalog.stats import Statistics
+from fe.service.admin_catalog import CatalogAdmin
 from fe.system.backends import BackendRegistry
+from fe.system.dynconfig import DynamicConfig
 
 
-@servicer
-class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, backends: BackendRegistry) -> None:
-        self._backends = backends
+class BackendsAdmin:
+    _backends: BackendRegistry
+    _catalog: Catalog
 
     async def ShowBackends(self, request, context):
+        placed = self._catalog.replicas_per_backend()
         rows = []
         for be in self._backends.all():
             disk = be.disk
@@ -31,7 +39,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                     last_start_time=fmt_ms(be.last_start_time_ms),
                     last_heartbeat=fmt_ms(be.last_heartbeat_ms),
                     alive=be.alive,
-                    tablet_num=be.tablet_num,
+                    tablet_num=placed.get(be.backend_id, 0),
                     data_used_capacity=fmt_bytes(disk.data_used),
                     avail_capacity=fmt_bytes(disk.avail_capacity),
                     total_capacity=fmt_bytes(disk.total_capacity),
@@ -40,3 +48,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 )
             )
         return admin_pb2.ShowBackendsResponse(backends=rows)
+
+
+@servicer
+class AdminServicer(BackendsAdmin, CatalogAdmin, admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, backends: BackendRegistry, catalog: Catalog, stats: Statistics,
+                 dynconfig: DynamicConfig) -> None:
+        self._backends = backends
+        self._catalog = catalog
+        self._stats = stats
+        self._dynconfig = dynconfig

@@ -119,3 +119,1176 @@ class ShowBackendsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ShowBackendsResponse: _TypeAlias = ShowBackendsResponse  # noqa: Y015
+
+@_typing.final
+class CreateDatabaseRequest(_message.Message):
+    """---------------------------------------------------------------- catalog"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    IF_NOT_EXISTS_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    if_not_exists: _builtins.bool
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        if_not_exists: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "if_not_exists", b"if_not_exists"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDatabaseRequest: _TypeAlias = CreateDatabaseRequest  # noqa: Y015
+
+@_typing.final
+class CreateDatabaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_ID_FIELD_NUMBER: _builtins.int
+    db_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        db_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db_id", b"db_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDatabaseResponse: _TypeAlias = CreateDatabaseResponse  # noqa: Y015
+
+@_typing.final
+class DropDatabaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    IF_EXISTS_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    if_exists: _builtins.bool
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        if_exists: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "if_exists", b"if_exists"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropDatabaseRequest: _TypeAlias = DropDatabaseRequest  # noqa: Y015
+
+@_typing.final
+class DropDatabaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropDatabaseResponse: _TypeAlias = DropDatabaseResponse  # noqa: Y015
+
+@_typing.final
+class ShowDatabasesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowDatabasesRequest: _TypeAlias = ShowDatabasesRequest  # noqa: Y015
+
+@_typing.final
+class DatabaseRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    TABLE_NUM_FIELD_NUMBER: _builtins.int
+    db_id: _builtins.int
+    name: _builtins.str
+    table_num: _builtins.int
+    def __init__(
+        self,
+        *,
+        db_id: _builtins.int = ...,
+        name: _builtins.str = ...,
+        table_num: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_table_num", b"_table_num", "table_num", b"table_num"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_table_num", b"_table_num", "db_id", b"db_id", "name", b"name", "table_num", b"table_num"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__table_num: _TypeAlias = _typing.Literal["table_num"]  # noqa: Y015
+    _WhichOneofArgType__table_num: _TypeAlias = _typing.Literal["_table_num", b"_table_num"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__table_num) -> _WhichOneofReturnType__table_num | None: ...
+
+Global___DatabaseRow: _TypeAlias = DatabaseRow  # noqa: Y015
+
+@_typing.final
+class ShowDatabasesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATABASES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def databases(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatabaseRow]: ...
+    def __init__(
+        self,
+        *,
+        databases: _abc.Iterable[Global___DatabaseRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["databases", b"databases"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowDatabasesResponse: _TypeAlias = ShowDatabasesResponse  # noqa: Y015
+
+@_typing.final
+class ColumnDef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    NOT_NULL_FIELD_NUMBER: _builtins.int
+    DEFAULT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    type: _builtins.str
+    """BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, LARGEINT, FLOAT, DOUBLE, DECIMAL(p,s), CHAR(n),
+    VARCHAR(n), STRING, DATE, DATETIME, JSON
+    """
+    not_null: _builtins.bool
+    """columns are NULL-able unless this is set"""
+    default: _builtins.str
+    """DEFAULT "value" """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        type: _builtins.str = ...,
+        not_null: _builtins.bool = ...,
+        default: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_default", b"_default", "default", b"default"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_default", b"_default", "default", b"default", "name", b"name", "not_null", b"not_null", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__default: _TypeAlias = _typing.Literal["default"]  # noqa: Y015
+    _WhichOneofArgType__default: _TypeAlias = _typing.Literal["_default", b"_default"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__default) -> _WhichOneofReturnType__default | None: ...
+
+Global___ColumnDef: _TypeAlias = ColumnDef  # noqa: Y015
+
+@_typing.final
+class PartitionDef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUES_LESS_THAN_FIELD_NUMBER: _builtins.int
+    LOWER_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    values_less_than: _builtins.str
+    """VALUES LESS THAN ("values_less_than"); "MAXVALUE" for the last one"""
+    lower: _builtins.str
+    """set together with values_less_than for a fixed range: VALUES [lower, values_less_than)"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        values_less_than: _builtins.str = ...,
+        lower: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_lower", b"_lower", "lower", b"lower"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lower", b"_lower", "lower", b"lower", "name", b"name", "values_less_than", b"values_less_than"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__lower: _TypeAlias = _typing.Literal["lower"]  # noqa: Y015
+    _WhichOneofArgType__lower: _TypeAlias = _typing.Literal["_lower", b"_lower"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lower) -> _WhichOneofReturnType__lower | None: ...
+
+Global___PartitionDef: _TypeAlias = PartitionDef  # noqa: Y015
+
+@_typing.final
+class CreateTableRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class PropertiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DB_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    DUPLICATE_KEY_FIELD_NUMBER: _builtins.int
+    PARTITION_COLUMN_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    DISTRIBUTED_BY_FIELD_NUMBER: _builtins.int
+    BUCKETS_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    IF_NOT_EXISTS_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    table: _builtins.str
+    partition_column: _builtins.str
+    """PARTITION BY RANGE(partition_column) (...partitions); unset: one partition"""
+    buckets: _builtins.int
+    if_not_exists: _builtins.bool
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedCompositeFieldContainer[Global___ColumnDef]: ...
+    @_builtins.property
+    def duplicate_key(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """DUPLICATE KEY(...): the first columns of the table; default: the first column"""
+
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionDef]: ...
+    @_builtins.property
+    def distributed_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """DISTRIBUTED BY HASH(distributed_by) BUCKETS buckets (default 3)"""
+
+    @_builtins.property
+    def properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """replication_num (default 3), write_quorum (MAJORITY | ONE | ALL, default MAJORITY)"""
+
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        table: _builtins.str = ...,
+        columns: _abc.Iterable[Global___ColumnDef] | None = ...,
+        duplicate_key: _abc.Iterable[_builtins.str] | None = ...,
+        partition_column: _builtins.str = ...,
+        partitions: _abc.Iterable[Global___PartitionDef] | None = ...,
+        distributed_by: _abc.Iterable[_builtins.str] | None = ...,
+        buckets: _builtins.int | None = ...,
+        properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        if_not_exists: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_buckets", b"_buckets", "buckets", b"buckets"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_buckets", b"_buckets", "buckets", b"buckets", "columns", b"columns", "db", b"db", "distributed_by", b"distributed_by", "duplicate_key", b"duplicate_key", "if_not_exists", b"if_not_exists", "partition_column", b"partition_column", "partitions", b"partitions", "properties", b"properties", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__buckets: _TypeAlias = _typing.Literal["buckets"]  # noqa: Y015
+    _WhichOneofArgType__buckets: _TypeAlias = _typing.Literal["_buckets", b"_buckets"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__buckets) -> _WhichOneofReturnType__buckets | None: ...
+
+Global___CreateTableRequest: _TypeAlias = CreateTableRequest  # noqa: Y015
+
+@_typing.final
+class CreateTableResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLE_ID_FIELD_NUMBER: _builtins.int
+    TABLET_NUM_FIELD_NUMBER: _builtins.int
+    REPLICA_NUM_FIELD_NUMBER: _builtins.int
+    table_id: _builtins.int
+    tablet_num: _builtins.int
+    replica_num: _builtins.int
+    def __init__(
+        self,
+        *,
+        table_id: _builtins.int = ...,
+        tablet_num: _builtins.int | None = ...,
+        replica_num: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_replica_num", b"_replica_num", "_tablet_num", b"_tablet_num", "replica_num", b"replica_num", "tablet_num", b"tablet_num"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_replica_num", b"_replica_num", "_tablet_num", b"_tablet_num", "replica_num", b"replica_num", "table_id", b"table_id", "tablet_num", b"tablet_num"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__replica_num: _TypeAlias = _typing.Literal["replica_num"]  # noqa: Y015
+    _WhichOneofArgType__replica_num: _TypeAlias = _typing.Literal["_replica_num", b"_replica_num"]  # noqa: Y015
+    _WhichOneofReturnType__tablet_num: _TypeAlias = _typing.Literal["tablet_num"]  # noqa: Y015
+    _WhichOneofArgType__tablet_num: _TypeAlias = _typing.Literal["_tablet_num", b"_tablet_num"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__replica_num) -> _WhichOneofReturnType__replica_num | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tablet_num) -> _WhichOneofReturnType__tablet_num | None: ...
+
+Global___CreateTableResponse: _TypeAlias = CreateTableResponse  # noqa: Y015
+
+@_typing.final
+class DropTableRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    IF_EXISTS_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    table: _builtins.str
+    if_exists: _builtins.bool
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        table: _builtins.str = ...,
+        if_exists: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "if_exists", b"if_exists", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropTableRequest: _TypeAlias = DropTableRequest  # noqa: Y015
+
+@_typing.final
+class DropTableResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropTableResponse: _TypeAlias = DropTableResponse  # noqa: Y015
+
+@_typing.final
+class ShowTablesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowTablesRequest: _TypeAlias = ShowTablesRequest  # noqa: Y015
+
+@_typing.final
+class TableRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLE_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PARTITION_NUM_FIELD_NUMBER: _builtins.int
+    TABLET_NUM_FIELD_NUMBER: _builtins.int
+    REPLICATION_NUM_FIELD_NUMBER: _builtins.int
+    WRITE_QUORUM_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    table_id: _builtins.int
+    name: _builtins.str
+    partition_num: _builtins.int
+    tablet_num: _builtins.int
+    replication_num: _builtins.int
+    write_quorum: _builtins.str
+    create_time: _builtins.str
+    def __init__(
+        self,
+        *,
+        table_id: _builtins.int = ...,
+        name: _builtins.str = ...,
+        partition_num: _builtins.int | None = ...,
+        tablet_num: _builtins.int | None = ...,
+        replication_num: _builtins.int | None = ...,
+        write_quorum: _builtins.str = ...,
+        create_time: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_partition_num", b"_partition_num", "_replication_num", b"_replication_num", "_tablet_num", b"_tablet_num", "partition_num", b"partition_num", "replication_num", b"replication_num", "tablet_num", b"tablet_num"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_partition_num", b"_partition_num", "_replication_num", b"_replication_num", "_tablet_num", b"_tablet_num", "create_time", b"create_time", "name", b"name", "partition_num", b"partition_num", "replication_num", b"replication_num", "table_id", b"table_id", "tablet_num", b"tablet_num", "write_quorum", b"write_quorum"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__partition_num: _TypeAlias = _typing.Literal["partition_num"]  # noqa: Y015
+    _WhichOneofArgType__partition_num: _TypeAlias = _typing.Literal["_partition_num", b"_partition_num"]  # noqa: Y015
+    _WhichOneofReturnType__replication_num: _TypeAlias = _typing.Literal["replication_num"]  # noqa: Y015
+    _WhichOneofArgType__replication_num: _TypeAlias = _typing.Literal["_replication_num", b"_replication_num"]  # noqa: Y015
+    _WhichOneofReturnType__tablet_num: _TypeAlias = _typing.Literal["tablet_num"]  # noqa: Y015
+    _WhichOneofArgType__tablet_num: _TypeAlias = _typing.Literal["_tablet_num", b"_tablet_num"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__partition_num) -> _WhichOneofReturnType__partition_num | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__replication_num) -> _WhichOneofReturnType__replication_num | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tablet_num) -> _WhichOneofReturnType__tablet_num | None: ...
+
+Global___TableRow: _TypeAlias = TableRow  # noqa: Y015
+
+@_typing.final
+class ShowTablesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tables(self) -> _containers.RepeatedCompositeFieldContainer[Global___TableRow]: ...
+    def __init__(
+        self,
+        *,
+        tables: _abc.Iterable[Global___TableRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tables", b"tables"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowTablesResponse: _TypeAlias = ShowTablesResponse  # noqa: Y015
+
+@_typing.final
+class DescribeTableRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    table: _builtins.str
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        table: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribeTableRequest: _TypeAlias = DescribeTableRequest  # noqa: Y015
+
+@_typing.final
+class DescribeColumnRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    NULL_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    DEFAULT_FIELD_NUMBER: _builtins.int
+    EXTRA_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    type: _builtins.str
+    null: _builtins.str
+    """YES / NO"""
+    key: _builtins.str
+    """true / false"""
+    default: _builtins.str
+    """NULL when none"""
+    extra: _builtins.str
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        type: _builtins.str = ...,
+        null: _builtins.str = ...,
+        key: _builtins.str = ...,
+        default: _builtins.str = ...,
+        extra: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default", b"default", "extra", b"extra", "field", b"field", "key", b"key", "null", b"null", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribeColumnRow: _TypeAlias = DescribeColumnRow  # noqa: Y015
+
+@_typing.final
+class PartitionRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTITION_ID_FIELD_NUMBER: _builtins.int
+    PARTITION_NAME_FIELD_NUMBER: _builtins.int
+    VISIBLE_VERSION_FIELD_NUMBER: _builtins.int
+    RANGE_FIELD_NUMBER: _builtins.int
+    BUCKETS_FIELD_NUMBER: _builtins.int
+    REPLICATION_NUM_FIELD_NUMBER: _builtins.int
+    partition_id: _builtins.int
+    partition_name: _builtins.str
+    visible_version: _builtins.int
+    range: _builtins.str
+    buckets: _builtins.int
+    replication_num: _builtins.int
+    def __init__(
+        self,
+        *,
+        partition_id: _builtins.int = ...,
+        partition_name: _builtins.str = ...,
+        visible_version: _builtins.int | None = ...,
+        range: _builtins.str = ...,
+        buckets: _builtins.int | None = ...,
+        replication_num: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_buckets", b"_buckets", "_replication_num", b"_replication_num", "_visible_version", b"_visible_version", "buckets", b"buckets", "replication_num", b"replication_num", "visible_version", b"visible_version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_buckets", b"_buckets", "_replication_num", b"_replication_num", "_visible_version", b"_visible_version", "buckets", b"buckets", "partition_id", b"partition_id", "partition_name", b"partition_name", "range", b"range", "replication_num", b"replication_num", "visible_version", b"visible_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__buckets: _TypeAlias = _typing.Literal["buckets"]  # noqa: Y015
+    _WhichOneofArgType__buckets: _TypeAlias = _typing.Literal["_buckets", b"_buckets"]  # noqa: Y015
+    _WhichOneofReturnType__replication_num: _TypeAlias = _typing.Literal["replication_num"]  # noqa: Y015
+    _WhichOneofArgType__replication_num: _TypeAlias = _typing.Literal["_replication_num", b"_replication_num"]  # noqa: Y015
+    _WhichOneofReturnType__visible_version: _TypeAlias = _typing.Literal["visible_version"]  # noqa: Y015
+    _WhichOneofArgType__visible_version: _TypeAlias = _typing.Literal["_visible_version", b"_visible_version"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__buckets) -> _WhichOneofReturnType__buckets | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__replication_num) -> _WhichOneofReturnType__replication_num | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__visible_version) -> _WhichOneofReturnType__visible_version | None: ...
+
+Global___PartitionRow: _TypeAlias = PartitionRow  # noqa: Y015
+
+@_typing.final
+class DescribeTableResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class PropertiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DB_ID_FIELD_NUMBER: _builtins.int
+    TABLE_ID_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    KEYS_TYPE_FIELD_NUMBER: _builtins.int
+    KEY_COLUMNS_FIELD_NUMBER: _builtins.int
+    PARTITION_COLUMN_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    DISTRIBUTED_BY_FIELD_NUMBER: _builtins.int
+    BUCKETS_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    CREATE_TABLE_STMT_FIELD_NUMBER: _builtins.int
+    db_id: _builtins.int
+    table_id: _builtins.int
+    table: _builtins.str
+    keys_type: _builtins.str
+    """DUP_KEYS"""
+    partition_column: _builtins.str
+    buckets: _builtins.int
+    create_table_stmt: _builtins.str
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedCompositeFieldContainer[Global___DescribeColumnRow]: ...
+    @_builtins.property
+    def key_columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionRow]: ...
+    @_builtins.property
+    def distributed_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        db_id: _builtins.int = ...,
+        table_id: _builtins.int = ...,
+        table: _builtins.str = ...,
+        columns: _abc.Iterable[Global___DescribeColumnRow] | None = ...,
+        keys_type: _builtins.str = ...,
+        key_columns: _abc.Iterable[_builtins.str] | None = ...,
+        partition_column: _builtins.str = ...,
+        partitions: _abc.Iterable[Global___PartitionRow] | None = ...,
+        distributed_by: _abc.Iterable[_builtins.str] | None = ...,
+        buckets: _builtins.int | None = ...,
+        properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        create_table_stmt: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_buckets", b"_buckets", "buckets", b"buckets"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_buckets", b"_buckets", "buckets", b"buckets", "columns", b"columns", "create_table_stmt", b"create_table_stmt", "db_id", b"db_id", "distributed_by", b"distributed_by", "key_columns", b"key_columns", "keys_type", b"keys_type", "partition_column", b"partition_column", "partitions", b"partitions", "properties", b"properties", "table", b"table", "table_id", b"table_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__buckets: _TypeAlias = _typing.Literal["buckets"]  # noqa: Y015
+    _WhichOneofArgType__buckets: _TypeAlias = _typing.Literal["_buckets", b"_buckets"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__buckets) -> _WhichOneofReturnType__buckets | None: ...
+
+Global___DescribeTableResponse: _TypeAlias = DescribeTableResponse  # noqa: Y015
+
+@_typing.final
+class AlterTableRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class PropertiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DB_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    table: _builtins.str
+    @_builtins.property
+    def properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        table: _builtins.str = ...,
+        properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "properties", b"properties", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AlterTableRequest: _TypeAlias = AlterTableRequest  # noqa: Y015
+
+@_typing.final
+class AlterTableResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class PropertiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["properties", b"properties"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AlterTableResponse: _TypeAlias = AlterTableResponse  # noqa: Y015
+
+@_typing.final
+class ReplicaRow(_message.Message):
+    """---------------------------------------------------------------- replicas"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLET_ID_FIELD_NUMBER: _builtins.int
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    BACKEND_ID_FIELD_NUMBER: _builtins.int
+    SCHEMA_HASH_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    LST_SUCCESS_VERSION_FIELD_NUMBER: _builtins.int
+    LST_FAILED_VERSION_FIELD_NUMBER: _builtins.int
+    LST_FAILED_TIME_FIELD_NUMBER: _builtins.int
+    DATA_SIZE_FIELD_NUMBER: _builtins.int
+    ROW_COUNT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    IS_BAD_FIELD_NUMBER: _builtins.int
+    VERSION_COUNT_FIELD_NUMBER: _builtins.int
+    PARTITION_NAME_FIELD_NUMBER: _builtins.int
+    tablet_id: _builtins.int
+    replica_id: _builtins.int
+    backend_id: _builtins.int
+    schema_hash: _builtins.int
+    version: _builtins.int
+    lst_success_version: _builtins.int
+    lst_failed_version: _builtins.int
+    lst_failed_time: _builtins.str
+    data_size: _builtins.int
+    row_count: _builtins.int
+    state: _builtins.str
+    is_bad: _builtins.bool
+    version_count: _builtins.int
+    partition_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        tablet_id: _builtins.int = ...,
+        replica_id: _builtins.int = ...,
+        backend_id: _builtins.int = ...,
+        schema_hash: _builtins.int | None = ...,
+        version: _builtins.int | None = ...,
+        lst_success_version: _builtins.int | None = ...,
+        lst_failed_version: _builtins.int | None = ...,
+        lst_failed_time: _builtins.str = ...,
+        data_size: _builtins.int | None = ...,
+        row_count: _builtins.int | None = ...,
+        state: _builtins.str = ...,
+        is_bad: _builtins.bool | None = ...,
+        version_count: _builtins.int | None = ...,
+        partition_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_data_size", b"_data_size", "_is_bad", b"_is_bad", "_lst_failed_version", b"_lst_failed_version", "_lst_success_version", b"_lst_success_version", "_row_count", b"_row_count", "_schema_hash", b"_schema_hash", "_version", b"_version", "_version_count", b"_version_count", "data_size", b"data_size", "is_bad", b"is_bad", "lst_failed_version", b"lst_failed_version", "lst_success_version", b"lst_success_version", "row_count", b"row_count", "schema_hash", b"schema_hash", "version", b"version", "version_count", b"version_count"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_data_size", b"_data_size", "_is_bad", b"_is_bad", "_lst_failed_version", b"_lst_failed_version", "_lst_success_version", b"_lst_success_version", "_row_count", b"_row_count", "_schema_hash", b"_schema_hash", "_version", b"_version", "_version_count", b"_version_count", "backend_id", b"backend_id", "data_size", b"data_size", "is_bad", b"is_bad", "lst_failed_time", b"lst_failed_time", "lst_failed_version", b"lst_failed_version", "lst_success_version", b"lst_success_version", "partition_name", b"partition_name", "replica_id", b"replica_id", "row_count", b"row_count", "schema_hash", b"schema_hash", "state", b"state", "tablet_id", b"tablet_id", "version", b"version", "version_count", b"version_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__data_size: _TypeAlias = _typing.Literal["data_size"]  # noqa: Y015
+    _WhichOneofArgType__data_size: _TypeAlias = _typing.Literal["_data_size", b"_data_size"]  # noqa: Y015
+    _WhichOneofReturnType__is_bad: _TypeAlias = _typing.Literal["is_bad"]  # noqa: Y015
+    _WhichOneofArgType__is_bad: _TypeAlias = _typing.Literal["_is_bad", b"_is_bad"]  # noqa: Y015
+    _WhichOneofReturnType__lst_failed_version: _TypeAlias = _typing.Literal["lst_failed_version"]  # noqa: Y015
+    _WhichOneofArgType__lst_failed_version: _TypeAlias = _typing.Literal["_lst_failed_version", b"_lst_failed_version"]  # noqa: Y015
+    _WhichOneofReturnType__lst_success_version: _TypeAlias = _typing.Literal["lst_success_version"]  # noqa: Y015
+    _WhichOneofArgType__lst_success_version: _TypeAlias = _typing.Literal["_lst_success_version", b"_lst_success_version"]  # noqa: Y015
+    _WhichOneofReturnType__row_count: _TypeAlias = _typing.Literal["row_count"]  # noqa: Y015
+    _WhichOneofArgType__row_count: _TypeAlias = _typing.Literal["_row_count", b"_row_count"]  # noqa: Y015
+    _WhichOneofReturnType__schema_hash: _TypeAlias = _typing.Literal["schema_hash"]  # noqa: Y015
+    _WhichOneofArgType__schema_hash: _TypeAlias = _typing.Literal["_schema_hash", b"_schema_hash"]  # noqa: Y015
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    _WhichOneofReturnType__version_count: _TypeAlias = _typing.Literal["version_count"]  # noqa: Y015
+    _WhichOneofArgType__version_count: _TypeAlias = _typing.Literal["_version_count", b"_version_count"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__data_size) -> _WhichOneofReturnType__data_size | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__is_bad) -> _WhichOneofReturnType__is_bad | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lst_failed_version) -> _WhichOneofReturnType__lst_failed_version | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lst_success_version) -> _WhichOneofReturnType__lst_success_version | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__row_count) -> _WhichOneofReturnType__row_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__schema_hash) -> _WhichOneofReturnType__schema_hash | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version_count) -> _WhichOneofReturnType__version_count | None: ...
+
+Global___ReplicaRow: _TypeAlias = ReplicaRow  # noqa: Y015
+
+@_typing.final
+class ShowTabletRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLET_ID_FIELD_NUMBER: _builtins.int
+    tablet_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        tablet_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tablet_id", b"tablet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowTabletRequest: _TypeAlias = ShowTabletRequest  # noqa: Y015
+
+@_typing.final
+class ShowTabletResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_NAME_FIELD_NUMBER: _builtins.int
+    TABLE_NAME_FIELD_NUMBER: _builtins.int
+    PARTITION_NAME_FIELD_NUMBER: _builtins.int
+    DB_ID_FIELD_NUMBER: _builtins.int
+    TABLE_ID_FIELD_NUMBER: _builtins.int
+    PARTITION_ID_FIELD_NUMBER: _builtins.int
+    TABLET_ID_FIELD_NUMBER: _builtins.int
+    VISIBLE_VERSION_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    db_name: _builtins.str
+    table_name: _builtins.str
+    partition_name: _builtins.str
+    db_id: _builtins.int
+    table_id: _builtins.int
+    partition_id: _builtins.int
+    tablet_id: _builtins.int
+    visible_version: _builtins.int
+    @_builtins.property
+    def replicas(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaRow]: ...
+    def __init__(
+        self,
+        *,
+        db_name: _builtins.str = ...,
+        table_name: _builtins.str = ...,
+        partition_name: _builtins.str = ...,
+        db_id: _builtins.int = ...,
+        table_id: _builtins.int = ...,
+        partition_id: _builtins.int = ...,
+        tablet_id: _builtins.int = ...,
+        visible_version: _builtins.int | None = ...,
+        replicas: _abc.Iterable[Global___ReplicaRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_visible_version", b"_visible_version", "visible_version", b"visible_version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_visible_version", b"_visible_version", "db_id", b"db_id", "db_name", b"db_name", "partition_id", b"partition_id", "partition_name", b"partition_name", "replicas", b"replicas", "table_id", b"table_id", "table_name", b"table_name", "tablet_id", b"tablet_id", "visible_version", b"visible_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__visible_version: _TypeAlias = _typing.Literal["visible_version"]  # noqa: Y015
+    _WhichOneofArgType__visible_version: _TypeAlias = _typing.Literal["_visible_version", b"_visible_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__visible_version) -> _WhichOneofReturnType__visible_version | None: ...
+
+Global___ShowTabletResponse: _TypeAlias = ShowTabletResponse  # noqa: Y015
+
+@_typing.final
+class ShowTabletsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    table: _builtins.str
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        table: _builtins.str = ...,
+        partitions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "partitions", b"partitions", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowTabletsRequest: _TypeAlias = ShowTabletsRequest  # noqa: Y015
+
+@_typing.final
+class ShowTabletsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tablets(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaRow]: ...
+    def __init__(
+        self,
+        *,
+        tablets: _abc.Iterable[Global___ReplicaRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tablets", b"tablets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowTabletsResponse: _TypeAlias = ShowTabletsResponse  # noqa: Y015
+
+@_typing.final
+class ShowReplicaDistributionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    table: _builtins.str
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        table: _builtins.str = ...,
+        partitions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "partitions", b"partitions", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowReplicaDistributionRequest: _TypeAlias = ShowReplicaDistributionRequest  # noqa: Y015
+
+@_typing.final
+class ReplicaDistributionRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKEND_ID_FIELD_NUMBER: _builtins.int
+    REPLICA_NUM_FIELD_NUMBER: _builtins.int
+    GRAPH_FIELD_NUMBER: _builtins.int
+    PERCENT_FIELD_NUMBER: _builtins.int
+    backend_id: _builtins.int
+    replica_num: _builtins.int
+    graph: _builtins.str
+    percent: _builtins.str
+    def __init__(
+        self,
+        *,
+        backend_id: _builtins.int = ...,
+        replica_num: _builtins.int | None = ...,
+        graph: _builtins.str = ...,
+        percent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_replica_num", b"_replica_num", "replica_num", b"replica_num"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_replica_num", b"_replica_num", "backend_id", b"backend_id", "graph", b"graph", "percent", b"percent", "replica_num", b"replica_num"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__replica_num: _TypeAlias = _typing.Literal["replica_num"]  # noqa: Y015
+    _WhichOneofArgType__replica_num: _TypeAlias = _typing.Literal["_replica_num", b"_replica_num"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__replica_num) -> _WhichOneofReturnType__replica_num | None: ...
+
+Global___ReplicaDistributionRow: _TypeAlias = ReplicaDistributionRow  # noqa: Y015
+
+@_typing.final
+class ShowReplicaDistributionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISTRIBUTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def distribution(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaDistributionRow]: ...
+    def __init__(
+        self,
+        *,
+        distribution: _abc.Iterable[Global___ReplicaDistributionRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distribution", b"distribution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowReplicaDistributionResponse: _TypeAlias = ShowReplicaDistributionResponse  # noqa: Y015
+
+@_typing.final
+class ShowProcRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """'/statistic' or '/statistic/<DbId>'"""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowProcRequest: _TypeAlias = ShowProcRequest  # noqa: Y015
+
+@_typing.final
+class ProcRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        values: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProcRow: _TypeAlias = ProcRow  # noqa: Y015
+
+@_typing.final
+class ShowProcResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMN_NAMES_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def column_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProcRow]: ...
+    def __init__(
+        self,
+        *,
+        column_names: _abc.Iterable[_builtins.str] | None = ...,
+        rows: _abc.Iterable[Global___ProcRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column_names", b"column_names", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowProcResponse: _TypeAlias = ShowProcResponse  # noqa: Y015
+
+@_typing.final
+class SetConfigRequest(_message.Message):
+    """---------------------------------------------------------------- configuration"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    value: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetConfigRequest: _TypeAlias = SetConfigRequest  # noqa: Y015
+
+@_typing.final
+class SetConfigResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetConfigResponse: _TypeAlias = SetConfigResponse  # noqa: Y015
+
+@_typing.final
+class ShowConfigRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATTERN_FIELD_NUMBER: _builtins.int
+    pattern: _builtins.str
+    """substring; SQL '%' wildcards are accepted"""
+    def __init__(
+        self,
+        *,
+        pattern: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pattern", b"pattern"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowConfigRequest: _TypeAlias = ShowConfigRequest  # noqa: Y015
+
+@_typing.final
+class ConfigRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    IS_MUTABLE_FIELD_NUMBER: _builtins.int
+    DEFAULT_FIELD_NUMBER: _builtins.int
+    STARROCKS_DEFAULT_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    value: _builtins.str
+    type: _builtins.str
+    is_mutable: _builtins.bool
+    default: _builtins.str
+    starrocks_default: _builtins.str
+    comment: _builtins.str
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        value: _builtins.str = ...,
+        type: _builtins.str = ...,
+        is_mutable: _builtins.bool = ...,
+        default: _builtins.str = ...,
+        starrocks_default: _builtins.str = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "default", b"default", "is_mutable", b"is_mutable", "key", b"key", "starrocks_default", b"starrocks_default", "type", b"type", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigRow: _TypeAlias = ConfigRow  # noqa: Y015
+
+@_typing.final
+class ShowConfigResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def configs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfigRow]: ...
+    def __init__(
+        self,
+        *,
+        configs: _abc.Iterable[Global___ConfigRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["configs", b"configs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowConfigResponse: _TypeAlias = ShowConfigResponse  # noqa: Y015

@@ -41,6 +41,76 @@ class AdminServiceStub:
                 request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowBackendsRequest.SerializeToString,
                 response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowBackendsResponse.FromString,
                 _registered_method=True)
+        self.CreateDatabase = channel.unary_unary(
+                '/tabletsim.v1.AdminService/CreateDatabase',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.CreateDatabaseRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.CreateDatabaseResponse.FromString,
+                _registered_method=True)
+        self.DropDatabase = channel.unary_unary(
+                '/tabletsim.v1.AdminService/DropDatabase',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.DropDatabaseRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.DropDatabaseResponse.FromString,
+                _registered_method=True)
+        self.ShowDatabases = channel.unary_unary(
+                '/tabletsim.v1.AdminService/ShowDatabases',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowDatabasesRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowDatabasesResponse.FromString,
+                _registered_method=True)
+        self.CreateTable = channel.unary_unary(
+                '/tabletsim.v1.AdminService/CreateTable',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.CreateTableRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.CreateTableResponse.FromString,
+                _registered_method=True)
+        self.DropTable = channel.unary_unary(
+                '/tabletsim.v1.AdminService/DropTable',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.DropTableRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.DropTableResponse.FromString,
+                _registered_method=True)
+        self.ShowTables = channel.unary_unary(
+                '/tabletsim.v1.AdminService/ShowTables',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowTablesRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowTablesResponse.FromString,
+                _registered_method=True)
+        self.DescribeTable = channel.unary_unary(
+                '/tabletsim.v1.AdminService/DescribeTable',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.DescribeTableRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.DescribeTableResponse.FromString,
+                _registered_method=True)
+        self.AlterTable = channel.unary_unary(
+                '/tabletsim.v1.AdminService/AlterTable',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.AlterTableRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.AlterTableResponse.FromString,
+                _registered_method=True)
+        self.ShowTablet = channel.unary_unary(
+                '/tabletsim.v1.AdminService/ShowTablet',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowTabletRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowTabletResponse.FromString,
+                _registered_method=True)
+        self.ShowTablets = channel.unary_unary(
+                '/tabletsim.v1.AdminService/ShowTablets',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowTabletsRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowTabletsResponse.FromString,
+                _registered_method=True)
+        self.ShowReplicaDistribution = channel.unary_unary(
+                '/tabletsim.v1.AdminService/ShowReplicaDistribution',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowReplicaDistributionRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowReplicaDistributionResponse.FromString,
+                _registered_method=True)
+        self.ShowProc = channel.unary_unary(
+                '/tabletsim.v1.AdminService/ShowProc',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowProcRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowProcResponse.FromString,
+                _registered_method=True)
+        self.SetConfig = channel.unary_unary(
+                '/tabletsim.v1.AdminService/SetConfig',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.SetConfigRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.SetConfigResponse.FromString,
+                _registered_method=True)
+        self.ShowConfig = channel.unary_unary(
+                '/tabletsim.v1.AdminService/ShowConfig',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowConfigRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowConfigResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -55,6 +125,101 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateDatabase(self, request, context):
+        """---- catalog
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropDatabase(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowDatabases(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTable(self, request, context):
+        """CREATE TABLE ... DUPLICATE KEY(...) [PARTITION BY RANGE(...)] DISTRIBUTED BY HASH(...) BUCKETS n
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropTable(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowTables(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeTable(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AlterTable(self, request, context):
+        """ALTER TABLE t SET ("write_quorum" = "...")
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowTablet(self, request, context):
+        """---- replicas
+        SHOW TABLET <id>: where a tablet is, and its replicas
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowTablets(self, request, context):
+        """SHOW TABLET FROM <table> [PARTITION (...)]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowReplicaDistribution(self, request, context):
+        """ADMIN SHOW REPLICA DISTRIBUTION FROM <table> [PARTITION (...)]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowProc(self, request, context):
+        """SHOW PROC '/statistic' | '/statistic/<DbId>'
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetConfig(self, request, context):
+        """---- configuration
+        ADMIN SET FRONTEND CONFIG ("name" = "value"); persisted through the edit log
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowConfig(self, request, context):
+        """ADMIN SHOW FRONTEND CONFIG [LIKE '%pattern%']
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +227,76 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ShowBackends,
                     request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowBackendsRequest.FromString,
                     response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowBackendsResponse.SerializeToString,
+            ),
+            'CreateDatabase': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDatabase,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.CreateDatabaseRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.CreateDatabaseResponse.SerializeToString,
+            ),
+            'DropDatabase': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropDatabase,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.DropDatabaseRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.DropDatabaseResponse.SerializeToString,
+            ),
+            'ShowDatabases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowDatabases,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowDatabasesRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowDatabasesResponse.SerializeToString,
+            ),
+            'CreateTable': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTable,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.CreateTableRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.CreateTableResponse.SerializeToString,
+            ),
+            'DropTable': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropTable,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.DropTableRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.DropTableResponse.SerializeToString,
+            ),
+            'ShowTables': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowTables,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowTablesRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowTablesResponse.SerializeToString,
+            ),
+            'DescribeTable': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeTable,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.DescribeTableRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.DescribeTableResponse.SerializeToString,
+            ),
+            'AlterTable': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterTable,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.AlterTableRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.AlterTableResponse.SerializeToString,
+            ),
+            'ShowTablet': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowTablet,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowTabletRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowTabletResponse.SerializeToString,
+            ),
+            'ShowTablets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowTablets,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowTabletsRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowTabletsResponse.SerializeToString,
+            ),
+            'ShowReplicaDistribution': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowReplicaDistribution,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowReplicaDistributionRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowReplicaDistributionResponse.SerializeToString,
+            ),
+            'ShowProc': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowProc,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowProcRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowProcResponse.SerializeToString,
+            ),
+            'SetConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetConfig,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.SetConfigRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.SetConfigResponse.SerializeToString,
+            ),
+            'ShowConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowConfig,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowConfigRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +328,384 @@ class AdminService:
             '/tabletsim.v1.AdminService/ShowBackends',
             tabletsim_dot_v1_dot_admin__pb2.ShowBackendsRequest.SerializeToString,
             tabletsim_dot_v1_dot_admin__pb2.ShowBackendsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDatabase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/CreateDatabase',
+            tabletsim_dot_v1_dot_admin__pb2.CreateDatabaseRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.CreateDatabaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropDatabase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/DropDatabase',
+            tabletsim_dot_v1_dot_admin__pb2.DropDatabaseRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.DropDatabaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowDatabases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/ShowDatabases',
+            tabletsim_dot_v1_dot_admin__pb2.ShowDatabasesRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.ShowDatabasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/CreateTable',
+            tabletsim_dot_v1_dot_admin__pb2.CreateTableRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.CreateTableResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropTable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/DropTable',
+            tabletsim_dot_v1_dot_admin__pb2.DropTableRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.DropTableResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowTables(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/ShowTables',
+            tabletsim_dot_v1_dot_admin__pb2.ShowTablesRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.ShowTablesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeTable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/DescribeTable',
+            tabletsim_dot_v1_dot_admin__pb2.DescribeTableRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.DescribeTableResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterTable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/AlterTable',
+            tabletsim_dot_v1_dot_admin__pb2.AlterTableRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.AlterTableResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowTablet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/ShowTablet',
+            tabletsim_dot_v1_dot_admin__pb2.ShowTabletRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.ShowTabletResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowTablets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/ShowTablets',
+            tabletsim_dot_v1_dot_admin__pb2.ShowTabletsRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.ShowTabletsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowReplicaDistribution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/ShowReplicaDistribution',
+            tabletsim_dot_v1_dot_admin__pb2.ShowReplicaDistributionRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.ShowReplicaDistributionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowProc(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/ShowProc',
+            tabletsim_dot_v1_dot_admin__pb2.ShowProcRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.ShowProcResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/SetConfig',
+            tabletsim_dot_v1_dot_admin__pb2.SetConfigRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.SetConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/ShowConfig',
+            tabletsim_dot_v1_dot_admin__pb2.ShowConfigRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.ShowConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

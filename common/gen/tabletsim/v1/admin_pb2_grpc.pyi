@@ -37,6 +37,33 @@ class AdminServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AdminServiceAsyncStub: ...
     ShowBackends: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowBackendsRequest, _admin_pb2.ShowBackendsResponse]
     """SHOW BACKENDS: one row per BE."""
+    CreateDatabase: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateDatabaseRequest, _admin_pb2.CreateDatabaseResponse]
+    """---- catalog"""
+    DropDatabase: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DropDatabaseRequest, _admin_pb2.DropDatabaseResponse]
+    ShowDatabases: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowDatabasesRequest, _admin_pb2.ShowDatabasesResponse]
+    CreateTable: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateTableRequest, _admin_pb2.CreateTableResponse]
+    """CREATE TABLE ... DUPLICATE KEY(...) [PARTITION BY RANGE(...)] DISTRIBUTED BY HASH(...) BUCKETS n"""
+    DropTable: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DropTableRequest, _admin_pb2.DropTableResponse]
+    ShowTables: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowTablesRequest, _admin_pb2.ShowTablesResponse]
+    DescribeTable: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DescribeTableRequest, _admin_pb2.DescribeTableResponse]
+    AlterTable: _grpc.UnaryUnaryMultiCallable[_admin_pb2.AlterTableRequest, _admin_pb2.AlterTableResponse]
+    """ALTER TABLE t SET ("write_quorum" = "...")"""
+    ShowTablet: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowTabletRequest, _admin_pb2.ShowTabletResponse]
+    """---- replicas
+    SHOW TABLET <id>: where a tablet is, and its replicas
+    """
+    ShowTablets: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowTabletsRequest, _admin_pb2.ShowTabletsResponse]
+    """SHOW TABLET FROM <table> [PARTITION (...)]"""
+    ShowReplicaDistribution: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowReplicaDistributionRequest, _admin_pb2.ShowReplicaDistributionResponse]
+    """ADMIN SHOW REPLICA DISTRIBUTION FROM <table> [PARTITION (...)]"""
+    ShowProc: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowProcRequest, _admin_pb2.ShowProcResponse]
+    """SHOW PROC '/statistic' | '/statistic/<DbId>'"""
+    SetConfig: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetConfigRequest, _admin_pb2.SetConfigResponse]
+    """---- configuration
+    ADMIN SET FRONTEND CONFIG ("name" = "value"); persisted through the edit log
+    """
+    ShowConfig: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowConfigRequest, _admin_pb2.ShowConfigResponse]
+    """ADMIN SHOW FRONTEND CONFIG [LIKE '%pattern%']"""
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -47,6 +74,33 @@ class AdminServiceAsyncStub(AdminServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ShowBackends: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowBackendsRequest, _admin_pb2.ShowBackendsResponse]  # type: ignore[assignment]
     """SHOW BACKENDS: one row per BE."""
+    CreateDatabase: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateDatabaseRequest, _admin_pb2.CreateDatabaseResponse]  # type: ignore[assignment]
+    """---- catalog"""
+    DropDatabase: _aio.UnaryUnaryMultiCallable[_admin_pb2.DropDatabaseRequest, _admin_pb2.DropDatabaseResponse]  # type: ignore[assignment]
+    ShowDatabases: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowDatabasesRequest, _admin_pb2.ShowDatabasesResponse]  # type: ignore[assignment]
+    CreateTable: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateTableRequest, _admin_pb2.CreateTableResponse]  # type: ignore[assignment]
+    """CREATE TABLE ... DUPLICATE KEY(...) [PARTITION BY RANGE(...)] DISTRIBUTED BY HASH(...) BUCKETS n"""
+    DropTable: _aio.UnaryUnaryMultiCallable[_admin_pb2.DropTableRequest, _admin_pb2.DropTableResponse]  # type: ignore[assignment]
+    ShowTables: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowTablesRequest, _admin_pb2.ShowTablesResponse]  # type: ignore[assignment]
+    DescribeTable: _aio.UnaryUnaryMultiCallable[_admin_pb2.DescribeTableRequest, _admin_pb2.DescribeTableResponse]  # type: ignore[assignment]
+    AlterTable: _aio.UnaryUnaryMultiCallable[_admin_pb2.AlterTableRequest, _admin_pb2.AlterTableResponse]  # type: ignore[assignment]
+    """ALTER TABLE t SET ("write_quorum" = "...")"""
+    ShowTablet: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowTabletRequest, _admin_pb2.ShowTabletResponse]  # type: ignore[assignment]
+    """---- replicas
+    SHOW TABLET <id>: where a tablet is, and its replicas
+    """
+    ShowTablets: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowTabletsRequest, _admin_pb2.ShowTabletsResponse]  # type: ignore[assignment]
+    """SHOW TABLET FROM <table> [PARTITION (...)]"""
+    ShowReplicaDistribution: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowReplicaDistributionRequest, _admin_pb2.ShowReplicaDistributionResponse]  # type: ignore[assignment]
+    """ADMIN SHOW REPLICA DISTRIBUTION FROM <table> [PARTITION (...)]"""
+    ShowProc: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowProcRequest, _admin_pb2.ShowProcResponse]  # type: ignore[assignment]
+    """SHOW PROC '/statistic' | '/statistic/<DbId>'"""
+    SetConfig: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetConfigRequest, _admin_pb2.SetConfigResponse]  # type: ignore[assignment]
+    """---- configuration
+    ADMIN SET FRONTEND CONFIG ("name" = "value"); persisted through the edit log
+    """
+    ShowConfig: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowConfigRequest, _admin_pb2.ShowConfigResponse]  # type: ignore[assignment]
+    """ADMIN SHOW FRONTEND CONFIG [LIKE '%pattern%']"""
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """AdminService is served by the FE: everything an operator does. When the FE has an admin
@@ -60,5 +114,116 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ShowBackendsResponse, _abc.Awaitable[_admin_pb2.ShowBackendsResponse]]:
         """SHOW BACKENDS: one row per BE."""
+
+    @_abc_1.abstractmethod
+    def CreateDatabase(
+        self,
+        request: _admin_pb2.CreateDatabaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.CreateDatabaseResponse, _abc.Awaitable[_admin_pb2.CreateDatabaseResponse]]:
+        """---- catalog"""
+
+    @_abc_1.abstractmethod
+    def DropDatabase(
+        self,
+        request: _admin_pb2.DropDatabaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.DropDatabaseResponse, _abc.Awaitable[_admin_pb2.DropDatabaseResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ShowDatabases(
+        self,
+        request: _admin_pb2.ShowDatabasesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ShowDatabasesResponse, _abc.Awaitable[_admin_pb2.ShowDatabasesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateTable(
+        self,
+        request: _admin_pb2.CreateTableRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.CreateTableResponse, _abc.Awaitable[_admin_pb2.CreateTableResponse]]:
+        """CREATE TABLE ... DUPLICATE KEY(...) [PARTITION BY RANGE(...)] DISTRIBUTED BY HASH(...) BUCKETS n"""
+
+    @_abc_1.abstractmethod
+    def DropTable(
+        self,
+        request: _admin_pb2.DropTableRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.DropTableResponse, _abc.Awaitable[_admin_pb2.DropTableResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ShowTables(
+        self,
+        request: _admin_pb2.ShowTablesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ShowTablesResponse, _abc.Awaitable[_admin_pb2.ShowTablesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DescribeTable(
+        self,
+        request: _admin_pb2.DescribeTableRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.DescribeTableResponse, _abc.Awaitable[_admin_pb2.DescribeTableResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AlterTable(
+        self,
+        request: _admin_pb2.AlterTableRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.AlterTableResponse, _abc.Awaitable[_admin_pb2.AlterTableResponse]]:
+        """ALTER TABLE t SET ("write_quorum" = "...")"""
+
+    @_abc_1.abstractmethod
+    def ShowTablet(
+        self,
+        request: _admin_pb2.ShowTabletRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ShowTabletResponse, _abc.Awaitable[_admin_pb2.ShowTabletResponse]]:
+        """---- replicas
+        SHOW TABLET <id>: where a tablet is, and its replicas
+        """
+
+    @_abc_1.abstractmethod
+    def ShowTablets(
+        self,
+        request: _admin_pb2.ShowTabletsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ShowTabletsResponse, _abc.Awaitable[_admin_pb2.ShowTabletsResponse]]:
+        """SHOW TABLET FROM <table> [PARTITION (...)]"""
+
+    @_abc_1.abstractmethod
+    def ShowReplicaDistribution(
+        self,
+        request: _admin_pb2.ShowReplicaDistributionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ShowReplicaDistributionResponse, _abc.Awaitable[_admin_pb2.ShowReplicaDistributionResponse]]:
+        """ADMIN SHOW REPLICA DISTRIBUTION FROM <table> [PARTITION (...)]"""
+
+    @_abc_1.abstractmethod
+    def ShowProc(
+        self,
+        request: _admin_pb2.ShowProcRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ShowProcResponse, _abc.Awaitable[_admin_pb2.ShowProcResponse]]:
+        """SHOW PROC '/statistic' | '/statistic/<DbId>'"""
+
+    @_abc_1.abstractmethod
+    def SetConfig(
+        self,
+        request: _admin_pb2.SetConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetConfigResponse, _abc.Awaitable[_admin_pb2.SetConfigResponse]]:
+        """---- configuration
+        ADMIN SET FRONTEND CONFIG ("name" = "value"); persisted through the edit log
+        """
+
+    @_abc_1.abstractmethod
+    def ShowConfig(
+        self,
+        request: _admin_pb2.ShowConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ShowConfigResponse, _abc.Awaitable[_admin_pb2.ShowConfigResponse]]:
+        """ADMIN SHOW FRONTEND CONFIG [LIKE '%pattern%']"""
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

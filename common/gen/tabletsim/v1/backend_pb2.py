@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atabletsim/v1/backend.proto\x12\x0ctabletsim.v1\"\x17\n\x15GetBackendInfoRequest\"l\n\x16GetBackendInfoResponse\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x15\n\rstart_time_ms\x18\x02 \x01(\x03\x12\x12\n\ntablet_num\x18\x03 \x01(\x03\x12\x13\n\x0bstorage_dir\x18\x04 \x01(\t2m\n\x0e\x42\x61\x63kendService\x12[\n\x0eGetBackendInfo\x12#.tabletsim.v1.GetBackendInfoRequest\x1a$.tabletsim.v1.GetBackendInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atabletsim/v1/backend.proto\x12\x0ctabletsim.v1\"\x17\n\x15GetBackendInfoRequest\"l\n\x16GetBackendInfoResponse\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x15\n\rstart_time_ms\x18\x02 \x01(\x03\x12\x12\n\ntablet_num\x18\x03 \x01(\x03\x12\x13\n\x0bstorage_dir\x18\x04 \x01(\t\"\x90\x01\n\nTabletMeta\x12\x11\n\ttablet_id\x18\x01 \x01(\x03\x12\x12\n\nreplica_id\x18\x02 \x01(\x03\x12\r\n\x05\x64\x62_id\x18\x03 \x01(\x03\x12\x10\n\x08table_id\x18\x04 \x01(\x03\x12\x14\n\x0cpartition_id\x18\x05 \x01(\x03\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12\x13\n\x0bschema_json\x18\x07 \x01(\t\"A\n\x14\x43reateTabletsRequest\x12)\n\x07tablets\x18\x01 \x03(\x0b\x32\x18.tabletsim.v1.TabletMeta\"(\n\x15\x43reateTabletsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\"(\n\x12\x44ropTabletsRequest\x12\x12\n\ntablet_ids\x18\x01 \x03(\x03\"&\n\x13\x44ropTabletsResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x05\x32\x9b\x02\n\x0e\x42\x61\x63kendService\x12[\n\x0eGetBackendInfo\x12#.tabletsim.v1.GetBackendInfoRequest\x1a$.tabletsim.v1.GetBackendInfoResponse\x12X\n\rCreateTablets\x12\".tabletsim.v1.CreateTabletsRequest\x1a#.tabletsim.v1.CreateTabletsResponse\x12R\n\x0b\x44ropTablets\x12 .tabletsim.v1.DropTabletsRequest\x1a!.tabletsim.v1.DropTabletsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETBACKENDINFOREQUEST']._serialized_end=67
   _globals['_GETBACKENDINFORESPONSE']._serialized_start=69
   _globals['_GETBACKENDINFORESPONSE']._serialized_end=177
-  _globals['_BACKENDSERVICE']._serialized_start=179
-  _globals['_BACKENDSERVICE']._serialized_end=288
+  _globals['_TABLETMETA']._serialized_start=180
+  _globals['_TABLETMETA']._serialized_end=324
+  _globals['_CREATETABLETSREQUEST']._serialized_start=326
+  _globals['_CREATETABLETSREQUEST']._serialized_end=391
+  _globals['_CREATETABLETSRESPONSE']._serialized_start=393
+  _globals['_CREATETABLETSRESPONSE']._serialized_end=433
+  _globals['_DROPTABLETSREQUEST']._serialized_start=435
+  _globals['_DROPTABLETSREQUEST']._serialized_end=475
+  _globals['_DROPTABLETSRESPONSE']._serialized_start=477
+  _globals['_DROPTABLETSRESPONSE']._serialized_end=515
+  _globals['_BACKENDSERVICE']._serialized_start=518
+  _globals['_BACKENDSERVICE']._serialized_end=801
 # @@protoc_insertion_point(module_scope)

@@ -3,8 +3,10 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -58,3 +60,122 @@ class GetBackendInfoResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetBackendInfoResponse: _TypeAlias = GetBackendInfoResponse  # noqa: Y015
+
+@_typing.final
+class TabletMeta(_message.Message):
+    """---------------------------------------------------------------- replicas (catalog)"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLET_ID_FIELD_NUMBER: _builtins.int
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    DB_ID_FIELD_NUMBER: _builtins.int
+    TABLE_ID_FIELD_NUMBER: _builtins.int
+    PARTITION_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    SCHEMA_JSON_FIELD_NUMBER: _builtins.int
+    tablet_id: _builtins.int
+    replica_id: _builtins.int
+    db_id: _builtins.int
+    table_id: _builtins.int
+    partition_id: _builtins.int
+    version: _builtins.int
+    """the version the new replica starts at (1 for a new partition)"""
+    schema_json: _builtins.str
+    """the table's columns, as the FE stores them"""
+    def __init__(
+        self,
+        *,
+        tablet_id: _builtins.int = ...,
+        replica_id: _builtins.int = ...,
+        db_id: _builtins.int = ...,
+        table_id: _builtins.int = ...,
+        partition_id: _builtins.int = ...,
+        version: _builtins.int = ...,
+        schema_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db_id", b"db_id", "partition_id", b"partition_id", "replica_id", b"replica_id", "schema_json", b"schema_json", "table_id", b"table_id", "tablet_id", b"tablet_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TabletMeta: _TypeAlias = TabletMeta  # noqa: Y015
+
+@_typing.final
+class CreateTabletsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tablets(self) -> _containers.RepeatedCompositeFieldContainer[Global___TabletMeta]: ...
+    def __init__(
+        self,
+        *,
+        tablets: _abc.Iterable[Global___TabletMeta] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tablets", b"tablets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTabletsRequest: _TypeAlias = CreateTabletsRequest  # noqa: Y015
+
+@_typing.final
+class CreateTabletsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATED_FIELD_NUMBER: _builtins.int
+    created: _builtins.int
+    def __init__(
+        self,
+        *,
+        created: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTabletsResponse: _TypeAlias = CreateTabletsResponse  # noqa: Y015
+
+@_typing.final
+class DropTabletsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLET_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tablet_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        tablet_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tablet_ids", b"tablet_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropTabletsRequest: _TypeAlias = DropTabletsRequest  # noqa: Y015
+
+@_typing.final
+class DropTabletsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DROPPED_FIELD_NUMBER: _builtins.int
+    dropped: _builtins.int
+    def __init__(
+        self,
+        *,
+        dropped: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropTabletsResponse: _TypeAlias = DropTabletsResponse  # noqa: Y015

@@ -41,6 +41,16 @@ class BackendServiceStub:
                 request_serializer=tabletsim_dot_v1_dot_backend__pb2.GetBackendInfoRequest.SerializeToString,
                 response_deserializer=tabletsim_dot_v1_dot_backend__pb2.GetBackendInfoResponse.FromString,
                 _registered_method=True)
+        self.CreateTablets = channel.unary_unary(
+                '/tabletsim.v1.BackendService/CreateTablets',
+                request_serializer=tabletsim_dot_v1_dot_backend__pb2.CreateTabletsRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_backend__pb2.CreateTabletsResponse.FromString,
+                _registered_method=True)
+        self.DropTablets = channel.unary_unary(
+                '/tabletsim.v1.BackendService/DropTablets',
+                request_serializer=tabletsim_dot_v1_dot_backend__pb2.DropTabletsRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_backend__pb2.DropTabletsResponse.FromString,
+                _registered_method=True)
 
 
 class BackendServiceServicer:
@@ -55,6 +65,20 @@ class BackendServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateTablets(self, request, context):
+        """Create-replica tasks of CREATE TABLE: make these tablets, empty, at their start version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropTablets(self, request, context):
+        """Drop tablet replicas and all their data (DROP TABLE, redundant replicas).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackendServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +86,16 @@ def add_BackendServiceServicer_to_server(servicer, server):
                     servicer.GetBackendInfo,
                     request_deserializer=tabletsim_dot_v1_dot_backend__pb2.GetBackendInfoRequest.FromString,
                     response_serializer=tabletsim_dot_v1_dot_backend__pb2.GetBackendInfoResponse.SerializeToString,
+            ),
+            'CreateTablets': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTablets,
+                    request_deserializer=tabletsim_dot_v1_dot_backend__pb2.CreateTabletsRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_backend__pb2.CreateTabletsResponse.SerializeToString,
+            ),
+            'DropTablets': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropTablets,
+                    request_deserializer=tabletsim_dot_v1_dot_backend__pb2.DropTabletsRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_backend__pb2.DropTabletsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +127,60 @@ class BackendService:
             '/tabletsim.v1.BackendService/GetBackendInfo',
             tabletsim_dot_v1_dot_backend__pb2.GetBackendInfoRequest.SerializeToString,
             tabletsim_dot_v1_dot_backend__pb2.GetBackendInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTablets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.BackendService/CreateTablets',
+            tabletsim_dot_v1_dot_backend__pb2.CreateTabletsRequest.SerializeToString,
+            tabletsim_dot_v1_dot_backend__pb2.CreateTabletsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropTablets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.BackendService/DropTablets',
+            tabletsim_dot_v1_dot_backend__pb2.DropTabletsRequest.SerializeToString,
+            tabletsim_dot_v1_dot_backend__pb2.DropTabletsResponse.FromString,
             options,
             channel_credentials,
             insecure,

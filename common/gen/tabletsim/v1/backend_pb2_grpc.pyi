@@ -37,6 +37,10 @@ class BackendServiceStub:
     def __new__(cls, channel: _aio.Channel) -> BackendServiceAsyncStub: ...
     GetBackendInfo: _grpc.UnaryUnaryMultiCallable[_backend_pb2.GetBackendInfoRequest, _backend_pb2.GetBackendInfoResponse]
     """Who this BE is and what it holds."""
+    CreateTablets: _grpc.UnaryUnaryMultiCallable[_backend_pb2.CreateTabletsRequest, _backend_pb2.CreateTabletsResponse]
+    """Create-replica tasks of CREATE TABLE: make these tablets, empty, at their start version."""
+    DropTablets: _grpc.UnaryUnaryMultiCallable[_backend_pb2.DropTabletsRequest, _backend_pb2.DropTabletsResponse]
+    """Drop tablet replicas and all their data (DROP TABLE, redundant replicas)."""
 
 @_typing.type_check_only
 class BackendServiceAsyncStub(BackendServiceStub):
@@ -47,6 +51,10 @@ class BackendServiceAsyncStub(BackendServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetBackendInfo: _aio.UnaryUnaryMultiCallable[_backend_pb2.GetBackendInfoRequest, _backend_pb2.GetBackendInfoResponse]  # type: ignore[assignment]
     """Who this BE is and what it holds."""
+    CreateTablets: _aio.UnaryUnaryMultiCallable[_backend_pb2.CreateTabletsRequest, _backend_pb2.CreateTabletsResponse]  # type: ignore[assignment]
+    """Create-replica tasks of CREATE TABLE: make these tablets, empty, at their start version."""
+    DropTablets: _aio.UnaryUnaryMultiCallable[_backend_pb2.DropTabletsRequest, _backend_pb2.DropTabletsResponse]  # type: ignore[assignment]
+    """Drop tablet replicas and all their data (DROP TABLE, redundant replicas)."""
 
 class BackendServiceServicer(metaclass=_abc_1.ABCMeta):
     """BackendService is served by each BE. The FE and peer BEs call it with the cluster token in
@@ -60,5 +68,21 @@ class BackendServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_backend_pb2.GetBackendInfoResponse, _abc.Awaitable[_backend_pb2.GetBackendInfoResponse]]:
         """Who this BE is and what it holds."""
+
+    @_abc_1.abstractmethod
+    def CreateTablets(
+        self,
+        request: _backend_pb2.CreateTabletsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_backend_pb2.CreateTabletsResponse, _abc.Awaitable[_backend_pb2.CreateTabletsResponse]]:
+        """Create-replica tasks of CREATE TABLE: make these tablets, empty, at their start version."""
+
+    @_abc_1.abstractmethod
+    def DropTablets(
+        self,
+        request: _backend_pb2.DropTabletsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_backend_pb2.DropTabletsResponse, _abc.Awaitable[_backend_pb2.DropTabletsResponse]]:
+        """Drop tablet replicas and all their data (DROP TABLE, redundant replicas)."""
 
 def add_BackendServiceServicer_to_server(servicer: BackendServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

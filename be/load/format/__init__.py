@@ -1,0 +1,28 @@
+"""Parsing and mapping of load batches, shared by Stream Load and Routine Load.
+
+``compile_load(spec, table_columns)`` checks a LoadSpec against a table once and returns a
+LoadPlan; ``plan.parse(body)`` maps a Stream Load body and ``plan.parse_messages(msgs)`` a Kafka
+batch into a BatchResult of converted rows, counts and filtered-row samples.
+"""
+
+from be.load.format.expr import parse_expression
+from be.load.format.functions import FUNCTIONS
+from be.load.format.jsonpath import MISSING, parse_jsonpaths, parse_path
+from be.load.format.plan import ColumnsMapping, LoadPlan, compile_load, parse_columns
+from be.load.format.spec import BatchResult, FilteredRow, LoadSpec, LoadSpecError
+
+__all__ = [
+    "FUNCTIONS",
+    "MISSING",
+    "BatchResult",
+    "ColumnsMapping",
+    "FilteredRow",
+    "LoadPlan",
+    "LoadSpec",
+    "LoadSpecError",
+    "compile_load",
+    "parse_columns",
+    "parse_expression",
+    "parse_jsonpaths",
+    "parse_path",
+]

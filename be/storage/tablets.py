@@ -1,0 +1,102 @@
+"""Tablet replicas on a BE: their metadata in RocksDB, kept in memory for fast lookups.
+
+    b"tablet/" + 8-byte tablet id  ->  orjson tablet meta (ids, schema, version)
+
+Rowsets (visible by version, pending by txn) live under their own prefixes and are added by the
+write path; dropping a tablet deletes them with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+from rocksdict import WriteBatch
+
+from be.storage.store import TABLET_PREFIX, BeStore, tablet_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TabletMeta:
+    tablet_id: int
+    replica_id: int
+    db_id: int
+    table_id: int
+    partition_id: int
+    version: int
+    schema_json: str
+    row_count: int = 0
+    data_size: int = 0
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> TabletMeta:
+        d: dict[str, Any] = orjson.loads(raw)
+        return cls(**d)
+
+
+class TabletManager:
+    """All tablet replicas of this BE."""
+
+    def __init__(self, store: BeStore) -> None:
+        self._store = store
+        self._tablets: dict[int, TabletMeta] = {}
+        for key, raw in store.db.items(from_key=TABLET_PREFIX):
+            if not key.startswith(TABLET_PREFIX):
+                break
+            meta = TabletMeta.decode(raw)
+            self._tablets[meta.tablet_id] = meta
+        log.info("loaded %d tablets", len(self._tablets))
+
+    def __len__(self) -> int:
+        return len(self._tablets)
+
+    def get(self, tablet_id: int) -> TabletMeta | None:
+        return self._tablets.get(tablet_id)
+
+    def all(self) -> list[TabletMeta]:
+        return list(self._tablets.values())
+
+    def create(self, metas: list[TabletMeta]) -> int:
+        """Create replicas (idempotent: an existing replica with the same id is kept)."""
+        batch = WriteBatch(raw_mode=True)
+        created = []
+        for meta in metas:
+            existing = self._tablets.get(meta.tablet_id)
+            if existing is not None and existing.replica_id == meta.replica_id:
+                continue
+            batch.put(tablet_key(meta.tablet_id), meta.encode())
+            created.append(meta)
+        if created:
+            self._store.db.write(batch, self._store.sync)
+            for meta in created:
+                self._tablets[meta.tablet_id] = meta
+        return len(created)
+
+    def save(self, meta: TabletMeta, batch: WriteBatch) -> None:
+        batch.put(tablet_key(meta.tablet_id), meta.encode())
+
+    def drop(self, tablet_ids: list[int]) -> int:
+        batch = WriteBatch(raw_mode=True)
+        dropped = 0
+        for tablet_id in tablet_ids:
+            if self._tablets.pop(tablet_id, None) is None:
+                continue
+            batch.delete(tablet_key(tablet_id))
+            for prefix in self._store.tablet_data_prefixes(tablet_id):
+                batch.delete_range(prefix, prefix + b"\xff" * 9)
+            dropped += 1
+        if dropped:
+            self._store.db.write(batch, self._store.sync)
+        return dropped
+
+
+def tablet_id_of(key: bytes) -> int:
+    return struct.unpack(">Q", key[len(TABLET_PREFIX):len(TABLET_PREFIX) + 8])[0]
