@@ -11,7 +11,10 @@ BE_PORT ?= 9060
 BROKER_PORT ?= 9092
 CLUSTER := $(PY) -m deploy.cluster --run-dir $(RUN_DIR)
 
-.PHONY: venv proto test unit integration lint cluster status stop kill-be start-be kill-fe start-fe logs clean
+bench: $(STAMP)
+	$(PY) -m bench.stream_load
+
+.PHONY: venv proto test unit integration lint bench cluster status stop kill-be start-be kill-fe start-fe logs clean
 
 venv: $(STAMP)
 

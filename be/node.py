@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 
 from be.agent.heartbeat import FeLink
+from be.agent.peers import PeerClients
+from be.load.coordinator import LoadCoordinator
 from be.service.backend import BackendServicer
+from be.storage.rowsets import RowsetStore
 from be.storage.store import BeStore
 from be.storage.tablets import TabletManager
 from common.config import BeConfig
@@ -24,11 +27,15 @@ class BackendNode:
         self.start_time_ms = now_ms()
         self.store = BeStore(config.storage_dir)
         self.tablets = TabletManager(self.store)
+        self.rowsets = RowsetStore(self.store, self.tablets)
         self.link = FeLink(config, self.store, self.start_time_ms, lambda: len(self.tablets))
+        self.peers = PeerClients(config.cluster_token)
+        self.coordinator = LoadCoordinator(lambda: self.link.backend_id, self.link.stub, self.rowsets, self.peers)
         self._server = None
 
     async def start(self) -> None:
-        backend = BackendServicer(self.store, self.tablets, self.start_time_ms, lambda: self.link.backend_id)
+        backend = BackendServicer(self.store, self.tablets, self.rowsets, self.coordinator,
+                                  self.start_time_ms, lambda: self.link.backend_id)
         self._server, health = build_server(
             SERVICES,
             [lambda s: backend_pb2_grpc.add_BackendServiceServicer_to_server(backend, s)],
@@ -46,8 +53,9 @@ class BackendNode:
         log.info("backend %d started", self.link.backend_id)
 
     async def stop(self, grace_s: float = 2.0) -> None:
-        await self.link.close()
         if self._server is not None:
             await self._server.stop(grace_s)
+        await self.link.close()
+        await self.peers.close()
         self.store.close()
         log.info("BE stopped")

@@ -35,6 +35,8 @@ CHANNEL_OPTIONS = [
 def _abort_message(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, TabletsimError):
         return exc.code, str(exc)
+    if isinstance(exc, grpc.aio.AioRpcError):  # a peer's answer, passed on as it was
+        return exc.code(), exc.details() or exc.code().name
     log.exception("unexpected error in %s", method)
     return grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}: {exc}"
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
+import grpc
+
 from common.config import FeConfig
 from common.daemon import PeriodicDaemon
-from common.gen.tabletsim.v1 import admin_pb2_grpc, frontend_pb2_grpc
+from common.gen.tabletsim.v1 import admin_pb2_grpc, backend_pb2, frontend_pb2_grpc
 from common.rpc import build_server, mark_serving
 from common.timefmt import now_ms
 from fe.catalog.catalog import Catalog
@@ -21,6 +24,8 @@ from fe.service.frontend import FrontendServicer
 from fe.system.backends import BackendRegistry
 from fe.system.be_client import BackendClients
 from fe.system.dynconfig import DynamicConfig
+from fe.txn.manager import TransactionManager
+from fe.txn.publish import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +56,13 @@ class FrontendNode:
         self.journal.register("ids", self.ids)
         self.journal.register("config", self.dynconfig)
         self.journal.register("backend", self.backends)
+        self.txns = TransactionManager(self.journal, self.ids, self.catalog, self.backends, self.dynconfig, now_ms)
+        self.publisher = Publisher(self.txns, self.catalog, self.backends, self.clients)
+        self.txns.on_aborted.append(self._clear_aborted)
         self.journal.register("catalog", self.catalog)
+        self.journal.register("txn", self.txns)
         self._daemons: list[PeriodicDaemon] = []
+        self._clearing: set[asyncio.Future] = set()
         self._server = None
         self.port = 0
 
@@ -60,8 +70,9 @@ class FrontendNode:
         started = time.monotonic()
         self.journal.replay()
         log.info("metadata loaded in %.3f s", time.monotonic() - started)
-        admin = AdminServicer(self.backends, self.catalog, self.stats, self.dynconfig)
-        frontend = FrontendServicer(self.backends, self.config.heartbeat_interval_ms)
+        admin = AdminServicer(self.backends, self.catalog, self.stats, self.dynconfig, self.txns, self.clients,
+                              self.inconsistent_tablets)
+        frontend = FrontendServicer(self.backends, self.catalog, self.txns, self.config.heartbeat_interval_ms)
         self._server, health = build_server(
             SERVICES,
             [
@@ -76,16 +87,38 @@ class FrontendNode:
             raise OSError(f"cannot bind the FE to {self.config.host}:{self.config.rpc_port}")
         await self._server.start()
         await mark_serving(health, SERVICES)
+        self.publish_daemon = PeriodicDaemon("publish", lambda: 0.05, self.publisher.run_once)
         self._daemons = [
             PeriodicDaemon(
                 "backend-liveness",
                 lambda: self.config.liveness_check_interval_ms / 1000,
                 self.backends.check_liveness,
-            )
+            ),
+            self.publish_daemon,
+            PeriodicDaemon("txn-timeout", lambda: 1.0, self.txns.abort_expired),
+            PeriodicDaemon("txn-label-clean", lambda: 60.0, self.txns.clean_finished),
         ]
         for daemon in self._daemons:
             daemon.start()
         log.info("FE serving on %s:%d (meta %s)", self.config.host, self.port, self.config.meta_dir)
+
+    def _clear_aborted(self, txn) -> None:
+        """Tell every alive BE to drop the aborted txn's pending rowsets (best effort: a BE that
+        misses it keeps them until it learns the txn is over)."""
+        self._clearing.add(asyncio.ensure_future(self._clear_on_backends(txn.txn_id)))
+
+    async def _clear_on_backends(self, txn_id: int) -> None:
+        async def clear(be_id: int) -> None:
+            try:
+                await self.clients.stub(be_id).ClearTransaction(
+                    backend_pb2.ClearTransactionRequest(txn_id=txn_id), timeout=5)
+            except grpc.aio.AioRpcError as exc:
+                log.info("backend %d did not clear txn %d: %s", be_id, txn_id, exc.code().name)
+
+        try:
+            await asyncio.gather(*(clear(b.backend_id) for b in self.backends.alive()))
+        finally:
+            self._clearing.discard(asyncio.current_task())
 
     async def wait(self) -> None:
         assert self._server is not None
@@ -94,6 +127,8 @@ class FrontendNode:
     async def stop(self, grace_s: float = 2.0) -> None:
         for daemon in self._daemons:
             await daemon.close()
+        for task in list(self._clearing):
+            task.cancel()
         if self._server is not None:
             await self._server.stop(grace_s)
         await self.clients.close()

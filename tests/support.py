@@ -67,15 +67,18 @@ def grpcurl(
     cmd = [GRPCURL, "-plaintext", "-max-time", str(int(timeout_s))]
     for key, value in (headers or {}).items():
         cmd += ["-H", f"{key}: {value}"]
+    stdin = None
     if data is not None:
-        cmd += ["-d", json.dumps(data)]
+        cmd += ["-d", "@"]  # the request on standard input: no size limit of a command-line argument
+        stdin = json.dumps(data)
     cmd += list(extra or [])
     cmd.append(address)
     if method is None:
         cmd.append("list")
     else:
         cmd.append(method)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 5, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 5,
+                          input=stdin if stdin is not None else "")
     return GrpcurlResult(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -101,18 +104,18 @@ class Admin:
         self.address = address
         self.headers = headers
 
-    def call(self, method: str, data: dict | None = None, *, timeout_s: float = 60.0, **fields: Any) -> Any:
-        payload = {**(data or {}), **fields}
+    def call(self, method: str, request: dict | None = None, *, timeout_s: float = 60.0, **fields: Any) -> Any:
+        payload = {**(request or {}), **fields}
         res = grpcurl(self.address, f"tabletsim.v1.AdminService/{method}", payload,
                       headers=self.headers, timeout_s=timeout_s)
         if not res.ok:
             raise RpcError(method, res.stderr)
         return res.json
 
-    def error(self, method: str, data: dict | None = None, **fields: Any) -> RpcError:
+    def error(self, method: str, request: dict | None = None, **fields: Any) -> RpcError:
         """Call ``method`` expecting a failure; returns the error."""
         try:
-            result = self.call(method, data, **fields)
+            result = self.call(method, request, **fields)
         except RpcError as exc:
             return exc
         raise AssertionError(f"{method} succeeded but should have failed: {result}")

@@ -5,19 +5,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import orjson
+
+from be.load.coordinator import LoadCoordinator
+from be.storage.rowsets import RowsetStore, StorageError
+from be.storage.scan import compile_predicates
 from be.storage.store import BeStore
 from be.storage.tablets import TabletManager, TabletMeta
-from common.errors import InvalidArgument
+from common.coltypes import Column
+from common.errors import FailedPrecondition, InvalidArgument
 from common.gen.tabletsim.v1 import backend_pb2, backend_pb2_grpc
+from common.rowcodec import encode_rows
 from common.rpc import servicer
 
 
 @servicer
 class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
-    def __init__(self, store: BeStore, tablets: TabletManager, start_time_ms: int,
-                 backend_id: Callable[[], int]) -> None:
+    def __init__(self, store: BeStore, tablets: TabletManager, rowsets: RowsetStore, coordinator: LoadCoordinator,
+                 start_time_ms: int, backend_id: Callable[[], int]) -> None:
         self._store = store
         self._tablets = tablets
+        self._rowsets = rowsets
+        self._coordinator = coordinator
         self._start_time_ms = start_time_ms
         self._backend_id = backend_id
 
@@ -44,5 +53,73 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
         return backend_pb2.CreateTabletsResponse(created=created)
 
     async def DropTablets(self, request, context):
-        dropped = await asyncio.to_thread(self._tablets.drop, list(request.tablet_ids))
+        ids = list(request.tablet_ids)
+        dropped = await asyncio.to_thread(self._tablets.drop, ids)
+        for tablet_id in ids:
+            self._rowsets.forget_tablet(tablet_id)
         return backend_pb2.DropTabletsResponse(dropped=dropped)
+
+    # ------------------------------------------------------------------ loads
+    async def ExecuteStreamLoad(self, request, context):
+        return await self._coordinator.stream_load(request)
+
+    async def WriteRows(self, request, context):
+        chunks = [(c.tablet_id, c.partition_id, c.rows, c.row_count) for c in request.chunks]
+        try:
+            written = await asyncio.to_thread(self._rowsets.write, request.txn_id, chunks)
+        except StorageError as exc:
+            raise FailedPrecondition(f"backend {self._backend_id()}: {exc}") from None
+        return backend_pb2.WriteRowsResponse(written_rows=written)
+
+    async def PublishVersion(self, request, context):
+        def publish_all() -> list[backend_pb2.PublishResult]:
+            out = []
+            for t in request.tablets:
+                outcome = self._rowsets.publish(request.txn_id, t.tablet_id, t.version)
+                meta = self._tablets.get(t.tablet_id)
+                out.append(backend_pb2.PublishResult(
+                    tablet_id=t.tablet_id, ok=outcome.ok, version=outcome.version, error=outcome.error,
+                    row_count=meta.row_count if meta else 0, data_size=meta.data_size if meta else 0,
+                ))
+            return out
+
+        return backend_pb2.PublishVersionResponse(results=await asyncio.to_thread(publish_all))
+
+    async def ClearTransaction(self, request, context):
+        cleared = await asyncio.to_thread(self._rowsets.clear, request.txn_id, list(request.tablet_ids) or None)
+        return backend_pb2.ClearTransactionResponse(cleared=cleared)
+
+    # ------------------------------------------------------------------ reads
+    async def ScanTablets(self, request, context):
+        def scan() -> tuple[int, list[tuple]]:
+            count, rows = 0, []
+            limit = request.limit
+            cache: dict[str, object] = {}
+            for t in request.tablets:
+                meta = self._tablets.get(t.tablet_id)
+                if meta is None:
+                    raise StorageError(f"tablet {t.tablet_id} does not exist on this backend")
+                test = cache.get(meta.schema_json)
+                if test is None:
+                    columns = [Column.from_dict(c) for c in orjson.loads(meta.schema_json)]
+                    test = cache[meta.schema_json] = compile_predicates(list(request.predicates), columns)
+                for row in self._rowsets.scan(t.tablet_id, t.version):
+                    if test(row):
+                        count += 1
+                        if len(rows) < limit:
+                            rows.append(row)
+            return count, rows
+
+        try:
+            count, rows = await asyncio.to_thread(scan)
+        except StorageError as exc:
+            raise FailedPrecondition(f"backend {self._backend_id()}: {exc}") from None
+        return backend_pb2.ScanTabletsResponse(count=count, rows=encode_rows(rows))
+
+    async def TabletChecksum(self, request, context):
+        try:
+            checksum, rows = await asyncio.to_thread(self._rowsets.checksum, request.tablet_id, request.version)
+        except StorageError as exc:
+            raise FailedPrecondition(f"backend {self._backend_id()}: {exc}") from None
+        return backend_pb2.TabletChecksumResponse(checksum=checksum, row_count=rows, version=request.version)
+

@@ -16,7 +16,8 @@ BACKEND_ID_KEY = b"meta/backend_id"
 TABLET_PREFIX = b"tablet/"
 
 
-ROWSET_PREFIX = b"rowset/"
+ROWSET_PREFIX = b"rs/"  # + tablet (8) + txn (8) + chunk (4): encoded rows
+PENDING_PREFIX = b"pend/"  # + tablet (8) + txn (8): pending rowset meta
 
 
 def tablet_key(tablet_id: int) -> bytes:
@@ -34,6 +35,9 @@ class BeStore:
         self.db = Rdict(os.path.join(storage_dir, "rocksdb"), opts)
         self.sync = WriteOptions()
         self.sync.sync = True
+        # Rowset data goes through RocksDB's WAL without an fsync per write: it survives the
+        # BE process being killed (the OS has it), which is the failure tabletsim simulates.
+        self.wal = WriteOptions()
 
     def backend_id(self) -> int:
         raw = self.db.get(BACKEND_ID_KEY)
@@ -43,8 +47,9 @@ class BeStore:
         self.db.put(BACKEND_ID_KEY, str(backend_id).encode(), self.sync)
 
     def tablet_data_prefixes(self, tablet_id: int) -> list[bytes]:
-        """Key prefixes holding a tablet's data (its visible rowsets)."""
-        return [ROWSET_PREFIX + struct.pack(">Q", tablet_id)]
+        """Key prefixes holding a tablet's data (its rowsets, visible and pending)."""
+        tid = struct.pack(">Q", tablet_id)
+        return [ROWSET_PREFIX + tid, PENDING_PREFIX + tid]
 
     def disk_usage(self, capacity_override: int | None) -> tuple[int, int, int]:
         """(total, data used, available) bytes of the storage dir, as a BE reports them."""

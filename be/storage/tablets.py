@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
@@ -32,6 +32,8 @@ class TabletMeta:
     schema_json: str
     row_count: int = 0
     data_size: int = 0
+    # visible rowsets, by version: [version, txn_id, rows, bytes, chunks]
+    rowsets: list[list[int]] = field(default_factory=list)
 
     def encode(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -40,6 +42,10 @@ class TabletMeta:
     def decode(cls, raw: bytes) -> TabletMeta:
         d: dict[str, Any] = orjson.loads(raw)
         return cls(**d)
+
+    @property
+    def version_count(self) -> int:
+        return len(self.rowsets) + 1
 
 
 class TabletManager:

@@ -37,6 +37,7 @@ class Journal:
         self._since_checkpoint = 0
         self._checkpoint_every = checkpoint_every
         self.replayed = 0
+        self.replaying = False  # domains skip live-only side effects (notifications) while True
 
     def register(self, name: str, domain: Domain) -> None:
         if name in self._domains:
@@ -46,12 +47,16 @@ class Journal:
     def replay(self) -> None:
         """Load the image into every domain and apply the records after it."""
         loaded = self._editlog.load()
-        if loaded.image_state is not None:
-            for name, domain in self._domains.items():
-                if name in loaded.image_state:
-                    domain.load(loaded.image_state[name])
-        for rec in loaded.tail:
-            self._apply(rec.op, rec.data)
+        self.replaying = True
+        try:
+            if loaded.image_state is not None:
+                for name, domain in self._domains.items():
+                    if name in loaded.image_state:
+                        domain.load(loaded.image_state[name])
+            for rec in loaded.tail:
+                self._apply(rec.op, rec.data)
+        finally:
+            self.replaying = False
         self.replayed = len(loaded.tail)
         self._since_checkpoint = len(loaded.tail)
         log.info("replayed image at seq %d and %d records", loaded.image_seq, len(loaded.tail))

@@ -12,8 +12,11 @@ from common.timefmt import fmt_bytes, fmt_ms
 from fe.catalog.catalog import Catalog
 from fe.catalog.stats import Statistics
 from fe.service.admin_catalog import CatalogAdmin
+from fe.service.admin_load import LoadAdmin
 from fe.system.backends import BackendRegistry
+from fe.system.be_client import BackendClients
 from fe.system.dynconfig import DynamicConfig
+from fe.txn.manager import TransactionManager
 
 
 class BackendsAdmin:
@@ -51,10 +54,14 @@ class BackendsAdmin:
 
 
 @servicer
-class AdminServicer(BackendsAdmin, CatalogAdmin, admin_pb2_grpc.AdminServiceServicer):
+class AdminServicer(BackendsAdmin, CatalogAdmin, LoadAdmin, admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, backends: BackendRegistry, catalog: Catalog, stats: Statistics,
-                 dynconfig: DynamicConfig) -> None:
+                 dynconfig: DynamicConfig, txns: TransactionManager, clients: BackendClients,
+                 inconsistent_tablets: set[int]) -> None:
         self._backends = backends
         self._catalog = catalog
         self._stats = stats
         self._dynconfig = dynconfig
+        self._txns = txns
+        self._clients = clients
+        self._inconsistent = inconsistent_tablets

@@ -1,11 +1,17 @@
-"""FrontendService: what BEs call on the FE."""
+"""FrontendService: what BEs call on the FE (registration, heartbeats, load transactions)."""
 
 from __future__ import annotations
 
+import orjson
+
 from common.errors import InvalidArgument
-from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc
+from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc, types_pb2
 from common.rpc import servicer
+from fe.catalog.catalog import Catalog
+from fe.catalog.model import Database, Table
 from fe.system.backends import BackendRegistry, DiskInfo, Heartbeat
+from fe.txn.manager import TransactionManager
+from fe.txn.state import SourceType, TxnStatus
 
 
 def _require_endpoint(host: str, port: int) -> None:
@@ -15,10 +21,49 @@ def _require_endpoint(host: str, port: int) -> None:
         raise InvalidArgument(f"field 'be_port' = {port}: must be a TCP port in 1..65535")
 
 
+def load_target(db: Database, table: Table, backends: BackendRegistry) -> types_pb2.LoadTarget:
+    """Where a load writes: every partition's tablets and the addresses of their replicas."""
+    partitions = []
+    for p in table.partitions:
+        tablets = []
+        for t in p.tablets:
+            replicas = []
+            for r in t.replicas:
+                be = backends.get(r.backend_id)
+                if be is not None:
+                    replicas.append(types_pb2.TargetReplica(backend_id=r.backend_id, address=be.address))
+            tablets.append(types_pb2.TargetTablet(tablet_id=t.tablet_id, replicas=replicas))
+        tp = types_pb2.TargetPartition(partition_id=p.partition_id, name=p.name, tablets=tablets)
+        if p.lower is not None:
+            tp.lower = p.lower
+        if p.upper is not None:
+            tp.upper = p.upper
+        partitions.append(tp)
+    return types_pb2.LoadTarget(
+        db_id=db.db_id, table_id=table.table_id, db=db.name, table=table.name,
+        columns_json=orjson.dumps([c.to_dict() for c in table.columns]).decode(),
+        partition_column=table.partition_column or "", partitions=partitions,
+        distribution_columns=table.distribution_columns, buckets=table.buckets,
+        replication_num=table.replication_num, quorum=table.quorum, write_quorum=table.write_quorum.value,
+    )
+
+
+def parse_source_type(text: str) -> SourceType:
+    try:
+        return SourceType(text or SourceType.BACKEND_STREAMING.value)
+    except ValueError:
+        raise InvalidArgument(
+            f"invalid source_type '{text}'; allowed: {', '.join(s.value for s in SourceType)}"
+        ) from None
+
+
 @servicer
 class FrontendServicer(frontend_pb2_grpc.FrontendServiceServicer):
-    def __init__(self, backends: BackendRegistry, heartbeat_interval_ms: int) -> None:
+    def __init__(self, backends: BackendRegistry, catalog: Catalog, txns: TransactionManager,
+                 heartbeat_interval_ms: int) -> None:
         self._backends = backends
+        self._catalog = catalog
+        self._txns = txns
         self._interval_ms = heartbeat_interval_ms
 
     async def RegisterBackend(self, request, context):
@@ -55,3 +100,28 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServiceServicer):
         return frontend_pb2.HeartbeatResponse(
             need_register=not known, heartbeat_interval_ms=self._interval_ms
         )
+
+    async def BeginTxn(self, request, context):
+        coordinator = f"BE: {request.coordinator_backend_id}" if request.coordinator_backend_id else "FE"
+        txn, db, table = self._txns.begin(
+            request.db, request.table, request.label, request.timeout_s, coordinator,
+            parse_source_type(request.source_type),
+        )
+        return frontend_pb2.BeginTxnResponse(txn_id=txn.txn_id, target=load_target(db, table, self._backends))
+
+    async def CommitTxn(self, request, context):
+        try:
+            attachment = orjson.loads(request.attachment_json) if request.attachment_json else {}
+        except orjson.JSONDecodeError as exc:
+            raise InvalidArgument(f"field 'attachment_json' is not JSON: {exc}") from None
+        tablets = {info.tablet_id: list(info.backend_ids) for info in request.tablet_commit_infos}
+        txn = self._txns.commit(request.txn_id, tablets, attachment, request.loaded_rows)
+        if request.wait_visible_ms > 0:
+            txn = await self._txns.wait_finished(txn.txn_id, request.wait_visible_ms / 1000)
+        return frontend_pb2.CommitTxnResponse(status=txn.status.value)
+
+    async def AbortTxn(self, request, context):
+        txn = self._txns.get(request.txn_id)
+        if txn.status is TxnStatus.PREPARE:
+            self._txns.abort(request.txn_id, request.reason or "aborted by the coordinator")
+        return frontend_pb2.AbortTxnResponse()

@@ -47,7 +47,8 @@ class FakeClients:
         return self.stubs.setdefault(be_id, FakeStub(be_id, self.fail))
 
 
-def build(path, clients: FakeClients, bes: int = 3):
+def build(path, clients: FakeClients, bes: int = 3, more=None):
+    """A journal with ids, config, backends and catalog (+ ``more(journal, catalog)`` domains), replayed."""
     journal = Journal(EditLog(str(path)))
     ids = IdAllocator()
     config = DynamicConfig(journal)
@@ -55,6 +56,7 @@ def build(path, clients: FakeClients, bes: int = 3):
     catalog = Catalog(journal, ids, backends, clients, config, wall_ms=lambda: 1_700_000_000_000)
     for name, dom in (("ids", ids), ("config", config), ("backend", backends), ("catalog", catalog)):
         journal.register(name, dom)
+    extra = more(journal, catalog) if more else None
     journal.replay()
     for i in range(bes):
         if len(backends.all()) < bes:
@@ -62,7 +64,7 @@ def build(path, clients: FakeClients, bes: int = 3):
         else:
             bid = backends.all()[i].backend_id
         backends.heartbeat(Heartbeat(bid, "127.0.0.1", 9060 + i, 0, 1, DiskInfo(), 0))
-    return journal, catalog
+    return (journal, catalog, extra) if more else (journal, catalog)
 
 
 def test_check_table_defaults_and_canonical_partitions():

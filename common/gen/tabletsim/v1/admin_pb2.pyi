@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from common.gen.tabletsim.v1 import types_pb2 as _types_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -1292,3 +1293,314 @@ class ShowConfigResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ShowConfigResponse: _TypeAlias = ShowConfigResponse  # noqa: Y015
+
+@_typing.final
+class ShowTransactionsRequest(_message.Message):
+    """---------------------------------------------------------------- loads and data"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    label: _builtins.str
+    txn_id: _builtins.int
+    status: _builtins.str
+    """PREPARE | COMMITTED | VISIBLE | ABORTED"""
+    limit: _builtins.int
+    """default 100, newest first"""
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        label: _builtins.str = ...,
+        txn_id: _builtins.int = ...,
+        status: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "label", b"label", "limit", b"limit", "status", b"status", "txn_id", b"txn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowTransactionsRequest: _TypeAlias = ShowTransactionsRequest  # noqa: Y015
+
+@_typing.final
+class TransactionRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSACTION_ID_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    COORDINATOR_FIELD_NUMBER: _builtins.int
+    TRANSACTION_STATUS_FIELD_NUMBER: _builtins.int
+    LOAD_JOB_SOURCE_TYPE_FIELD_NUMBER: _builtins.int
+    PREPARE_TIME_FIELD_NUMBER: _builtins.int
+    COMMIT_TIME_FIELD_NUMBER: _builtins.int
+    PUBLISH_TIME_FIELD_NUMBER: _builtins.int
+    FINISH_TIME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ERROR_REPLICAS_COUNT_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    PARTITION_VERSIONS_FIELD_NUMBER: _builtins.int
+    LOADED_ROWS_FIELD_NUMBER: _builtins.int
+    transaction_id: _builtins.int
+    label: _builtins.str
+    coordinator: _builtins.str
+    transaction_status: _builtins.str
+    load_job_source_type: _builtins.str
+    prepare_time: _builtins.str
+    commit_time: _builtins.str
+    publish_time: _builtins.str
+    finish_time: _builtins.str
+    reason: _builtins.str
+    error_replicas_count: _builtins.int
+    table: _builtins.str
+    partition_versions: _builtins.str
+    """partition -> version committed"""
+    loaded_rows: _builtins.int
+    def __init__(
+        self,
+        *,
+        transaction_id: _builtins.int = ...,
+        label: _builtins.str = ...,
+        coordinator: _builtins.str = ...,
+        transaction_status: _builtins.str = ...,
+        load_job_source_type: _builtins.str = ...,
+        prepare_time: _builtins.str = ...,
+        commit_time: _builtins.str = ...,
+        publish_time: _builtins.str = ...,
+        finish_time: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        error_replicas_count: _builtins.int | None = ...,
+        table: _builtins.str = ...,
+        partition_versions: _builtins.str = ...,
+        loaded_rows: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_error_replicas_count", b"_error_replicas_count", "_loaded_rows", b"_loaded_rows", "error_replicas_count", b"error_replicas_count", "loaded_rows", b"loaded_rows"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error_replicas_count", b"_error_replicas_count", "_loaded_rows", b"_loaded_rows", "commit_time", b"commit_time", "coordinator", b"coordinator", "error_replicas_count", b"error_replicas_count", "finish_time", b"finish_time", "label", b"label", "load_job_source_type", b"load_job_source_type", "loaded_rows", b"loaded_rows", "partition_versions", b"partition_versions", "prepare_time", b"prepare_time", "publish_time", b"publish_time", "reason", b"reason", "table", b"table", "transaction_id", b"transaction_id", "transaction_status", b"transaction_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__error_replicas_count: _TypeAlias = _typing.Literal["error_replicas_count"]  # noqa: Y015
+    _WhichOneofArgType__error_replicas_count: _TypeAlias = _typing.Literal["_error_replicas_count", b"_error_replicas_count"]  # noqa: Y015
+    _WhichOneofReturnType__loaded_rows: _TypeAlias = _typing.Literal["loaded_rows"]  # noqa: Y015
+    _WhichOneofArgType__loaded_rows: _TypeAlias = _typing.Literal["_loaded_rows", b"_loaded_rows"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__error_replicas_count) -> _WhichOneofReturnType__error_replicas_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__loaded_rows) -> _WhichOneofReturnType__loaded_rows | None: ...
+
+Global___TransactionRow: _TypeAlias = TransactionRow  # noqa: Y015
+
+@_typing.final
+class ShowTransactionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSACTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def transactions(self) -> _containers.RepeatedCompositeFieldContainer[Global___TransactionRow]: ...
+    def __init__(
+        self,
+        *,
+        transactions: _abc.Iterable[Global___TransactionRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["transactions", b"transactions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowTransactionsResponse: _TypeAlias = ShowTransactionsResponse  # noqa: Y015
+
+@_typing.final
+class QueryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    PREDICATES_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    table: _builtins.str
+    limit: _builtins.int
+    """rows to return (default 100; 0 = count only)"""
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def predicates(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Predicate]: ...
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """projection; empty = all"""
+
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        table: _builtins.str = ...,
+        partitions: _abc.Iterable[_builtins.str] | None = ...,
+        predicates: _abc.Iterable[_types_pb2.Predicate] | None = ...,
+        limit: _builtins.int | None = ...,
+        columns: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "columns", b"columns", "db", b"db", "limit", b"limit", "partitions", b"partitions", "predicates", b"predicates", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+
+Global___QueryRequest: _TypeAlias = QueryRequest  # noqa: Y015
+
+@_typing.final
+class QueryRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """as text; NULL for null"""
+
+    def __init__(
+        self,
+        *,
+        values: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryRow: _TypeAlias = QueryRow  # noqa: Y015
+
+@_typing.final
+class QueryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    COLUMN_NAMES_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    READ_FROM_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    @_builtins.property
+    def column_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueryRow]: ...
+    @_builtins.property
+    def read_from(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"tablet T @ version V from backend B", for the curious"""
+
+    def __init__(
+        self,
+        *,
+        count: _builtins.int | None = ...,
+        column_names: _abc.Iterable[_builtins.str] | None = ...,
+        rows: _abc.Iterable[Global___QueryRow] | None = ...,
+        read_from: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "count", b"count"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "column_names", b"column_names", "count", b"count", "read_from", b"read_from", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__count: _TypeAlias = _typing.Literal["count"]  # noqa: Y015
+    _WhichOneofArgType__count: _TypeAlias = _typing.Literal["_count", b"_count"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__count) -> _WhichOneofReturnType__count | None: ...
+
+Global___QueryResponse: _TypeAlias = QueryResponse  # noqa: Y015
+
+@_typing.final
+class CheckConsistencyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    table: _builtins.str
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        table: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckConsistencyRequest: _TypeAlias = CheckConsistencyRequest  # noqa: Y015
+
+@_typing.final
+class ReplicaChecksum(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLET_ID_FIELD_NUMBER: _builtins.int
+    BACKEND_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CHECKSUM_FIELD_NUMBER: _builtins.int
+    ROW_COUNT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    tablet_id: _builtins.int
+    backend_id: _builtins.int
+    version: _builtins.int
+    checksum: _builtins.str
+    row_count: _builtins.int
+    error: _builtins.str
+    def __init__(
+        self,
+        *,
+        tablet_id: _builtins.int = ...,
+        backend_id: _builtins.int = ...,
+        version: _builtins.int = ...,
+        checksum: _builtins.str = ...,
+        row_count: _builtins.int | None = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_row_count", b"_row_count", "row_count", b"row_count"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_row_count", b"_row_count", "backend_id", b"backend_id", "checksum", b"checksum", "error", b"error", "row_count", b"row_count", "tablet_id", b"tablet_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__row_count: _TypeAlias = _typing.Literal["row_count"]  # noqa: Y015
+    _WhichOneofArgType__row_count: _TypeAlias = _typing.Literal["_row_count", b"_row_count"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__row_count) -> _WhichOneofReturnType__row_count | None: ...
+
+Global___ReplicaChecksum: _TypeAlias = ReplicaChecksum  # noqa: Y015
+
+@_typing.final
+class CheckConsistencyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKED_TABLETS_FIELD_NUMBER: _builtins.int
+    INCONSISTENT_TABLETS_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    checked_tablets: _builtins.int
+    inconsistent_tablets: _builtins.int
+    @_builtins.property
+    def replicas(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaChecksum]: ...
+    def __init__(
+        self,
+        *,
+        checked_tablets: _builtins.int | None = ...,
+        inconsistent_tablets: _builtins.int | None = ...,
+        replicas: _abc.Iterable[Global___ReplicaChecksum] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_checked_tablets", b"_checked_tablets", "_inconsistent_tablets", b"_inconsistent_tablets", "checked_tablets", b"checked_tablets", "inconsistent_tablets", b"inconsistent_tablets"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_checked_tablets", b"_checked_tablets", "_inconsistent_tablets", b"_inconsistent_tablets", "checked_tablets", b"checked_tablets", "inconsistent_tablets", b"inconsistent_tablets", "replicas", b"replicas"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__checked_tablets: _TypeAlias = _typing.Literal["checked_tablets"]  # noqa: Y015
+    _WhichOneofArgType__checked_tablets: _TypeAlias = _typing.Literal["_checked_tablets", b"_checked_tablets"]  # noqa: Y015
+    _WhichOneofReturnType__inconsistent_tablets: _TypeAlias = _typing.Literal["inconsistent_tablets"]  # noqa: Y015
+    _WhichOneofArgType__inconsistent_tablets: _TypeAlias = _typing.Literal["_inconsistent_tablets", b"_inconsistent_tablets"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__checked_tablets) -> _WhichOneofReturnType__checked_tablets | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__inconsistent_tablets) -> _WhichOneofReturnType__inconsistent_tablets | None: ...
+
+Global___CheckConsistencyResponse: _TypeAlias = CheckConsistencyResponse  # noqa: Y015

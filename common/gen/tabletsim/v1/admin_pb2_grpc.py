@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from common.gen.tabletsim.v1 import admin_pb2 as tabletsim_dot_v1_dot_admin__pb2
+from common.gen.tabletsim.v1 import types_pb2 as tabletsim_dot_v1_dot_types__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -100,6 +101,26 @@ class AdminServiceStub:
                 '/tabletsim.v1.AdminService/ShowProc',
                 request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowProcRequest.SerializeToString,
                 response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowProcResponse.FromString,
+                _registered_method=True)
+        self.StreamLoad = channel.unary_unary(
+                '/tabletsim.v1.AdminService/StreamLoad',
+                request_serializer=tabletsim_dot_v1_dot_types__pb2.StreamLoadRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_types__pb2.StreamLoadResult.FromString,
+                _registered_method=True)
+        self.ShowTransactions = channel.unary_unary(
+                '/tabletsim.v1.AdminService/ShowTransactions',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowTransactionsRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowTransactionsResponse.FromString,
+                _registered_method=True)
+        self.Query = channel.unary_unary(
+                '/tabletsim.v1.AdminService/Query',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.QueryRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.QueryResponse.FromString,
+                _registered_method=True)
+        self.CheckConsistency = channel.unary_unary(
+                '/tabletsim.v1.AdminService/CheckConsistency',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.CheckConsistencyRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.CheckConsistencyResponse.FromString,
                 _registered_method=True)
         self.SetConfig = channel.unary_unary(
                 '/tabletsim.v1.AdminService/SetConfig',
@@ -205,6 +226,35 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamLoad(self, request, context):
+        """---- loads and data
+        Stream Load: the FE picks a coordinator BE, which parses, distributes, writes and commits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowTransactions(self, request, context):
+        """SHOW TRANSACTION(S): by label, txn id or status, or the latest of a database.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Query(self, request, context):
+        """Count and rows at the partitions' visible versions, one healthy replica per tablet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckConsistency(self, request, context):
+        """ADMIN CHECK TABLET ... consistency: compare every replica's checksum at the visible version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetConfig(self, request, context):
         """---- configuration
         ADMIN SET FRONTEND CONFIG ("name" = "value"); persisted through the edit log
@@ -287,6 +337,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ShowProc,
                     request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowProcRequest.FromString,
                     response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowProcResponse.SerializeToString,
+            ),
+            'StreamLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.StreamLoad,
+                    request_deserializer=tabletsim_dot_v1_dot_types__pb2.StreamLoadRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_types__pb2.StreamLoadResult.SerializeToString,
+            ),
+            'ShowTransactions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowTransactions,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowTransactionsRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowTransactionsResponse.SerializeToString,
+            ),
+            'Query': grpc.unary_unary_rpc_method_handler(
+                    servicer.Query,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.QueryRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.QueryResponse.SerializeToString,
+            ),
+            'CheckConsistency': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckConsistency,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.CheckConsistencyRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.CheckConsistencyResponse.SerializeToString,
             ),
             'SetConfig': grpc.unary_unary_rpc_method_handler(
                     servicer.SetConfig,
@@ -652,6 +722,114 @@ class AdminService:
             '/tabletsim.v1.AdminService/ShowProc',
             tabletsim_dot_v1_dot_admin__pb2.ShowProcRequest.SerializeToString,
             tabletsim_dot_v1_dot_admin__pb2.ShowProcResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/StreamLoad',
+            tabletsim_dot_v1_dot_types__pb2.StreamLoadRequest.SerializeToString,
+            tabletsim_dot_v1_dot_types__pb2.StreamLoadResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowTransactions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/ShowTransactions',
+            tabletsim_dot_v1_dot_admin__pb2.ShowTransactionsRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.ShowTransactionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Query(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/Query',
+            tabletsim_dot_v1_dot_admin__pb2.QueryRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckConsistency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/CheckConsistency',
+            tabletsim_dot_v1_dot_admin__pb2.CheckConsistencyRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.CheckConsistencyResponse.FromString,
             options,
             channel_credentials,
             insecure,

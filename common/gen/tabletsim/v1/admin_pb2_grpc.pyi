@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from common.gen.tabletsim.v1 import admin_pb2 as _admin_pb2
+from common.gen.tabletsim.v1 import types_pb2 as _types_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -58,6 +59,16 @@ class AdminServiceStub:
     """ADMIN SHOW REPLICA DISTRIBUTION FROM <table> [PARTITION (...)]"""
     ShowProc: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowProcRequest, _admin_pb2.ShowProcResponse]
     """SHOW PROC '/statistic' | '/statistic/<DbId>'"""
+    StreamLoad: _grpc.UnaryUnaryMultiCallable[_types_pb2.StreamLoadRequest, _types_pb2.StreamLoadResult]
+    """---- loads and data
+    Stream Load: the FE picks a coordinator BE, which parses, distributes, writes and commits.
+    """
+    ShowTransactions: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowTransactionsRequest, _admin_pb2.ShowTransactionsResponse]
+    """SHOW TRANSACTION(S): by label, txn id or status, or the latest of a database."""
+    Query: _grpc.UnaryUnaryMultiCallable[_admin_pb2.QueryRequest, _admin_pb2.QueryResponse]
+    """Count and rows at the partitions' visible versions, one healthy replica per tablet."""
+    CheckConsistency: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CheckConsistencyRequest, _admin_pb2.CheckConsistencyResponse]
+    """ADMIN CHECK TABLET ... consistency: compare every replica's checksum at the visible version."""
     SetConfig: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetConfigRequest, _admin_pb2.SetConfigResponse]
     """---- configuration
     ADMIN SET FRONTEND CONFIG ("name" = "value"); persisted through the edit log
@@ -95,6 +106,16 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """ADMIN SHOW REPLICA DISTRIBUTION FROM <table> [PARTITION (...)]"""
     ShowProc: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowProcRequest, _admin_pb2.ShowProcResponse]  # type: ignore[assignment]
     """SHOW PROC '/statistic' | '/statistic/<DbId>'"""
+    StreamLoad: _aio.UnaryUnaryMultiCallable[_types_pb2.StreamLoadRequest, _types_pb2.StreamLoadResult]  # type: ignore[assignment]
+    """---- loads and data
+    Stream Load: the FE picks a coordinator BE, which parses, distributes, writes and commits.
+    """
+    ShowTransactions: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowTransactionsRequest, _admin_pb2.ShowTransactionsResponse]  # type: ignore[assignment]
+    """SHOW TRANSACTION(S): by label, txn id or status, or the latest of a database."""
+    Query: _aio.UnaryUnaryMultiCallable[_admin_pb2.QueryRequest, _admin_pb2.QueryResponse]  # type: ignore[assignment]
+    """Count and rows at the partitions' visible versions, one healthy replica per tablet."""
+    CheckConsistency: _aio.UnaryUnaryMultiCallable[_admin_pb2.CheckConsistencyRequest, _admin_pb2.CheckConsistencyResponse]  # type: ignore[assignment]
+    """ADMIN CHECK TABLET ... consistency: compare every replica's checksum at the visible version."""
     SetConfig: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetConfigRequest, _admin_pb2.SetConfigResponse]  # type: ignore[assignment]
     """---- configuration
     ADMIN SET FRONTEND CONFIG ("name" = "value"); persisted through the edit log
@@ -207,6 +228,40 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ShowProcResponse, _abc.Awaitable[_admin_pb2.ShowProcResponse]]:
         """SHOW PROC '/statistic' | '/statistic/<DbId>'"""
+
+    @_abc_1.abstractmethod
+    def StreamLoad(
+        self,
+        request: _types_pb2.StreamLoadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.StreamLoadResult, _abc.Awaitable[_types_pb2.StreamLoadResult]]:
+        """---- loads and data
+        Stream Load: the FE picks a coordinator BE, which parses, distributes, writes and commits.
+        """
+
+    @_abc_1.abstractmethod
+    def ShowTransactions(
+        self,
+        request: _admin_pb2.ShowTransactionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ShowTransactionsResponse, _abc.Awaitable[_admin_pb2.ShowTransactionsResponse]]:
+        """SHOW TRANSACTION(S): by label, txn id or status, or the latest of a database."""
+
+    @_abc_1.abstractmethod
+    def Query(
+        self,
+        request: _admin_pb2.QueryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.QueryResponse, _abc.Awaitable[_admin_pb2.QueryResponse]]:
+        """Count and rows at the partitions' visible versions, one healthy replica per tablet."""
+
+    @_abc_1.abstractmethod
+    def CheckConsistency(
+        self,
+        request: _admin_pb2.CheckConsistencyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.CheckConsistencyResponse, _abc.Awaitable[_admin_pb2.CheckConsistencyResponse]]:
+        """ADMIN CHECK TABLET ... consistency: compare every replica's checksum at the visible version."""
 
     @_abc_1.abstractmethod
     def SetConfig(

@@ -22,29 +22,58 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from common.gen.tabletsim.v1 import types_pb2 as tabletsim_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atabletsim/v1/backend.proto\x12\x0ctabletsim.v1\"\x17\n\x15GetBackendInfoRequest\"l\n\x16GetBackendInfoResponse\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x15\n\rstart_time_ms\x18\x02 \x01(\x03\x12\x12\n\ntablet_num\x18\x03 \x01(\x03\x12\x13\n\x0bstorage_dir\x18\x04 \x01(\t\"\x90\x01\n\nTabletMeta\x12\x11\n\ttablet_id\x18\x01 \x01(\x03\x12\x12\n\nreplica_id\x18\x02 \x01(\x03\x12\r\n\x05\x64\x62_id\x18\x03 \x01(\x03\x12\x10\n\x08table_id\x18\x04 \x01(\x03\x12\x14\n\x0cpartition_id\x18\x05 \x01(\x03\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12\x13\n\x0bschema_json\x18\x07 \x01(\t\"A\n\x14\x43reateTabletsRequest\x12)\n\x07tablets\x18\x01 \x03(\x0b\x32\x18.tabletsim.v1.TabletMeta\"(\n\x15\x43reateTabletsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\"(\n\x12\x44ropTabletsRequest\x12\x12\n\ntablet_ids\x18\x01 \x03(\x03\"&\n\x13\x44ropTabletsResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x05\x32\x9b\x02\n\x0e\x42\x61\x63kendService\x12[\n\x0eGetBackendInfo\x12#.tabletsim.v1.GetBackendInfoRequest\x1a$.tabletsim.v1.GetBackendInfoResponse\x12X\n\rCreateTablets\x12\".tabletsim.v1.CreateTabletsRequest\x1a#.tabletsim.v1.CreateTabletsResponse\x12R\n\x0b\x44ropTablets\x12 .tabletsim.v1.DropTabletsRequest\x1a!.tabletsim.v1.DropTabletsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atabletsim/v1/backend.proto\x12\x0ctabletsim.v1\x1a\x18tabletsim/v1/types.proto\"\x17\n\x15GetBackendInfoRequest\"l\n\x16GetBackendInfoResponse\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x15\n\rstart_time_ms\x18\x02 \x01(\x03\x12\x12\n\ntablet_num\x18\x03 \x01(\x03\x12\x13\n\x0bstorage_dir\x18\x04 \x01(\t\"\x90\x01\n\nTabletMeta\x12\x11\n\ttablet_id\x18\x01 \x01(\x03\x12\x12\n\nreplica_id\x18\x02 \x01(\x03\x12\r\n\x05\x64\x62_id\x18\x03 \x01(\x03\x12\x10\n\x08table_id\x18\x04 \x01(\x03\x12\x14\n\x0cpartition_id\x18\x05 \x01(\x03\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12\x13\n\x0bschema_json\x18\x07 \x01(\t\"A\n\x14\x43reateTabletsRequest\x12)\n\x07tablets\x18\x01 \x03(\x0b\x32\x18.tabletsim.v1.TabletMeta\"(\n\x15\x43reateTabletsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\"(\n\x12\x44ropTabletsRequest\x12\x12\n\ntablet_ids\x18\x01 \x03(\x03\"&\n\x13\x44ropTabletsResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x05\"U\n\tRowsChunk\x12\x11\n\ttablet_id\x18\x01 \x01(\x03\x12\x14\n\x0cpartition_id\x18\x02 \x01(\x03\x12\x0c\n\x04rows\x18\x03 \x01(\x0c\x12\x11\n\trow_count\x18\x04 \x01(\x03\"K\n\x10WriteRowsRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12\'\n\x06\x63hunks\x18\x02 \x03(\x0b\x32\x17.tabletsim.v1.RowsChunk\")\n\x11WriteRowsResponse\x12\x14\n\x0cwritten_rows\x18\x01 \x01(\x03\"I\n\rPublishTablet\x12\x11\n\ttablet_id\x18\x01 \x01(\x03\x12\x14\n\x0cpartition_id\x18\x02 \x01(\x03\x12\x0f\n\x07version\x18\x03 \x01(\x03\"U\n\x15PublishVersionRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12,\n\x07tablets\x18\x02 \x03(\x0b\x32\x1b.tabletsim.v1.PublishTablet\"t\n\rPublishResult\x12\x11\n\ttablet_id\x18\x01 \x01(\x03\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x11\n\trow_count\x18\x05 \x01(\x03\x12\x11\n\tdata_size\x18\x06 \x01(\x03\"F\n\x16PublishVersionResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.tabletsim.v1.PublishResult\"=\n\x17\x43learTransactionRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12\x12\n\ntablet_ids\x18\x02 \x03(\x03\"+\n\x18\x43learTransactionResponse\x12\x0f\n\x07\x63leared\x18\x01 \x01(\x05\"0\n\nScanTablet\x12\x11\n\ttablet_id\x18\x01 \x01(\x03\x12\x0f\n\x07version\x18\x02 \x01(\x03\"{\n\x12ScanTabletsRequest\x12)\n\x07tablets\x18\x01 \x03(\x0b\x32\x18.tabletsim.v1.ScanTablet\x12+\n\npredicates\x18\x02 \x03(\x0b\x32\x17.tabletsim.v1.Predicate\x12\r\n\x05limit\x18\x03 \x01(\x03\"2\n\x13ScanTabletsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x0c\n\x04rows\x18\x02 \x01(\x0c\";\n\x15TabletChecksumRequest\x12\x11\n\ttablet_id\x18\x01 \x01(\x03\x12\x0f\n\x07version\x18\x02 \x01(\x03\"N\n\x16TabletChecksumResponse\x12\x10\n\x08\x63hecksum\x18\x01 \x01(\t\x12\x11\n\trow_count\x18\x02 \x01(\x03\x12\x0f\n\x07version\x18\x03 \x01(\x03\x32\xb0\x06\n\x0e\x42\x61\x63kendService\x12[\n\x0eGetBackendInfo\x12#.tabletsim.v1.GetBackendInfoRequest\x1a$.tabletsim.v1.GetBackendInfoResponse\x12X\n\rCreateTablets\x12\".tabletsim.v1.CreateTabletsRequest\x1a#.tabletsim.v1.CreateTabletsResponse\x12R\n\x0b\x44ropTablets\x12 .tabletsim.v1.DropTabletsRequest\x1a!.tabletsim.v1.DropTabletsResponse\x12T\n\x11\x45xecuteStreamLoad\x12\x1f.tabletsim.v1.StreamLoadRequest\x1a\x1e.tabletsim.v1.StreamLoadResult\x12L\n\tWriteRows\x12\x1e.tabletsim.v1.WriteRowsRequest\x1a\x1f.tabletsim.v1.WriteRowsResponse\x12[\n\x0ePublishVersion\x12#.tabletsim.v1.PublishVersionRequest\x1a$.tabletsim.v1.PublishVersionResponse\x12\x61\n\x10\x43learTransaction\x12%.tabletsim.v1.ClearTransactionRequest\x1a&.tabletsim.v1.ClearTransactionResponse\x12R\n\x0bScanTablets\x12 .tabletsim.v1.ScanTabletsRequest\x1a!.tabletsim.v1.ScanTabletsResponse\x12[\n\x0eTabletChecksum\x12#.tabletsim.v1.TabletChecksumRequest\x1a$.tabletsim.v1.TabletChecksumResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tabletsim.v1.backend_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETBACKENDINFOREQUEST']._serialized_start=44
-  _globals['_GETBACKENDINFOREQUEST']._serialized_end=67
-  _globals['_GETBACKENDINFORESPONSE']._serialized_start=69
-  _globals['_GETBACKENDINFORESPONSE']._serialized_end=177
-  _globals['_TABLETMETA']._serialized_start=180
-  _globals['_TABLETMETA']._serialized_end=324
-  _globals['_CREATETABLETSREQUEST']._serialized_start=326
-  _globals['_CREATETABLETSREQUEST']._serialized_end=391
-  _globals['_CREATETABLETSRESPONSE']._serialized_start=393
-  _globals['_CREATETABLETSRESPONSE']._serialized_end=433
-  _globals['_DROPTABLETSREQUEST']._serialized_start=435
-  _globals['_DROPTABLETSREQUEST']._serialized_end=475
-  _globals['_DROPTABLETSRESPONSE']._serialized_start=477
-  _globals['_DROPTABLETSRESPONSE']._serialized_end=515
-  _globals['_BACKENDSERVICE']._serialized_start=518
-  _globals['_BACKENDSERVICE']._serialized_end=801
+  _globals['_GETBACKENDINFOREQUEST']._serialized_start=70
+  _globals['_GETBACKENDINFOREQUEST']._serialized_end=93
+  _globals['_GETBACKENDINFORESPONSE']._serialized_start=95
+  _globals['_GETBACKENDINFORESPONSE']._serialized_end=203
+  _globals['_TABLETMETA']._serialized_start=206
+  _globals['_TABLETMETA']._serialized_end=350
+  _globals['_CREATETABLETSREQUEST']._serialized_start=352
+  _globals['_CREATETABLETSREQUEST']._serialized_end=417
+  _globals['_CREATETABLETSRESPONSE']._serialized_start=419
+  _globals['_CREATETABLETSRESPONSE']._serialized_end=459
+  _globals['_DROPTABLETSREQUEST']._serialized_start=461
+  _globals['_DROPTABLETSREQUEST']._serialized_end=501
+  _globals['_DROPTABLETSRESPONSE']._serialized_start=503
+  _globals['_DROPTABLETSRESPONSE']._serialized_end=541
+  _globals['_ROWSCHUNK']._serialized_start=543
+  _globals['_ROWSCHUNK']._serialized_end=628
+  _globals['_WRITEROWSREQUEST']._serialized_start=630
+  _globals['_WRITEROWSREQUEST']._serialized_end=705
+  _globals['_WRITEROWSRESPONSE']._serialized_start=707
+  _globals['_WRITEROWSRESPONSE']._serialized_end=748
+  _globals['_PUBLISHTABLET']._serialized_start=750
+  _globals['_PUBLISHTABLET']._serialized_end=823
+  _globals['_PUBLISHVERSIONREQUEST']._serialized_start=825
+  _globals['_PUBLISHVERSIONREQUEST']._serialized_end=910
+  _globals['_PUBLISHRESULT']._serialized_start=912
+  _globals['_PUBLISHRESULT']._serialized_end=1028
+  _globals['_PUBLISHVERSIONRESPONSE']._serialized_start=1030
+  _globals['_PUBLISHVERSIONRESPONSE']._serialized_end=1100
+  _globals['_CLEARTRANSACTIONREQUEST']._serialized_start=1102
+  _globals['_CLEARTRANSACTIONREQUEST']._serialized_end=1163
+  _globals['_CLEARTRANSACTIONRESPONSE']._serialized_start=1165
+  _globals['_CLEARTRANSACTIONRESPONSE']._serialized_end=1208
+  _globals['_SCANTABLET']._serialized_start=1210
+  _globals['_SCANTABLET']._serialized_end=1258
+  _globals['_SCANTABLETSREQUEST']._serialized_start=1260
+  _globals['_SCANTABLETSREQUEST']._serialized_end=1383
+  _globals['_SCANTABLETSRESPONSE']._serialized_start=1385
+  _globals['_SCANTABLETSRESPONSE']._serialized_end=1435
+  _globals['_TABLETCHECKSUMREQUEST']._serialized_start=1437
+  _globals['_TABLETCHECKSUMREQUEST']._serialized_end=1496
+  _globals['_TABLETCHECKSUMRESPONSE']._serialized_start=1498
+  _globals['_TABLETCHECKSUMRESPONSE']._serialized_end=1576
+  _globals['_BACKENDSERVICE']._serialized_start=1579
+  _globals['_BACKENDSERVICE']._serialized_end=2395
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from common.gen.tabletsim.v1 import types_pb2 as _types_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -179,3 +180,345 @@ class DropTabletsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DropTabletsResponse: _TypeAlias = DropTabletsResponse  # noqa: Y015
+
+@_typing.final
+class RowsChunk(_message.Message):
+    """---------------------------------------------------------------- loads"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLET_ID_FIELD_NUMBER: _builtins.int
+    PARTITION_ID_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    ROW_COUNT_FIELD_NUMBER: _builtins.int
+    tablet_id: _builtins.int
+    partition_id: _builtins.int
+    rows: _builtins.bytes
+    """encoded rows (common/rowcodec)"""
+    row_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        tablet_id: _builtins.int = ...,
+        partition_id: _builtins.int = ...,
+        rows: _builtins.bytes = ...,
+        row_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partition_id", b"partition_id", "row_count", b"row_count", "rows", b"rows", "tablet_id", b"tablet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RowsChunk: _TypeAlias = RowsChunk  # noqa: Y015
+
+@_typing.final
+class WriteRowsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    txn_id: _builtins.int
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___RowsChunk]: ...
+    def __init__(
+        self,
+        *,
+        txn_id: _builtins.int = ...,
+        chunks: _abc.Iterable[Global___RowsChunk] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "txn_id", b"txn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteRowsRequest: _TypeAlias = WriteRowsRequest  # noqa: Y015
+
+@_typing.final
+class WriteRowsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WRITTEN_ROWS_FIELD_NUMBER: _builtins.int
+    written_rows: _builtins.int
+    def __init__(
+        self,
+        *,
+        written_rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["written_rows", b"written_rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteRowsResponse: _TypeAlias = WriteRowsResponse  # noqa: Y015
+
+@_typing.final
+class PublishTablet(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLET_ID_FIELD_NUMBER: _builtins.int
+    PARTITION_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    tablet_id: _builtins.int
+    partition_id: _builtins.int
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        tablet_id: _builtins.int = ...,
+        partition_id: _builtins.int = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partition_id", b"partition_id", "tablet_id", b"tablet_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishTablet: _TypeAlias = PublishTablet  # noqa: Y015
+
+@_typing.final
+class PublishVersionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    TABLETS_FIELD_NUMBER: _builtins.int
+    txn_id: _builtins.int
+    @_builtins.property
+    def tablets(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublishTablet]: ...
+    def __init__(
+        self,
+        *,
+        txn_id: _builtins.int = ...,
+        tablets: _abc.Iterable[Global___PublishTablet] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tablets", b"tablets", "txn_id", b"txn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishVersionRequest: _TypeAlias = PublishVersionRequest  # noqa: Y015
+
+@_typing.final
+class PublishResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLET_ID_FIELD_NUMBER: _builtins.int
+    OK_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    ROW_COUNT_FIELD_NUMBER: _builtins.int
+    DATA_SIZE_FIELD_NUMBER: _builtins.int
+    tablet_id: _builtins.int
+    ok: _builtins.bool
+    version: _builtins.int
+    """the replica's version after the publish"""
+    error: _builtins.str
+    row_count: _builtins.int
+    data_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        tablet_id: _builtins.int = ...,
+        ok: _builtins.bool = ...,
+        version: _builtins.int = ...,
+        error: _builtins.str = ...,
+        row_count: _builtins.int = ...,
+        data_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_size", b"data_size", "error", b"error", "ok", b"ok", "row_count", b"row_count", "tablet_id", b"tablet_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishResult: _TypeAlias = PublishResult  # noqa: Y015
+
+@_typing.final
+class PublishVersionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublishResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___PublishResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishVersionResponse: _TypeAlias = PublishVersionResponse  # noqa: Y015
+
+@_typing.final
+class ClearTransactionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    TABLET_IDS_FIELD_NUMBER: _builtins.int
+    txn_id: _builtins.int
+    @_builtins.property
+    def tablet_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """empty: every tablet"""
+
+    def __init__(
+        self,
+        *,
+        txn_id: _builtins.int = ...,
+        tablet_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tablet_ids", b"tablet_ids", "txn_id", b"txn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClearTransactionRequest: _TypeAlias = ClearTransactionRequest  # noqa: Y015
+
+@_typing.final
+class ClearTransactionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLEARED_FIELD_NUMBER: _builtins.int
+    cleared: _builtins.int
+    def __init__(
+        self,
+        *,
+        cleared: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cleared", b"cleared"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClearTransactionResponse: _TypeAlias = ClearTransactionResponse  # noqa: Y015
+
+@_typing.final
+class ScanTablet(_message.Message):
+    """---------------------------------------------------------------- reads"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLET_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    tablet_id: _builtins.int
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        tablet_id: _builtins.int = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tablet_id", b"tablet_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScanTablet: _TypeAlias = ScanTablet  # noqa: Y015
+
+@_typing.final
+class ScanTabletsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLETS_FIELD_NUMBER: _builtins.int
+    PREDICATES_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """rows to return (count covers all)"""
+    @_builtins.property
+    def tablets(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScanTablet]: ...
+    @_builtins.property
+    def predicates(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Predicate]: ...
+    def __init__(
+        self,
+        *,
+        tablets: _abc.Iterable[Global___ScanTablet] | None = ...,
+        predicates: _abc.Iterable[_types_pb2.Predicate] | None = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "predicates", b"predicates", "tablets", b"tablets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScanTabletsRequest: _TypeAlias = ScanTabletsRequest  # noqa: Y015
+
+@_typing.final
+class ScanTabletsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    rows: _builtins.bytes
+    """encoded rows (common/rowcodec), at most limit"""
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        rows: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScanTabletsResponse: _TypeAlias = ScanTabletsResponse  # noqa: Y015
+
+@_typing.final
+class TabletChecksumRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLET_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    tablet_id: _builtins.int
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        tablet_id: _builtins.int = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tablet_id", b"tablet_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TabletChecksumRequest: _TypeAlias = TabletChecksumRequest  # noqa: Y015
+
+@_typing.final
+class TabletChecksumResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKSUM_FIELD_NUMBER: _builtins.int
+    ROW_COUNT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    checksum: _builtins.str
+    row_count: _builtins.int
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        checksum: _builtins.str = ...,
+        row_count: _builtins.int = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checksum", b"checksum", "row_count", b"row_count", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TabletChecksumResponse: _TypeAlias = TabletChecksumResponse  # noqa: Y015

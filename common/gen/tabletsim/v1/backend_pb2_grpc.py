@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from common.gen.tabletsim.v1 import backend_pb2 as tabletsim_dot_v1_dot_backend__pb2
+from common.gen.tabletsim.v1 import types_pb2 as tabletsim_dot_v1_dot_types__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -51,6 +52,36 @@ class BackendServiceStub:
                 request_serializer=tabletsim_dot_v1_dot_backend__pb2.DropTabletsRequest.SerializeToString,
                 response_deserializer=tabletsim_dot_v1_dot_backend__pb2.DropTabletsResponse.FromString,
                 _registered_method=True)
+        self.ExecuteStreamLoad = channel.unary_unary(
+                '/tabletsim.v1.BackendService/ExecuteStreamLoad',
+                request_serializer=tabletsim_dot_v1_dot_types__pb2.StreamLoadRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_types__pb2.StreamLoadResult.FromString,
+                _registered_method=True)
+        self.WriteRows = channel.unary_unary(
+                '/tabletsim.v1.BackendService/WriteRows',
+                request_serializer=tabletsim_dot_v1_dot_backend__pb2.WriteRowsRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_backend__pb2.WriteRowsResponse.FromString,
+                _registered_method=True)
+        self.PublishVersion = channel.unary_unary(
+                '/tabletsim.v1.BackendService/PublishVersion',
+                request_serializer=tabletsim_dot_v1_dot_backend__pb2.PublishVersionRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_backend__pb2.PublishVersionResponse.FromString,
+                _registered_method=True)
+        self.ClearTransaction = channel.unary_unary(
+                '/tabletsim.v1.BackendService/ClearTransaction',
+                request_serializer=tabletsim_dot_v1_dot_backend__pb2.ClearTransactionRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_backend__pb2.ClearTransactionResponse.FromString,
+                _registered_method=True)
+        self.ScanTablets = channel.unary_unary(
+                '/tabletsim.v1.BackendService/ScanTablets',
+                request_serializer=tabletsim_dot_v1_dot_backend__pb2.ScanTabletsRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_backend__pb2.ScanTabletsResponse.FromString,
+                _registered_method=True)
+        self.TabletChecksum = channel.unary_unary(
+                '/tabletsim.v1.BackendService/TabletChecksum',
+                request_serializer=tabletsim_dot_v1_dot_backend__pb2.TabletChecksumRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_backend__pb2.TabletChecksumResponse.FromString,
+                _registered_method=True)
 
 
 class BackendServiceServicer:
@@ -79,6 +110,49 @@ class BackendServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExecuteStreamLoad(self, request, context):
+        """---- loads
+        Coordinate a Stream Load: begin the txn at the FE, parse, distribute, write replicas,
+        commit. The FE calls it on the BE it picked as coordinator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WriteRows(self, request, context):
+        """Rows of a transaction for tablet replicas on this BE: kept as pending rowsets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishVersion(self, request, context):
+        """Make the pending rowsets of a txn visible at their version (idempotent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClearTransaction(self, request, context):
+        """Delete the pending rowsets of an aborted txn.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScanTablets(self, request, context):
+        """---- reads
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TabletChecksum(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackendServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +170,36 @@ def add_BackendServiceServicer_to_server(servicer, server):
                     servicer.DropTablets,
                     request_deserializer=tabletsim_dot_v1_dot_backend__pb2.DropTabletsRequest.FromString,
                     response_serializer=tabletsim_dot_v1_dot_backend__pb2.DropTabletsResponse.SerializeToString,
+            ),
+            'ExecuteStreamLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecuteStreamLoad,
+                    request_deserializer=tabletsim_dot_v1_dot_types__pb2.StreamLoadRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_types__pb2.StreamLoadResult.SerializeToString,
+            ),
+            'WriteRows': grpc.unary_unary_rpc_method_handler(
+                    servicer.WriteRows,
+                    request_deserializer=tabletsim_dot_v1_dot_backend__pb2.WriteRowsRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_backend__pb2.WriteRowsResponse.SerializeToString,
+            ),
+            'PublishVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishVersion,
+                    request_deserializer=tabletsim_dot_v1_dot_backend__pb2.PublishVersionRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_backend__pb2.PublishVersionResponse.SerializeToString,
+            ),
+            'ClearTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearTransaction,
+                    request_deserializer=tabletsim_dot_v1_dot_backend__pb2.ClearTransactionRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_backend__pb2.ClearTransactionResponse.SerializeToString,
+            ),
+            'ScanTablets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScanTablets,
+                    request_deserializer=tabletsim_dot_v1_dot_backend__pb2.ScanTabletsRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_backend__pb2.ScanTabletsResponse.SerializeToString,
+            ),
+            'TabletChecksum': grpc.unary_unary_rpc_method_handler(
+                    servicer.TabletChecksum,
+                    request_deserializer=tabletsim_dot_v1_dot_backend__pb2.TabletChecksumRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_backend__pb2.TabletChecksumResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +285,168 @@ class BackendService:
             '/tabletsim.v1.BackendService/DropTablets',
             tabletsim_dot_v1_dot_backend__pb2.DropTabletsRequest.SerializeToString,
             tabletsim_dot_v1_dot_backend__pb2.DropTabletsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteStreamLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.BackendService/ExecuteStreamLoad',
+            tabletsim_dot_v1_dot_types__pb2.StreamLoadRequest.SerializeToString,
+            tabletsim_dot_v1_dot_types__pb2.StreamLoadResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteRows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.BackendService/WriteRows',
+            tabletsim_dot_v1_dot_backend__pb2.WriteRowsRequest.SerializeToString,
+            tabletsim_dot_v1_dot_backend__pb2.WriteRowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.BackendService/PublishVersion',
+            tabletsim_dot_v1_dot_backend__pb2.PublishVersionRequest.SerializeToString,
+            tabletsim_dot_v1_dot_backend__pb2.PublishVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.BackendService/ClearTransaction',
+            tabletsim_dot_v1_dot_backend__pb2.ClearTransactionRequest.SerializeToString,
+            tabletsim_dot_v1_dot_backend__pb2.ClearTransactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScanTablets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.BackendService/ScanTablets',
+            tabletsim_dot_v1_dot_backend__pb2.ScanTabletsRequest.SerializeToString,
+            tabletsim_dot_v1_dot_backend__pb2.ScanTabletsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TabletChecksum(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.BackendService/TabletChecksum',
+            tabletsim_dot_v1_dot_backend__pb2.TabletChecksumRequest.SerializeToString,
+            tabletsim_dot_v1_dot_backend__pb2.TabletChecksumResponse.FromString,
             options,
             channel_credentials,
             insecure,

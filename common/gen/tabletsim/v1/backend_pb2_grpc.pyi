@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from common.gen.tabletsim.v1 import backend_pb2 as _backend_pb2
+from common.gen.tabletsim.v1 import types_pb2 as _types_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -41,6 +42,20 @@ class BackendServiceStub:
     """Create-replica tasks of CREATE TABLE: make these tablets, empty, at their start version."""
     DropTablets: _grpc.UnaryUnaryMultiCallable[_backend_pb2.DropTabletsRequest, _backend_pb2.DropTabletsResponse]
     """Drop tablet replicas and all their data (DROP TABLE, redundant replicas)."""
+    ExecuteStreamLoad: _grpc.UnaryUnaryMultiCallable[_types_pb2.StreamLoadRequest, _types_pb2.StreamLoadResult]
+    """---- loads
+    Coordinate a Stream Load: begin the txn at the FE, parse, distribute, write replicas,
+    commit. The FE calls it on the BE it picked as coordinator.
+    """
+    WriteRows: _grpc.UnaryUnaryMultiCallable[_backend_pb2.WriteRowsRequest, _backend_pb2.WriteRowsResponse]
+    """Rows of a transaction for tablet replicas on this BE: kept as pending rowsets."""
+    PublishVersion: _grpc.UnaryUnaryMultiCallable[_backend_pb2.PublishVersionRequest, _backend_pb2.PublishVersionResponse]
+    """Make the pending rowsets of a txn visible at their version (idempotent)."""
+    ClearTransaction: _grpc.UnaryUnaryMultiCallable[_backend_pb2.ClearTransactionRequest, _backend_pb2.ClearTransactionResponse]
+    """Delete the pending rowsets of an aborted txn."""
+    ScanTablets: _grpc.UnaryUnaryMultiCallable[_backend_pb2.ScanTabletsRequest, _backend_pb2.ScanTabletsResponse]
+    """---- reads"""
+    TabletChecksum: _grpc.UnaryUnaryMultiCallable[_backend_pb2.TabletChecksumRequest, _backend_pb2.TabletChecksumResponse]
 
 @_typing.type_check_only
 class BackendServiceAsyncStub(BackendServiceStub):
@@ -55,6 +70,20 @@ class BackendServiceAsyncStub(BackendServiceStub):
     """Create-replica tasks of CREATE TABLE: make these tablets, empty, at their start version."""
     DropTablets: _aio.UnaryUnaryMultiCallable[_backend_pb2.DropTabletsRequest, _backend_pb2.DropTabletsResponse]  # type: ignore[assignment]
     """Drop tablet replicas and all their data (DROP TABLE, redundant replicas)."""
+    ExecuteStreamLoad: _aio.UnaryUnaryMultiCallable[_types_pb2.StreamLoadRequest, _types_pb2.StreamLoadResult]  # type: ignore[assignment]
+    """---- loads
+    Coordinate a Stream Load: begin the txn at the FE, parse, distribute, write replicas,
+    commit. The FE calls it on the BE it picked as coordinator.
+    """
+    WriteRows: _aio.UnaryUnaryMultiCallable[_backend_pb2.WriteRowsRequest, _backend_pb2.WriteRowsResponse]  # type: ignore[assignment]
+    """Rows of a transaction for tablet replicas on this BE: kept as pending rowsets."""
+    PublishVersion: _aio.UnaryUnaryMultiCallable[_backend_pb2.PublishVersionRequest, _backend_pb2.PublishVersionResponse]  # type: ignore[assignment]
+    """Make the pending rowsets of a txn visible at their version (idempotent)."""
+    ClearTransaction: _aio.UnaryUnaryMultiCallable[_backend_pb2.ClearTransactionRequest, _backend_pb2.ClearTransactionResponse]  # type: ignore[assignment]
+    """Delete the pending rowsets of an aborted txn."""
+    ScanTablets: _aio.UnaryUnaryMultiCallable[_backend_pb2.ScanTabletsRequest, _backend_pb2.ScanTabletsResponse]  # type: ignore[assignment]
+    """---- reads"""
+    TabletChecksum: _aio.UnaryUnaryMultiCallable[_backend_pb2.TabletChecksumRequest, _backend_pb2.TabletChecksumResponse]  # type: ignore[assignment]
 
 class BackendServiceServicer(metaclass=_abc_1.ABCMeta):
     """BackendService is served by each BE. The FE and peer BEs call it with the cluster token in
@@ -84,5 +113,55 @@ class BackendServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_backend_pb2.DropTabletsResponse, _abc.Awaitable[_backend_pb2.DropTabletsResponse]]:
         """Drop tablet replicas and all their data (DROP TABLE, redundant replicas)."""
+
+    @_abc_1.abstractmethod
+    def ExecuteStreamLoad(
+        self,
+        request: _types_pb2.StreamLoadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.StreamLoadResult, _abc.Awaitable[_types_pb2.StreamLoadResult]]:
+        """---- loads
+        Coordinate a Stream Load: begin the txn at the FE, parse, distribute, write replicas,
+        commit. The FE calls it on the BE it picked as coordinator.
+        """
+
+    @_abc_1.abstractmethod
+    def WriteRows(
+        self,
+        request: _backend_pb2.WriteRowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_backend_pb2.WriteRowsResponse, _abc.Awaitable[_backend_pb2.WriteRowsResponse]]:
+        """Rows of a transaction for tablet replicas on this BE: kept as pending rowsets."""
+
+    @_abc_1.abstractmethod
+    def PublishVersion(
+        self,
+        request: _backend_pb2.PublishVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_backend_pb2.PublishVersionResponse, _abc.Awaitable[_backend_pb2.PublishVersionResponse]]:
+        """Make the pending rowsets of a txn visible at their version (idempotent)."""
+
+    @_abc_1.abstractmethod
+    def ClearTransaction(
+        self,
+        request: _backend_pb2.ClearTransactionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_backend_pb2.ClearTransactionResponse, _abc.Awaitable[_backend_pb2.ClearTransactionResponse]]:
+        """Delete the pending rowsets of an aborted txn."""
+
+    @_abc_1.abstractmethod
+    def ScanTablets(
+        self,
+        request: _backend_pb2.ScanTabletsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_backend_pb2.ScanTabletsResponse, _abc.Awaitable[_backend_pb2.ScanTabletsResponse]]:
+        """---- reads"""
+
+    @_abc_1.abstractmethod
+    def TabletChecksum(
+        self,
+        request: _backend_pb2.TabletChecksumRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_backend_pb2.TabletChecksumResponse, _abc.Awaitable[_backend_pb2.TabletChecksumResponse]]: ...
 
 def add_BackendServiceServicer_to_server(servicer: BackendServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

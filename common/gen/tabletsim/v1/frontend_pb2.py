@@ -22,25 +22,38 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from common.gen.tabletsim.v1 import types_pb2 as tabletsim_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btabletsim/v1/frontend.proto\x12\x0ctabletsim.v1\"u\n\x16RegisterBackendRequest\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x65_port\x18\x03 \x01(\x05\x12\x11\n\thttp_port\x18\x04 \x01(\x05\x12\x15\n\rstart_time_ms\x18\x05 \x01(\x03\"L\n\x17RegisterBackendResponse\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\"m\n\x08\x44iskStat\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x1c\n\x14total_capacity_bytes\x18\x02 \x01(\x03\x12\x17\n\x0f\x64\x61ta_used_bytes\x18\x03 \x01(\x03\x12\x1c\n\x14\x61vail_capacity_bytes\x18\x04 \x01(\x03\"\xa9\x01\n\x10HeartbeatRequest\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x65_port\x18\x03 \x01(\x05\x12\x11\n\thttp_port\x18\x04 \x01(\x05\x12\x15\n\rstart_time_ms\x18\x05 \x01(\x03\x12$\n\x04\x64isk\x18\x06 \x01(\x0b\x32\x16.tabletsim.v1.DiskStat\x12\x12\n\ntablet_num\x18\x07 \x01(\x03\"I\n\x11HeartbeatResponse\x12\x15\n\rneed_register\x18\x01 \x01(\x08\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\x32\xbf\x01\n\x0f\x46rontendService\x12^\n\x0fRegisterBackend\x12$.tabletsim.v1.RegisterBackendRequest\x1a%.tabletsim.v1.RegisterBackendResponse\x12L\n\tHeartbeat\x12\x1e.tabletsim.v1.HeartbeatRequest\x1a\x1f.tabletsim.v1.HeartbeatResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btabletsim/v1/frontend.proto\x12\x0ctabletsim.v1\x1a\x18tabletsim/v1/types.proto\"u\n\x16RegisterBackendRequest\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x65_port\x18\x03 \x01(\x05\x12\x11\n\thttp_port\x18\x04 \x01(\x05\x12\x15\n\rstart_time_ms\x18\x05 \x01(\x03\"L\n\x17RegisterBackendResponse\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\"m\n\x08\x44iskStat\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x1c\n\x14total_capacity_bytes\x18\x02 \x01(\x03\x12\x17\n\x0f\x64\x61ta_used_bytes\x18\x03 \x01(\x03\x12\x1c\n\x14\x61vail_capacity_bytes\x18\x04 \x01(\x03\"\xa9\x01\n\x10HeartbeatRequest\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x65_port\x18\x03 \x01(\x05\x12\x11\n\thttp_port\x18\x04 \x01(\x05\x12\x15\n\rstart_time_ms\x18\x05 \x01(\x03\x12$\n\x04\x64isk\x18\x06 \x01(\x0b\x32\x16.tabletsim.v1.DiskStat\x12\x12\n\ntablet_num\x18\x07 \x01(\x03\"I\n\x11HeartbeatResponse\x12\x15\n\rneed_register\x18\x01 \x01(\x08\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\"\x83\x01\n\x0f\x42\x65ginTxnRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x11\n\ttimeout_s\x18\x04 \x01(\x05\x12\x1e\n\x16\x63oordinator_backend_id\x18\x05 \x01(\x03\x12\x13\n\x0bsource_type\x18\x06 \x01(\t\"L\n\x10\x42\x65ginTxnResponse\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12(\n\x06target\x18\x02 \x01(\x0b\x32\x18.tabletsim.v1.LoadTarget\"\xa6\x01\n\x10\x43ommitTxnRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12;\n\x13tablet_commit_infos\x18\x02 \x03(\x0b\x32\x1e.tabletsim.v1.TabletCommitInfo\x12\x17\n\x0f\x61ttachment_json\x18\x03 \x01(\t\x12\x17\n\x0fwait_visible_ms\x18\x04 \x01(\x05\x12\x13\n\x0bloaded_rows\x18\x05 \x01(\x03\"#\n\x11\x43ommitTxnResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\"1\n\x0f\x41\x62ortTxnRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x12\n\x10\x41\x62ortTxnResponse2\xa3\x03\n\x0f\x46rontendService\x12^\n\x0fRegisterBackend\x12$.tabletsim.v1.RegisterBackendRequest\x1a%.tabletsim.v1.RegisterBackendResponse\x12L\n\tHeartbeat\x12\x1e.tabletsim.v1.HeartbeatRequest\x1a\x1f.tabletsim.v1.HeartbeatResponse\x12I\n\x08\x42\x65ginTxn\x12\x1d.tabletsim.v1.BeginTxnRequest\x1a\x1e.tabletsim.v1.BeginTxnResponse\x12L\n\tCommitTxn\x12\x1e.tabletsim.v1.CommitTxnRequest\x1a\x1f.tabletsim.v1.CommitTxnResponse\x12I\n\x08\x41\x62ortTxn\x12\x1d.tabletsim.v1.AbortTxnRequest\x1a\x1e.tabletsim.v1.AbortTxnResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tabletsim.v1.frontend_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REGISTERBACKENDREQUEST']._serialized_start=45
-  _globals['_REGISTERBACKENDREQUEST']._serialized_end=162
-  _globals['_REGISTERBACKENDRESPONSE']._serialized_start=164
-  _globals['_REGISTERBACKENDRESPONSE']._serialized_end=240
-  _globals['_DISKSTAT']._serialized_start=242
-  _globals['_DISKSTAT']._serialized_end=351
-  _globals['_HEARTBEATREQUEST']._serialized_start=354
-  _globals['_HEARTBEATREQUEST']._serialized_end=523
-  _globals['_HEARTBEATRESPONSE']._serialized_start=525
-  _globals['_HEARTBEATRESPONSE']._serialized_end=598
-  _globals['_FRONTENDSERVICE']._serialized_start=601
-  _globals['_FRONTENDSERVICE']._serialized_end=792
+  _globals['_REGISTERBACKENDREQUEST']._serialized_start=71
+  _globals['_REGISTERBACKENDREQUEST']._serialized_end=188
+  _globals['_REGISTERBACKENDRESPONSE']._serialized_start=190
+  _globals['_REGISTERBACKENDRESPONSE']._serialized_end=266
+  _globals['_DISKSTAT']._serialized_start=268
+  _globals['_DISKSTAT']._serialized_end=377
+  _globals['_HEARTBEATREQUEST']._serialized_start=380
+  _globals['_HEARTBEATREQUEST']._serialized_end=549
+  _globals['_HEARTBEATRESPONSE']._serialized_start=551
+  _globals['_HEARTBEATRESPONSE']._serialized_end=624
+  _globals['_BEGINTXNREQUEST']._serialized_start=627
+  _globals['_BEGINTXNREQUEST']._serialized_end=758
+  _globals['_BEGINTXNRESPONSE']._serialized_start=760
+  _globals['_BEGINTXNRESPONSE']._serialized_end=836
+  _globals['_COMMITTXNREQUEST']._serialized_start=839
+  _globals['_COMMITTXNREQUEST']._serialized_end=1005
+  _globals['_COMMITTXNRESPONSE']._serialized_start=1007
+  _globals['_COMMITTXNRESPONSE']._serialized_end=1042
+  _globals['_ABORTTXNREQUEST']._serialized_start=1044
+  _globals['_ABORTTXNREQUEST']._serialized_end=1093
+  _globals['_ABORTTXNRESPONSE']._serialized_start=1095
+  _globals['_ABORTTXNRESPONSE']._serialized_end=1113
+  _globals['_FRONTENDSERVICE']._serialized_start=1116
+  _globals['_FRONTENDSERVICE']._serialized_end=1535
 # @@protoc_insertion_point(module_scope)

@@ -3,8 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
+from common.gen.tabletsim.v1 import types_pb2 as _types_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -158,3 +161,152 @@ class HeartbeatResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HeartbeatResponse: _TypeAlias = HeartbeatResponse  # noqa: Y015
+
+@_typing.final
+class BeginTxnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    TIMEOUT_S_FIELD_NUMBER: _builtins.int
+    COORDINATOR_BACKEND_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_TYPE_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    table: _builtins.str
+    label: _builtins.str
+    timeout_s: _builtins.int
+    coordinator_backend_id: _builtins.int
+    source_type: _builtins.str
+    """BACKEND_STREAMING (stream load) | ROUTINE_LOAD_TASK"""
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        table: _builtins.str = ...,
+        label: _builtins.str = ...,
+        timeout_s: _builtins.int = ...,
+        coordinator_backend_id: _builtins.int = ...,
+        source_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator_backend_id", b"coordinator_backend_id", "db", b"db", "label", b"label", "source_type", b"source_type", "table", b"table", "timeout_s", b"timeout_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BeginTxnRequest: _TypeAlias = BeginTxnRequest  # noqa: Y015
+
+@_typing.final
+class BeginTxnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    txn_id: _builtins.int
+    @_builtins.property
+    def target(self) -> _types_pb2.LoadTarget: ...
+    def __init__(
+        self,
+        *,
+        txn_id: _builtins.int = ...,
+        target: _types_pb2.LoadTarget | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["target", b"target", "txn_id", b"txn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BeginTxnResponse: _TypeAlias = BeginTxnResponse  # noqa: Y015
+
+@_typing.final
+class CommitTxnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    TABLET_COMMIT_INFOS_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_JSON_FIELD_NUMBER: _builtins.int
+    WAIT_VISIBLE_MS_FIELD_NUMBER: _builtins.int
+    LOADED_ROWS_FIELD_NUMBER: _builtins.int
+    txn_id: _builtins.int
+    attachment_json: _builtins.str
+    """e.g. a routine load task's offsets and row counts"""
+    wait_visible_ms: _builtins.int
+    loaded_rows: _builtins.int
+    """rows and bytes, kept with the txn for SHOW"""
+    @_builtins.property
+    def tablet_commit_infos(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.TabletCommitInfo]: ...
+    def __init__(
+        self,
+        *,
+        txn_id: _builtins.int = ...,
+        tablet_commit_infos: _abc.Iterable[_types_pb2.TabletCommitInfo] | None = ...,
+        attachment_json: _builtins.str = ...,
+        wait_visible_ms: _builtins.int = ...,
+        loaded_rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_json", b"attachment_json", "loaded_rows", b"loaded_rows", "tablet_commit_infos", b"tablet_commit_infos", "txn_id", b"txn_id", "wait_visible_ms", b"wait_visible_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitTxnRequest: _TypeAlias = CommitTxnRequest  # noqa: Y015
+
+@_typing.final
+class CommitTxnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """COMMITTED | VISIBLE"""
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitTxnResponse: _TypeAlias = CommitTxnResponse  # noqa: Y015
+
+@_typing.final
+class AbortTxnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    txn_id: _builtins.int
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        txn_id: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "txn_id", b"txn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AbortTxnRequest: _TypeAlias = AbortTxnRequest  # noqa: Y015
+
+@_typing.final
+class AbortTxnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AbortTxnResponse: _TypeAlias = AbortTxnResponse  # noqa: Y015

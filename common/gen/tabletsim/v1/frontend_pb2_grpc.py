@@ -47,6 +47,21 @@ class FrontendServiceStub:
                 request_serializer=tabletsim_dot_v1_dot_frontend__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=tabletsim_dot_v1_dot_frontend__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.BeginTxn = channel.unary_unary(
+                '/tabletsim.v1.FrontendService/BeginTxn',
+                request_serializer=tabletsim_dot_v1_dot_frontend__pb2.BeginTxnRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_frontend__pb2.BeginTxnResponse.FromString,
+                _registered_method=True)
+        self.CommitTxn = channel.unary_unary(
+                '/tabletsim.v1.FrontendService/CommitTxn',
+                request_serializer=tabletsim_dot_v1_dot_frontend__pb2.CommitTxnRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_frontend__pb2.CommitTxnResponse.FromString,
+                _registered_method=True)
+        self.AbortTxn = channel.unary_unary(
+                '/tabletsim.v1.FrontendService/AbortTxn',
+                request_serializer=tabletsim_dot_v1_dot_frontend__pb2.AbortTxnRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_frontend__pb2.AbortTxnResponse.FromString,
+                _registered_method=True)
 
 
 class FrontendServiceServicer:
@@ -70,6 +85,29 @@ class FrontendServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BeginTxn(self, request, context):
+        """---- transactions of loads a BE coordinates
+        PREPARE a txn; ALREADY_EXISTS when the label has a non-aborted txn (the message names its
+        id and status). Answers where to write: the table's partitions, tablets and replicas.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitTxn(self, request, context):
+        """COMMITTED only when every tablet reached its write quorum; then waits (up to
+        wait_visible_ms) for the publish to make it VISIBLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortTxn(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FrontendServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +120,21 @@ def add_FrontendServiceServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=tabletsim_dot_v1_dot_frontend__pb2.HeartbeatRequest.FromString,
                     response_serializer=tabletsim_dot_v1_dot_frontend__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'BeginTxn': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginTxn,
+                    request_deserializer=tabletsim_dot_v1_dot_frontend__pb2.BeginTxnRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_frontend__pb2.BeginTxnResponse.SerializeToString,
+            ),
+            'CommitTxn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitTxn,
+                    request_deserializer=tabletsim_dot_v1_dot_frontend__pb2.CommitTxnRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_frontend__pb2.CommitTxnResponse.SerializeToString,
+            ),
+            'AbortTxn': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortTxn,
+                    request_deserializer=tabletsim_dot_v1_dot_frontend__pb2.AbortTxnRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_frontend__pb2.AbortTxnResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -141,6 +194,87 @@ class FrontendService:
             '/tabletsim.v1.FrontendService/Heartbeat',
             tabletsim_dot_v1_dot_frontend__pb2.HeartbeatRequest.SerializeToString,
             tabletsim_dot_v1_dot_frontend__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginTxn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.FrontendService/BeginTxn',
+            tabletsim_dot_v1_dot_frontend__pb2.BeginTxnRequest.SerializeToString,
+            tabletsim_dot_v1_dot_frontend__pb2.BeginTxnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitTxn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.FrontendService/CommitTxn',
+            tabletsim_dot_v1_dot_frontend__pb2.CommitTxnRequest.SerializeToString,
+            tabletsim_dot_v1_dot_frontend__pb2.CommitTxnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortTxn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.FrontendService/AbortTxn',
+            tabletsim_dot_v1_dot_frontend__pb2.AbortTxnRequest.SerializeToString,
+            tabletsim_dot_v1_dot_frontend__pb2.AbortTxnResponse.FromString,
             options,
             channel_credentials,
             insecure,

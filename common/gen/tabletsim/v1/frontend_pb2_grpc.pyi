@@ -42,6 +42,16 @@ class FrontendServiceStub:
     """
     Heartbeat: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.HeartbeatRequest, _frontend_pb2.HeartbeatResponse]
     """Sent every heartbeat_interval_ms by every registered BE."""
+    BeginTxn: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.BeginTxnRequest, _frontend_pb2.BeginTxnResponse]
+    """---- transactions of loads a BE coordinates
+    PREPARE a txn; ALREADY_EXISTS when the label has a non-aborted txn (the message names its
+    id and status). Answers where to write: the table's partitions, tablets and replicas.
+    """
+    CommitTxn: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.CommitTxnRequest, _frontend_pb2.CommitTxnResponse]
+    """COMMITTED only when every tablet reached its write quorum; then waits (up to
+    wait_visible_ms) for the publish to make it VISIBLE.
+    """
+    AbortTxn: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.AbortTxnRequest, _frontend_pb2.AbortTxnResponse]
 
 @_typing.type_check_only
 class FrontendServiceAsyncStub(FrontendServiceStub):
@@ -57,6 +67,16 @@ class FrontendServiceAsyncStub(FrontendServiceStub):
     """
     Heartbeat: _aio.UnaryUnaryMultiCallable[_frontend_pb2.HeartbeatRequest, _frontend_pb2.HeartbeatResponse]  # type: ignore[assignment]
     """Sent every heartbeat_interval_ms by every registered BE."""
+    BeginTxn: _aio.UnaryUnaryMultiCallable[_frontend_pb2.BeginTxnRequest, _frontend_pb2.BeginTxnResponse]  # type: ignore[assignment]
+    """---- transactions of loads a BE coordinates
+    PREPARE a txn; ALREADY_EXISTS when the label has a non-aborted txn (the message names its
+    id and status). Answers where to write: the table's partitions, tablets and replicas.
+    """
+    CommitTxn: _aio.UnaryUnaryMultiCallable[_frontend_pb2.CommitTxnRequest, _frontend_pb2.CommitTxnResponse]  # type: ignore[assignment]
+    """COMMITTED only when every tablet reached its write quorum; then waits (up to
+    wait_visible_ms) for the publish to make it VISIBLE.
+    """
+    AbortTxn: _aio.UnaryUnaryMultiCallable[_frontend_pb2.AbortTxnRequest, _frontend_pb2.AbortTxnResponse]  # type: ignore[assignment]
 
 class FrontendServiceServicer(metaclass=_abc_1.ABCMeta):
     """FrontendService is served by the FE. BEs call it: registration, heartbeats, and (in later
@@ -81,5 +101,33 @@ class FrontendServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_frontend_pb2.HeartbeatResponse, _abc.Awaitable[_frontend_pb2.HeartbeatResponse]]:
         """Sent every heartbeat_interval_ms by every registered BE."""
+
+    @_abc_1.abstractmethod
+    def BeginTxn(
+        self,
+        request: _frontend_pb2.BeginTxnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_frontend_pb2.BeginTxnResponse, _abc.Awaitable[_frontend_pb2.BeginTxnResponse]]:
+        """---- transactions of loads a BE coordinates
+        PREPARE a txn; ALREADY_EXISTS when the label has a non-aborted txn (the message names its
+        id and status). Answers where to write: the table's partitions, tablets and replicas.
+        """
+
+    @_abc_1.abstractmethod
+    def CommitTxn(
+        self,
+        request: _frontend_pb2.CommitTxnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_frontend_pb2.CommitTxnResponse, _abc.Awaitable[_frontend_pb2.CommitTxnResponse]]:
+        """COMMITTED only when every tablet reached its write quorum; then waits (up to
+        wait_visible_ms) for the publish to make it VISIBLE.
+        """
+
+    @_abc_1.abstractmethod
+    def AbortTxn(
+        self,
+        request: _frontend_pb2.AbortTxnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_frontend_pb2.AbortTxnResponse, _abc.Awaitable[_frontend_pb2.AbortTxnResponse]]: ...
 
 def add_FrontendServiceServicer_to_server(servicer: FrontendServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

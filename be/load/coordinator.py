@@ -1,0 +1,172 @@
+"""A BE coordinating one load: begin at the FE, parse and map, route, replicate, commit.
+
+Stream Load uses it whole; Routine Load (a Kafka batch) reuses the same pieces with an
+attachment on the commit. All CPU-heavy steps (parsing, routing, encoding) run off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from be.agent.peers import PeerClients
+from be.load.format import BatchResult, FilteredRow, LoadPlan, LoadSpec, LoadSpecError, compile_load
+from be.load.router import Router, columns_of
+from be.load.writer import Chunk, encode_tablet_rows, replicate, rows_request
+from be.storage.rowsets import RowsetStore
+from common.errors import InvalidArgument, TabletsimError
+from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc, types_pb2
+
+log = logging.getLogger(__name__)
+
+WRITE_RPC_TIMEOUT_S = 15.0
+_EXISTING = re.compile(r"relate to txn \[(\d+)\], status \[(\w+)\]")
+
+
+def spec_from_params(params: types_pb2.LoadParams) -> LoadSpec:
+    fmt = (params.format or "csv").lower()
+    return LoadSpec(
+        format=fmt,
+        columns=params.columns or None,
+        column_separator=params.column_separator or ",",
+        row_delimiter=params.row_delimiter or "\n",
+        jsonpaths=params.jsonpaths or None,
+        json_root=params.json_root or None,
+        strip_outer_array=params.strip_outer_array,
+        where=params.where or None,
+        strict_mode=params.strict_mode,
+        timezone=params.timezone or "Asia/Shanghai",
+    )
+
+
+@dataclass
+class Prepared:
+    """A batch parsed, mapped and routed, ready to replicate."""
+
+    batch: BatchResult
+    encoded: dict[int, list[Chunk]]
+    filtered: int
+    errors: list[FilteredRow]
+
+
+class LoadCoordinator:
+    def __init__(self, backend_id: Callable[[], int], fe: frontend_pb2_grpc.FrontendServiceStub,
+                 rowsets: RowsetStore, peers: PeerClients) -> None:
+        self._backend_id = backend_id
+        self._fe = fe
+        self._rowsets = rowsets
+        self._peers = peers
+
+    # ------------------------------------------------------------------ pieces
+    async def begin(self, db: str, table: str, label: str, timeout_s: int,
+                    source_type: str) -> frontend_pb2.BeginTxnResponse:
+        return await self._fe.BeginTxn(frontend_pb2.BeginTxnRequest(
+            db=db, table=table, label=label, timeout_s=timeout_s,
+            coordinator_backend_id=self._backend_id(), source_type=source_type,
+        ), timeout=30)
+
+    def compile(self, spec: LoadSpec, target: types_pb2.LoadTarget) -> tuple[LoadPlan, Router]:
+        columns = columns_of(target)
+        try:
+            plan = compile_load(spec, columns)
+        except LoadSpecError as exc:
+            raise InvalidArgument(f"load of {target.db}.{target.table}: {exc}") from None
+        return plan, Router(target, columns)
+
+    @staticmethod
+    def prepare(batch: BatchResult, router: Router, max_samples: int = 20) -> Prepared:
+        by_tablet, rejected = router.route(batch.rows)
+        errors = list(batch.errors)
+        for row, reason in rejected[: max(0, max_samples - len(errors))]:
+            errors.append(FilteredRow(row=repr(row)[:200], reason=reason))
+        encoded = encode_tablet_rows(router, by_tablet)
+        return Prepared(batch, encoded, batch.filtered_rows + len(rejected), errors)
+
+    async def send(self, backend_id: int, address: str, txn_id: int, chunks: list[Chunk]) -> None:
+        if backend_id == self._backend_id():
+            await asyncio.to_thread(self._rowsets.write, txn_id, chunks)
+            return
+        await self._peers.stub(address).WriteRows(rows_request(txn_id, chunks), timeout=WRITE_RPC_TIMEOUT_S)
+
+    async def abort(self, txn_id: int, reason: str) -> None:
+        try:
+            await self._fe.AbortTxn(frontend_pb2.AbortTxnRequest(txn_id=txn_id, reason=reason), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("abort of txn %d not delivered (%s); it will time out at the FE", txn_id, exc.code().name)
+
+    # ------------------------------------------------------------------ stream load
+    async def stream_load(self, req: types_pb2.StreamLoadRequest) -> types_pb2.StreamLoadResult:
+        started = time.monotonic()
+        timeout_s = req.timeout_s if req.HasField("timeout_s") else 600
+        result = types_pb2.StreamLoadResult(label=req.label, coordinator=f"BE: {self._backend_id()}")
+        try:
+            begun = await self.begin(req.db, req.table, req.label, timeout_s, "BACKEND_STREAMING")
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
+                m = _EXISTING.search(exc.details() or "")
+                result.status = "Label Already Exists"
+                result.message = exc.details()
+                if m:
+                    result.txn_id, result.existing_job_status = int(m.group(1)), m.group(2)
+                return result
+            raise
+        txn_id = begun.txn_id
+        result.txn_id = txn_id
+        try:
+            spec = spec_from_params(req.params)
+            plan, router = self.compile(spec, begun.target)
+            batch = await asyncio.to_thread(plan.parse, req.data)
+            prepared = await asyncio.to_thread(self.prepare, batch, router, spec.max_error_samples)
+            considered = batch.total_rows - batch.unselected_rows
+            result.number_total_rows = batch.total_rows
+            result.number_filtered_rows = prepared.filtered
+            result.number_unselected_rows = batch.unselected_rows
+            result.load_bytes = len(req.data)
+            result.filtered_rows.extend(
+                types_pb2.FilteredRow(row=e.row, reason=e.reason) for e in prepared.errors)
+            max_ratio = req.params.max_filter_ratio if req.params.HasField("max_filter_ratio") else 0.0
+            if considered and prepared.filtered / considered > max_ratio:
+                await self.abort(txn_id, "too many filtered rows")
+                result.status = "Fail"
+                result.message = (
+                    f"too many filtered rows: {prepared.filtered} of {considered} rows were filtered, a ratio "
+                    f"of {prepared.filtered / considered:.4f} > max_filter_ratio {max_ratio:g}; nothing was loaded "
+                    "(see filtered_rows for the reasons)"
+                )
+                result.number_loaded_rows = 0
+                return self._finish(result, started)
+            outcome = await replicate(txn_id, router, prepared.encoded, self.send, quorum=begun.target.quorum)
+            commit = await self._fe.CommitTxn(frontend_pb2.CommitTxnRequest(
+                txn_id=txn_id, tablet_commit_infos=outcome.commit_infos, loaded_rows=outcome.loaded_rows,
+                wait_visible_ms=int(timeout_s * 1000),
+            ), timeout=timeout_s + 30)
+        except (TabletsimError, grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
+            await self.abort(txn_id, _reason(exc))
+            raise
+        result.number_loaded_rows = outcome.loaded_rows
+        if commit.status == "VISIBLE":
+            result.status, result.message = "Success", "OK"
+        else:
+            result.status = "Publish Timeout"
+            result.message = f"transaction {txn_id} is {commit.status}; its rows become visible when published"
+        return self._finish(result, started)
+
+    @staticmethod
+    def _finish(result: types_pb2.StreamLoadResult, started: float) -> types_pb2.StreamLoadResult:
+        result.load_time_ms = int((time.monotonic() - started) * 1000)
+        return result
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    if isinstance(exc, asyncio.CancelledError):
+        return "the load was cancelled (the caller went away)"
+    return str(exc)
+

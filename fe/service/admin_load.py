@@ -1,0 +1,233 @@
+"""AdminService methods of loads and data: StreamLoad, ShowTransactions, Query, CheckConsistency."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import uuid
+
+import grpc
+
+from common.errors import InvalidArgument, NotFound, Unavailable
+from common.gen.tabletsim.v1 import admin_pb2, backend_pb2, types_pb2
+from common.rowcodec import decode_rows
+from common.timefmt import fmt_ms
+from fe.catalog.catalog import Catalog
+from fe.catalog.model import Partition, Replica, ReplicaState, Table
+from fe.system.backends import BackendRegistry
+from fe.system.be_client import BackendClients
+from fe.system.dynconfig import DynamicConfig
+from fe.txn.manager import TransactionManager
+from fe.txn.state import TxnStatus
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUERY_LIMIT = 100
+SCAN_TIMEOUT_S = 60.0
+
+
+def _require(value: str, field: str) -> str:
+    if not value:
+        raise InvalidArgument(f"field '{field}' is required")
+    return value
+
+
+def readable(r: Replica, partition: Partition, backends: BackendRegistry) -> bool:
+    """A replica may serve a read at the visible version: alive, NORMAL, not bad, caught up."""
+    be = backends.get(r.backend_id)
+    return (be is not None and be.alive and not r.bad and r.state is ReplicaState.NORMAL
+            and r.version >= partition.visible_version)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class LoadAdmin:
+    _backends: BackendRegistry
+    _catalog: Catalog
+    _clients: BackendClients
+    _dynconfig: DynamicConfig
+    _txns: TransactionManager
+    _inconsistent: set[int]
+    _rr = itertools.count()
+
+    # ------------------------------------------------------------------ stream load
+    async def StreamLoad(self, request, context):
+        db, table = self._catalog.table(_require(request.db, "db"), _require(request.table, "table"))
+        req = types_pb2.StreamLoadRequest()
+        req.CopyFrom(request)
+        req.label = request.label or f"stream_load_{uuid.uuid4().hex}"
+        if not request.HasField("timeout_s"):
+            req.timeout_s = self._dynconfig.stream_load_default_timeout_second
+        elif request.timeout_s <= 0:
+            raise InvalidArgument(f"invalid timeout_s {request.timeout_s}: must be a positive number of seconds")
+        alive = [b.backend_id for b in self._backends.alive() if not b.decommissioned]
+        if not alive:
+            raise Unavailable("no alive backend can coordinate the load; see ShowBackends")
+        start = next(self._rr) % len(alive)
+        last_error = ""
+        for be_id in (alive[start:] + alive[:start])[:3]:
+            try:
+                return await self._clients.stub(be_id).ExecuteStreamLoad(req, timeout=req.timeout_s + 60)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                                      grpc.StatusCode.CANCELLED):
+                    raise
+                txn = self._txns.by_label(db.db_id, req.label)
+                if txn is None:  # the coordinator never began: another BE may
+                    last_error = f"backend {be_id}: {exc.code().name} {exc.details()}"
+                    log.warning("stream load %s: coordinator %s", req.label, last_error)
+                    continue
+                if txn.status is TxnStatus.PREPARE and txn.coordinator == f"BE: {be_id}":
+                    self._txns.abort(txn.txn_id, f"coordinator backend {be_id} failed: {exc.details()}")
+                    raise Unavailable(
+                        f"coordinator backend {be_id} failed during the load ({exc.code().name}: {exc.details()}); "
+                        f"transaction {txn.txn_id} was aborted and nothing was loaded; retry with label '{req.label}'"
+                    ) from None
+                if txn.status in (TxnStatus.COMMITTED, TxnStatus.VISIBLE):
+                    return types_pb2.StreamLoadResult(
+                        txn_id=txn.txn_id, label=req.label, status="Success",
+                        message=f"the coordinator was lost after the commit; transaction is {txn.status.value}",
+                        number_loaded_rows=txn.loaded_rows, coordinator=txn.coordinator)
+                raise
+        raise Unavailable(f"no backend could coordinate the load; last error: {last_error}")
+
+    # ------------------------------------------------------------------ transactions
+    async def ShowTransactions(self, request, context):
+        db = self._catalog.db(_require(request.db, "db"))
+        status = None
+        if request.status:
+            try:
+                status = TxnStatus(request.status.upper())
+            except ValueError:
+                raise InvalidArgument(
+                    f"invalid status '{request.status}'; allowed: {', '.join(s.value for s in TxnStatus)}") from None
+        txns = [t for t in self._txns.all() if t.db_id == db.db_id]
+        if request.txn_id:
+            txns = [t for t in txns if t.txn_id == request.txn_id]
+            if not txns:
+                raise NotFound(f"unknown transaction {request.txn_id} in database '{db.name}'")
+        if request.label:
+            txns = [t for t in txns if t.label == request.label]
+            if not txns:
+                raise NotFound(f"no transaction with label '{request.label}' in database '{db.name}'")
+        if status is not None:
+            txns = [t for t in txns if t.status is status]
+        limit = request.limit or 100
+        tables = {t.table_id: t.name for t in db.tables.values()}
+        rows = []
+        for t in sorted(txns, key=lambda t: -t.txn_id)[:limit]:
+            rows.append(admin_pb2.TransactionRow(
+                transaction_id=t.txn_id, label=t.label, coordinator=t.coordinator,
+                transaction_status=t.status.value, load_job_source_type=t.source_type.value,
+                prepare_time=fmt_ms(t.prepare_time_ms), commit_time=fmt_ms(t.commit_time_ms),
+                publish_time=fmt_ms(t.publish_time_ms), finish_time=fmt_ms(t.finish_time_ms),
+                reason=t.reason, error_replicas_count=len(t.error_replicas),
+                table=tables.get(t.table_id, f"<dropped table {t.table_id}>"),
+                partition_versions=", ".join(f"{p}: {v}" for p, v in sorted(t.partition_versions.items())),
+                loaded_rows=t.loaded_rows,
+            ))
+        return admin_pb2.ShowTransactionsResponse(transactions=rows)
+
+    # ------------------------------------------------------------------ reads
+    def _read_plan(self, table: Table, partitions: list[Partition],
+                   excluded: set[int]) -> dict[int, list[tuple[int, int]]]:
+        """backend -> [(tablet, version)], one readable replica per tablet, spread over BEs."""
+        plan: dict[int, list[tuple[int, int]]] = {}
+        for p in partitions:
+            for t in p.tablets:
+                candidates = [r for r in t.replicas
+                              if r.backend_id not in excluded and readable(r, p, self._backends)]
+                if not candidates:
+                    raise Unavailable(
+                        f"tablet {t.tablet_id} of {table.name}.{p.name} has no alive replica at the visible "
+                        f"version {p.visible_version}; it cannot be read until a replica is repaired"
+                    )
+                r = min(candidates, key=lambda r: (len(plan.get(r.backend_id, ())), r.backend_id))
+                plan.setdefault(r.backend_id, []).append((t.tablet_id, p.visible_version))
+        return plan
+
+    async def Query(self, request, context):
+        _, table = self._catalog.table(_require(request.db, "db"), _require(request.table, "table"))
+        partitions = self._catalog.partitions(table, list(request.partitions))
+        names = [c.name for c in table.columns]
+        projection = list(range(len(names)))
+        if request.columns:
+            lower = [n.lower() for n in names]
+            try:
+                projection = [lower.index(c.lower()) for c in request.columns]
+            except ValueError:
+                raise InvalidArgument(
+                    f"unknown column in {list(request.columns)}; columns: {', '.join(names)}") from None
+        limit = request.limit if request.HasField("limit") else DEFAULT_QUERY_LIMIT
+        if limit < 0:
+            raise InvalidArgument(f"invalid limit {limit}: must be >= 0")
+
+        async def scan(be_id: int, tablets: list[tuple[int, int]]) -> backend_pb2.ScanTabletsResponse:
+            return await self._clients.stub(be_id).ScanTablets(backend_pb2.ScanTabletsRequest(
+                tablets=[backend_pb2.ScanTablet(tablet_id=t, version=v) for t, v in tablets],
+                predicates=request.predicates, limit=limit), timeout=SCAN_TIMEOUT_S)
+
+        excluded: set[int] = set()
+        for _attempt in range(3):  # a BE that dies before the FE notices: read its tablets elsewhere
+            plan = self._read_plan(table, partitions, excluded)
+            answers = await asyncio.gather(*(scan(be, ts) for be, ts in plan.items()), return_exceptions=True)
+            failed = {be for be, a in zip(plan, answers, strict=True)
+                      if isinstance(a, grpc.aio.AioRpcError) and a.code() in (
+                          grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)}
+            if not failed:
+                break
+            excluded |= failed
+        for a in answers:
+            if isinstance(a, BaseException):
+                raise a
+        results = answers
+        count, rows = 0, []
+        for resp in results:
+            count += resp.count
+            if len(rows) < limit:
+                rows.extend(decode_rows(resp.rows)[: limit - len(rows)])
+        return admin_pb2.QueryResponse(
+            count=count, column_names=[names[i] for i in projection],
+            rows=[admin_pb2.QueryRow(values=[_text(row[i]) for i in projection]) for row in rows],
+            read_from=[f"tablet {t} @ version {v} from backend {be}"
+                       for be, ts in sorted(plan.items()) for t, v in ts][:50],
+        )
+
+    async def CheckConsistency(self, request, context):
+        _, table = self._catalog.table(_require(request.db, "db"), _require(request.table, "table"))
+
+        async def checksum(tablet_id: int, r: Replica, version: int) -> admin_pb2.ReplicaChecksum:
+            row = admin_pb2.ReplicaChecksum(tablet_id=tablet_id, backend_id=r.backend_id, version=version)
+            try:
+                resp = await self._clients.stub(r.backend_id).TabletChecksum(
+                    backend_pb2.TabletChecksumRequest(tablet_id=tablet_id, version=version), timeout=SCAN_TIMEOUT_S)
+                row.checksum, row.row_count = resp.checksum, resp.row_count
+            except grpc.aio.AioRpcError as exc:
+                row.error = f"{exc.code().name}: {exc.details()}"
+            return row
+
+        jobs = []
+        for p in table.partitions:
+            for t in p.tablets:
+                for r in t.replicas:
+                    if readable(r, p, self._backends):
+                        jobs.append(checksum(t.tablet_id, r, p.visible_version))
+        rows = await asyncio.gather(*jobs)
+        by_tablet: dict[int, set[str]] = {}
+        for row in rows:
+            if not row.error:
+                by_tablet.setdefault(row.tablet_id, set()).add(row.checksum)
+        bad = {t for t, sums in by_tablet.items() if len(sums) > 1}
+        for p in table.partitions:
+            for t in p.tablets:
+                self._inconsistent.discard(t.tablet_id)
+        self._inconsistent.update(bad)
+        return admin_pb2.CheckConsistencyResponse(
+            checked_tablets=len(by_tablet), inconsistent_tablets=len(bad), replicas=rows)

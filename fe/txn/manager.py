@@ -1,0 +1,332 @@
+"""The transaction manager (journal domain ``txn``): begin, commit with quorum, publish, abort.
+
+Every change is one edit-log record; its ``apply`` also updates the catalog (partition versions,
+replica versions and lastFailedVersion), so the live path and replay agree. A commit may carry an
+attachment (a routine load task's offsets): commit hooks registered per source type check it
+before the commit and apply it inside the same record, which makes the txn state and the job's
+progress move together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from fe.catalog.catalog import Catalog
+from fe.catalog.model import Database, ReplicaState, Table
+from fe.persist.ids import IdAllocator
+from fe.persist.journal import Journal
+from fe.system.backends import BackendRegistry
+from fe.system.dynconfig import DynamicConfig
+from fe.txn.state import SourceType, TransactionState, TxnStatus
+
+log = logging.getLogger(__name__)
+
+MAX_LABEL_LEN = 128
+
+
+@dataclass
+class CommitHook:
+    """What a load source (routine load) does with a commit's attachment.
+
+    ``check(txn, attachment)`` runs before the commit and raises to refuse it (the txn is then
+    aborted); ``apply(txn)`` runs inside the commit record's apply, live and on replay.
+    ``on_final(txn)`` runs (live only) after the txn is VISIBLE or ABORTED.
+    """
+
+    check: Callable[[TransactionState, dict[str, Any]], None]
+    apply: Callable[[TransactionState], None]
+    on_final: Callable[[TransactionState], None]
+
+
+class TransactionManager:
+    def __init__(self, journal: Journal, ids: IdAllocator, catalog: Catalog, backends: BackendRegistry,
+                 config: DynamicConfig, wall_ms: Callable[[], int]) -> None:
+        self._journal = journal
+        self._ids = ids
+        self._catalog = catalog
+        self._backends = backends
+        self._config = config
+        self._wall_ms = wall_ms
+        self._txns: dict[int, TransactionState] = {}
+        self._labels: dict[tuple[int, str], int] = {}
+        self._finished: dict[int, asyncio.Event] = {}
+        self._hooks: dict[SourceType, CommitHook] = {}
+        self.on_aborted: list[Callable[[TransactionState], None]] = []
+        self._verbs = {
+            "begin": self._apply_begin,
+            "commit": self._apply_commit,
+            "visible": self._apply_visible,
+            "abort": self._apply_abort,
+            "clean": self._apply_clean,
+        }
+
+    def register_hook(self, source: SourceType, hook: CommitHook) -> None:
+        self._hooks[source] = hook
+
+    # ------------------------------------------------------------------ queries
+    def get(self, txn_id: int) -> TransactionState:
+        txn = self._txns.get(txn_id)
+        if txn is None:
+            raise NotFound(f"unknown transaction {txn_id}")
+        return txn
+
+    def find(self, txn_id: int) -> TransactionState | None:
+        return self._txns.get(txn_id)
+
+    def by_label(self, db_id: int, label: str) -> TransactionState | None:
+        """The non-aborted txn of a label, or the newest aborted one."""
+        txn_id = self._labels.get((db_id, label))
+        if txn_id is not None:
+            return self._txns[txn_id]
+        aborted = [t for t in self._txns.values() if t.db_id == db_id and t.label == label]
+        return max(aborted, key=lambda t: t.txn_id) if aborted else None
+
+    def with_status(self, status: TxnStatus) -> list[TransactionState]:
+        return sorted((t for t in self._txns.values() if t.status is status), key=lambda t: t.txn_id)
+
+    def all(self) -> list[TransactionState]:
+        return sorted(self._txns.values(), key=lambda t: t.txn_id)
+
+    # ------------------------------------------------------------------ live path
+    def begin(self, db_name: str, table_name: str, label: str, timeout_s: int, coordinator: str,
+              source_type: SourceType) -> tuple[TransactionState, Database, Table]:
+        if not label or len(label) > MAX_LABEL_LEN:
+            raise InvalidArgument(f"invalid label '{label}': must be 1..{MAX_LABEL_LEN} characters")
+        if timeout_s <= 0:
+            raise InvalidArgument(f"invalid timeout {timeout_s}: must be a positive number of seconds")
+        db, table = self._catalog.table(db_name, table_name)
+        existing = self._labels.get((db.db_id, label))
+        if existing is not None:
+            other = self._txns[existing]
+            raise AlreadyExists(
+                f"Label Already Exists: label [{label}] has already been used, relate to txn [{other.txn_id}], "
+                f"status [{other.status.value}]"
+            )
+        txn = TransactionState(
+            txn_id=self._ids.next(), db_id=db.db_id, table_id=table.table_id, label=label,
+            coordinator=coordinator, source_type=source_type, timeout_ms=timeout_s * 1000,
+            prepare_time_ms=self._wall_ms(),
+        )
+        self._journal.log("txn.begin", txn.to_dict())
+        return self._txns[txn.txn_id], db, table
+
+    def commit(self, txn_id: int, tablet_backends: dict[int, list[int]], attachment: dict[str, Any],
+               loaded_rows: int = 0) -> TransactionState:
+        txn = self.get(txn_id)
+        if txn.status is not TxnStatus.PREPARE:
+            raise FailedPrecondition(
+                f"transaction {txn_id} (label '{txn.label}') is {txn.status.value}; only a PREPARE "
+                f"transaction can be committed" + (f" (reason: {txn.reason})" if txn.reason else "")
+            )
+        try:
+            versions, error_replicas = self._check_commit(txn, tablet_backends)
+            hook = self._hooks.get(txn.source_type)
+            if hook is not None:
+                hook.check(txn, attachment)
+        except (Unavailable, FailedPrecondition, InvalidArgument, NotFound) as exc:
+            self.abort(txn_id, f"commit refused: {exc}")
+            raise
+        self._journal.log("txn.commit", {
+            "txn_id": txn_id, "time_ms": self._wall_ms(),
+            "partition_versions": [[p, v] for p, v in versions.items()],
+            "tablet_backends": [[t, b] for t, b in tablet_backends.items()],
+            "error_replicas": error_replicas, "attachment": attachment, "loaded_rows": loaded_rows,
+        })
+        log.info("txn %d (label %s) COMMITTED: versions %s, %d error replicas",
+                 txn_id, txn.label, versions, len(error_replicas))
+        return txn
+
+    def _check_commit(self, txn: TransactionState,
+                      tablet_backends: dict[int, list[int]]) -> tuple[dict[int, int], list[int]]:
+        db = self._catalog.db_by_id(txn.db_id)
+        table = next((t for t in db.tables.values() if t.table_id == txn.table_id), None) if db else None
+        if table is None:
+            raise NotFound(f"the table of transaction {txn.txn_id} was dropped")
+        touched = {}
+        for tablet_id in tablet_backends:
+            loc = self._catalog.find_location(tablet_id)
+            if loc is None or loc.table.table_id != table.table_id:
+                raise InvalidArgument(f"tablet {tablet_id} is not a tablet of table '{table.name}'")
+            touched[loc.partition.partition_id] = loc.partition
+        versions: dict[int, int] = {}
+        error_replicas: list[int] = []
+        quorum = table.quorum
+        for partition in touched.values():
+            versions[partition.partition_id] = partition.next_version
+            for tablet in partition.tablets:
+                if tablet.tablet_id not in tablet_backends:
+                    raise InvalidArgument(
+                        f"tablet {tablet.tablet_id} of partition '{partition.name}' has no commit info: "
+                        "every tablet of a loaded partition takes part"
+                    )
+                took = set(tablet_backends[tablet.tablet_id])
+                good = [r for r in tablet.replicas
+                        if r.backend_id in took and r.state is ReplicaState.NORMAL and not r.bad]
+                if len(good) < quorum:
+                    raise Unavailable(
+                        f"tablet {tablet.tablet_id} reached {len(good)} of the {quorum} replicas its "
+                        f"write quorum ({table.write_quorum.value}) needs"
+                    )
+                error_replicas += [r.replica_id for r in tablet.replicas if r.backend_id not in took]
+        return versions, error_replicas
+
+    def abort(self, txn_id: int, reason: str) -> TransactionState:
+        txn = self.get(txn_id)
+        if txn.status is TxnStatus.ABORTED:
+            return txn
+        if txn.status is not TxnStatus.PREPARE:
+            raise FailedPrecondition(
+                f"transaction {txn_id} (label '{txn.label}') is {txn.status.value}; only a PREPARE "
+                "transaction can be aborted"
+            )
+        self._journal.log("txn.abort", {"txn_id": txn_id, "time_ms": self._wall_ms(), "reason": reason})
+        log.info("txn %d (label %s) ABORTED: %s", txn_id, txn.label, reason)
+        for fn in self.on_aborted:
+            fn(txn)
+        return txn
+
+    def mark_visible(self, txn_id: int, published: list[tuple[int, int, int, int, int]],
+                     lagging: list[tuple[int, int]]) -> None:
+        """``published``: (tablet, backend, version, rows, bytes); ``lagging``: (tablet, backend)."""
+        self._journal.log("txn.visible", {
+            "txn_id": txn_id, "time_ms": self._wall_ms(),
+            "published": [list(p) for p in published], "lagging": [list(x) for x in lagging],
+        })
+
+    def abort_expired(self) -> list[int]:
+        now = self._wall_ms()
+        expired = [t for t in self._txns.values() if t.expired(now)]
+        for txn in expired:
+            self.abort(txn.txn_id, f"timeout by txn manager: PREPARE for more than {txn.timeout_ms // 1000} s")
+        return [t.txn_id for t in expired]
+
+    def clean_finished(self) -> int:
+        keep_ms = self._config.label_keep_max_second * 1000
+        now = self._wall_ms()
+        old = [t.txn_id for t in self._txns.values()
+               if t.status.is_final and t.finish_time_ms and now - t.finish_time_ms > keep_ms]
+        if old:
+            self._journal.log("txn.clean", {"txn_ids": old})
+        return len(old)
+
+    async def wait_finished(self, txn_id: int, timeout_s: float) -> TransactionState:
+        txn = self.get(txn_id)
+        if not txn.status.is_final:
+            event = self._finished.setdefault(txn_id, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), timeout_s)
+            except TimeoutError:
+                pass
+        return self.get(txn_id)
+
+    # ------------------------------------------------------------------ journal domain
+    def apply(self, verb: str, data: dict[str, Any]) -> Any:
+        return self._verbs[verb](data)
+
+    def _apply_begin(self, d: dict[str, Any]) -> None:
+        txn = TransactionState.from_dict(d)
+        self._ids.observe(txn.txn_id)
+        self._txns[txn.txn_id] = txn
+        self._labels[(txn.db_id, txn.label)] = txn.txn_id
+
+    def _apply_commit(self, d: dict[str, Any]) -> None:
+        txn = self._txns[d["txn_id"]]
+        txn.transition_to(TxnStatus.COMMITTED)
+        txn.commit_time_ms = d["time_ms"]
+        txn.partition_versions = {p: v for p, v in d["partition_versions"]}
+        txn.tablet_backends = {t: b for t, b in d["tablet_backends"]}
+        txn.error_replicas = d["error_replicas"]
+        txn.attachment = d["attachment"]
+        txn.loaded_rows = d.get("loaded_rows", 0)
+        failed = set(txn.error_replicas)
+        for partition_id, version in txn.partition_versions.items():
+            partition = self._partition(txn, partition_id)
+            if partition is None:
+                continue
+            partition.next_version = max(partition.next_version, version + 1)
+            for tablet in partition.tablets:
+                for r in tablet.replicas:
+                    if r.replica_id in failed:
+                        r.last_failed_version = max(r.last_failed_version, version)
+                        r.last_failed_time_ms = d["time_ms"]
+        hook = self._hooks.get(txn.source_type)
+        if hook is not None:
+            hook.apply(txn)
+
+    def _apply_visible(self, d: dict[str, Any]) -> None:
+        txn = self._txns[d["txn_id"]]
+        txn.transition_to(TxnStatus.VISIBLE)
+        txn.publish_time_ms = txn.finish_time_ms = d["time_ms"]
+        for tablet_id, backend_id, version, rows, size in d["published"]:
+            loc = self._catalog.find_location(tablet_id)
+            replica = loc.tablet.replica_on(backend_id) if loc else None
+            if replica is not None and version > replica.version:
+                replica.version = version
+                replica.last_success_version = version
+                replica.row_count, replica.data_size = rows, size
+                replica.version_count += 1
+                if replica.last_failed_version >= 0 and replica.version >= replica.last_failed_version:
+                    replica.last_failed_version = -1
+        for tablet_id, backend_id in d["lagging"]:
+            loc = self._catalog.find_location(tablet_id)
+            replica = loc.tablet.replica_on(backend_id) if loc else None
+            version = txn.partition_versions.get(loc.partition.partition_id, 0) if loc else 0
+            if replica is not None and replica.version < version:
+                replica.last_failed_version = max(replica.last_failed_version, version)
+                replica.last_failed_time_ms = d["time_ms"]
+        for partition_id, version in txn.partition_versions.items():
+            partition = self._partition(txn, partition_id)
+            if partition is not None and version > partition.visible_version:
+                partition.visible_version = version
+                partition.visible_version_time_ms = d["time_ms"]
+        self._finish(txn)
+
+    def _apply_abort(self, d: dict[str, Any]) -> None:
+        txn = self._txns[d["txn_id"]]
+        txn.transition_to(TxnStatus.ABORTED)
+        txn.finish_time_ms = d["time_ms"]
+        txn.reason = d["reason"]
+        if self._labels.get((txn.db_id, txn.label)) == txn.txn_id:
+            del self._labels[(txn.db_id, txn.label)]
+        self._finish(txn)
+
+    def _apply_clean(self, d: dict[str, Any]) -> None:
+        for txn_id in d["txn_ids"]:
+            txn = self._txns.pop(txn_id, None)
+            if txn is not None and self._labels.get((txn.db_id, txn.label)) == txn_id:
+                del self._labels[(txn.db_id, txn.label)]
+
+    def _finish(self, txn: TransactionState) -> None:
+        event = self._finished.pop(txn.txn_id, None)
+        if event is not None:
+            event.set()
+        hook = self._hooks.get(txn.source_type)
+        if hook is not None and not self._journal.replaying:
+            hook.on_final(txn)
+
+    def _partition(self, txn: TransactionState, partition_id: int):
+        db = self._catalog.db_by_id(txn.db_id)
+        if db is None:
+            return None
+        table = next((t for t in db.tables.values() if t.table_id == txn.table_id), None)
+        if table is None:
+            return None
+        return next((p for p in table.partitions if p.partition_id == partition_id), None)
+
+    def dump(self) -> dict[str, Any]:
+        return {"txns": [t.to_dict() for t in self.all()]}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self._txns.clear()
+        self._labels.clear()
+        for d in state.get("txns", []):
+            txn = TransactionState.from_dict(d)
+            self._ids.observe(txn.txn_id)
+            self._txns[txn.txn_id] = txn
+            if txn.status is not TxnStatus.ABORTED:
+                self._labels[(txn.db_id, txn.label)] = txn.txn_id

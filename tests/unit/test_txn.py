@@ -1,0 +1,87 @@
+"""Transaction manager: labels, quorum at commit, versions, publish, abort, timeouts, replay."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.errors import AlreadyExists, FailedPrecondition, Unavailable
+from fe.catalog.model import WriteQuorum
+from fe.txn.manager import TransactionManager
+from fe.txn.state import SourceType, TxnStatus
+from tests.unit.test_catalog import FakeClients, build, spec
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = 1_700_000_000_000
+
+
+async def setup(tmp_path, clock: Clock):
+    def more(journal, catalog):
+        txns = TransactionManager(journal, catalog._ids, catalog, catalog._backends, catalog._config,
+                                  lambda: clock.ms)
+        journal.register("txn", txns)
+        return txns
+
+    return build(tmp_path, FakeClients(), more=more)
+
+
+def infos(table, backends=None):
+    p = table.partitions[0]
+    return {t.tablet_id: [r.backend_id for r in t.replicas if backends is None or r.backend_id in backends]
+            for t in p.tablets}
+
+
+async def test_commit_publish_abort_and_replay(tmp_path):
+    clock = Clock()
+    journal, catalog, txns = await setup(tmp_path, clock)
+    catalog.create_database("d")
+    table = await catalog.create_table("d", spec("t", buckets=2))
+    bes = [b.backend_id for b in catalog._backends.all()]
+
+    t1, _, _ = txns.begin("d", "t", "l1", 60, "BE: 1", SourceType.BACKEND_STREAMING)
+    with pytest.raises(AlreadyExists, match=rf"relate to txn \[{t1.txn_id}\], status \[PREPARE\]"):
+        txns.begin("d", "t", "l1", 60, "BE: 1", SourceType.BACKEND_STREAMING)
+    txns.commit(t1.txn_id, infos(table, bes[:2]), {}, 10)
+    assert t1.status is TxnStatus.COMMITTED and t1.partition_versions == {table.partitions[0].partition_id: 2}
+    failed = [r for t in table.partitions[0].tablets for r in t.replicas if r.backend_id == bes[2]]
+    assert all(r.last_failed_version == 2 for r in failed) and len(t1.error_replicas) == 2
+    published = [(tid, be, 2, 5, 50) for tid, bs in t1.tablet_backends.items() for be in bs]
+    txns.mark_visible(t1.txn_id, published, [])
+    assert t1.status is TxnStatus.VISIBLE and table.partitions[0].visible_version == 2
+    assert all(r.version == 2 for t in table.partitions[0].tablets for r in t.replicas if r.backend_id != bes[2])
+
+    # below quorum: refused and aborted
+    t2, _, _ = txns.begin("d", "t", "l2", 60, "BE: 1", SourceType.BACKEND_STREAMING)
+    with pytest.raises(Unavailable, match="reached 1 of the 2 replicas its write quorum \\(MAJORITY\\) needs"):
+        txns.commit(t2.txn_id, infos(table, bes[:1]), {}, 0)
+    assert t2.status is TxnStatus.ABORTED and "commit refused" in t2.reason
+    with pytest.raises(FailedPrecondition, match="is ABORTED; only a PREPARE transaction can be committed"):
+        txns.commit(t2.txn_id, infos(table), {}, 0)
+    # the label of an aborted txn can be used again
+    t3, _, _ = txns.begin("d", "t", "l2", 60, "BE: 1", SourceType.BACKEND_STREAMING)
+    catalog.alter_table("d", "t", {"write_quorum": "one"})
+    assert table.write_quorum is WriteQuorum.ONE
+    txns.commit(t3.txn_id, infos(table, bes[:1]), {}, 0)
+    assert t3.partition_versions == {table.partitions[0].partition_id: 3}
+
+    # timeouts abort only PREPARE txns
+    t4, _, _ = txns.begin("d", "t", "l4", 5, "BE: 1", SourceType.BACKEND_STREAMING)
+    clock.ms += 6_000
+    assert txns.abort_expired() == [t4.txn_id]
+    assert "timeout" in t4.reason and t3.status is TxnStatus.COMMITTED
+
+    live = journal.dump()
+    journal.close()
+    journal2, catalog2, txns2 = await setup(tmp_path, clock)
+    assert journal2.dump() == live
+    assert txns2.get(t3.txn_id).status is TxnStatus.COMMITTED
+    assert txns2.by_label(catalog2.db("d").db_id, "l2").txn_id == t3.txn_id
+
+
+def test_state_transitions_are_a_closed_table():
+    from fe.txn.state import TRANSITIONS
+
+    assert TRANSITIONS[TxnStatus.PREPARE] == {TxnStatus.COMMITTED, TxnStatus.ABORTED}
+    assert TRANSITIONS[TxnStatus.COMMITTED] == {TxnStatus.VISIBLE}
+    assert TxnStatus.VISIBLE.is_final and TxnStatus.ABORTED.is_final and not TxnStatus.COMMITTED.is_final
