@@ -51,6 +51,8 @@ class BackendRow(_message.Message):
     TOTAL_CAPACITY_FIELD_NUMBER: _builtins.int
     USED_PCT_FIELD_NUMBER: _builtins.int
     ERR_MSG_FIELD_NUMBER: _builtins.int
+    DECOMMISSIONED_FIELD_NUMBER: _builtins.int
+    TABLETS_LEFT_TO_MOVE_FIELD_NUMBER: _builtins.int
     backend_id: _builtins.int
     host: _builtins.str
     be_port: _builtins.int
@@ -65,6 +67,9 @@ class BackendRow(_message.Message):
     total_capacity: _builtins.str
     used_pct: _builtins.str
     err_msg: _builtins.str
+    decommissioned: _builtins.bool
+    tablets_left_to_move: _builtins.int
+    """while decommissioning"""
     def __init__(
         self,
         *,
@@ -81,23 +86,33 @@ class BackendRow(_message.Message):
         total_capacity: _builtins.str = ...,
         used_pct: _builtins.str = ...,
         err_msg: _builtins.str = ...,
+        decommissioned: _builtins.bool | None = ...,
+        tablets_left_to_move: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_alive", b"_alive", "_http_port", b"_http_port", "_tablet_num", b"_tablet_num", "alive", b"alive", "http_port", b"http_port", "tablet_num", b"tablet_num"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_alive", b"_alive", "_decommissioned", b"_decommissioned", "_http_port", b"_http_port", "_tablet_num", b"_tablet_num", "_tablets_left_to_move", b"_tablets_left_to_move", "alive", b"alive", "decommissioned", b"decommissioned", "http_port", b"http_port", "tablet_num", b"tablet_num", "tablets_left_to_move", b"tablets_left_to_move"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alive", b"_alive", "_http_port", b"_http_port", "_tablet_num", b"_tablet_num", "alive", b"alive", "avail_capacity", b"avail_capacity", "backend_id", b"backend_id", "be_port", b"be_port", "data_used_capacity", b"data_used_capacity", "err_msg", b"err_msg", "host", b"host", "http_port", b"http_port", "last_heartbeat", b"last_heartbeat", "last_start_time", b"last_start_time", "tablet_num", b"tablet_num", "total_capacity", b"total_capacity", "used_pct", b"used_pct"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alive", b"_alive", "_decommissioned", b"_decommissioned", "_http_port", b"_http_port", "_tablet_num", b"_tablet_num", "_tablets_left_to_move", b"_tablets_left_to_move", "alive", b"alive", "avail_capacity", b"avail_capacity", "backend_id", b"backend_id", "be_port", b"be_port", "data_used_capacity", b"data_used_capacity", "decommissioned", b"decommissioned", "err_msg", b"err_msg", "host", b"host", "http_port", b"http_port", "last_heartbeat", b"last_heartbeat", "last_start_time", b"last_start_time", "tablet_num", b"tablet_num", "tablets_left_to_move", b"tablets_left_to_move", "total_capacity", b"total_capacity", "used_pct", b"used_pct"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__alive: _TypeAlias = _typing.Literal["alive"]  # noqa: Y015
     _WhichOneofArgType__alive: _TypeAlias = _typing.Literal["_alive", b"_alive"]  # noqa: Y015
+    _WhichOneofReturnType__decommissioned: _TypeAlias = _typing.Literal["decommissioned"]  # noqa: Y015
+    _WhichOneofArgType__decommissioned: _TypeAlias = _typing.Literal["_decommissioned", b"_decommissioned"]  # noqa: Y015
     _WhichOneofReturnType__http_port: _TypeAlias = _typing.Literal["http_port"]  # noqa: Y015
     _WhichOneofArgType__http_port: _TypeAlias = _typing.Literal["_http_port", b"_http_port"]  # noqa: Y015
     _WhichOneofReturnType__tablet_num: _TypeAlias = _typing.Literal["tablet_num"]  # noqa: Y015
     _WhichOneofArgType__tablet_num: _TypeAlias = _typing.Literal["_tablet_num", b"_tablet_num"]  # noqa: Y015
+    _WhichOneofReturnType__tablets_left_to_move: _TypeAlias = _typing.Literal["tablets_left_to_move"]  # noqa: Y015
+    _WhichOneofArgType__tablets_left_to_move: _TypeAlias = _typing.Literal["_tablets_left_to_move", b"_tablets_left_to_move"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__alive) -> _WhichOneofReturnType__alive | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__decommissioned) -> _WhichOneofReturnType__decommissioned | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__http_port) -> _WhichOneofReturnType__http_port | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__tablet_num) -> _WhichOneofReturnType__tablet_num | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tablets_left_to_move) -> _WhichOneofReturnType__tablets_left_to_move | None: ...
 
 Global___BackendRow: _TypeAlias = BackendRow  # noqa: Y015
 
@@ -1604,3 +1619,231 @@ class CheckConsistencyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__inconsistent_tablets) -> _WhichOneofReturnType__inconsistent_tablets | None: ...
 
 Global___CheckConsistencyResponse: _TypeAlias = CheckConsistencyResponse  # noqa: Y015
+
+@_typing.final
+class ShowReplicaStatusRequest(_message.Message):
+    """---------------------------------------------------------------- replica repair"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    table: _builtins.str
+    status: _builtins.str
+    """OK | DEAD | VERSION_ERROR | SCHEMA_ERROR | MISSING"""
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        table: _builtins.str = ...,
+        partitions: _abc.Iterable[_builtins.str] | None = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "partitions", b"partitions", "status", b"status", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowReplicaStatusRequest: _TypeAlias = ShowReplicaStatusRequest  # noqa: Y015
+
+@_typing.final
+class ReplicaStatusRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLET_ID_FIELD_NUMBER: _builtins.int
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    BACKEND_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    LAST_FAILED_VERSION_FIELD_NUMBER: _builtins.int
+    LAST_SUCCESS_VERSION_FIELD_NUMBER: _builtins.int
+    COMMITTED_VERSION_FIELD_NUMBER: _builtins.int
+    SCHEMA_HASH_FIELD_NUMBER: _builtins.int
+    VERSION_NUM_FIELD_NUMBER: _builtins.int
+    IS_BAD_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    tablet_id: _builtins.int
+    replica_id: _builtins.int
+    backend_id: _builtins.int
+    version: _builtins.int
+    last_failed_version: _builtins.int
+    last_success_version: _builtins.int
+    committed_version: _builtins.int
+    schema_hash: _builtins.int
+    version_num: _builtins.int
+    is_bad: _builtins.bool
+    state: _builtins.str
+    status: _builtins.str
+    def __init__(
+        self,
+        *,
+        tablet_id: _builtins.int = ...,
+        replica_id: _builtins.int = ...,
+        backend_id: _builtins.int = ...,
+        version: _builtins.int | None = ...,
+        last_failed_version: _builtins.int | None = ...,
+        last_success_version: _builtins.int | None = ...,
+        committed_version: _builtins.int | None = ...,
+        schema_hash: _builtins.int | None = ...,
+        version_num: _builtins.int | None = ...,
+        is_bad: _builtins.bool | None = ...,
+        state: _builtins.str = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_committed_version", b"_committed_version", "_is_bad", b"_is_bad", "_last_failed_version", b"_last_failed_version", "_last_success_version", b"_last_success_version", "_schema_hash", b"_schema_hash", "_version", b"_version", "_version_num", b"_version_num", "committed_version", b"committed_version", "is_bad", b"is_bad", "last_failed_version", b"last_failed_version", "last_success_version", b"last_success_version", "schema_hash", b"schema_hash", "version", b"version", "version_num", b"version_num"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_committed_version", b"_committed_version", "_is_bad", b"_is_bad", "_last_failed_version", b"_last_failed_version", "_last_success_version", b"_last_success_version", "_schema_hash", b"_schema_hash", "_version", b"_version", "_version_num", b"_version_num", "backend_id", b"backend_id", "committed_version", b"committed_version", "is_bad", b"is_bad", "last_failed_version", b"last_failed_version", "last_success_version", b"last_success_version", "replica_id", b"replica_id", "schema_hash", b"schema_hash", "state", b"state", "status", b"status", "tablet_id", b"tablet_id", "version", b"version", "version_num", b"version_num"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__committed_version: _TypeAlias = _typing.Literal["committed_version"]  # noqa: Y015
+    _WhichOneofArgType__committed_version: _TypeAlias = _typing.Literal["_committed_version", b"_committed_version"]  # noqa: Y015
+    _WhichOneofReturnType__is_bad: _TypeAlias = _typing.Literal["is_bad"]  # noqa: Y015
+    _WhichOneofArgType__is_bad: _TypeAlias = _typing.Literal["_is_bad", b"_is_bad"]  # noqa: Y015
+    _WhichOneofReturnType__last_failed_version: _TypeAlias = _typing.Literal["last_failed_version"]  # noqa: Y015
+    _WhichOneofArgType__last_failed_version: _TypeAlias = _typing.Literal["_last_failed_version", b"_last_failed_version"]  # noqa: Y015
+    _WhichOneofReturnType__last_success_version: _TypeAlias = _typing.Literal["last_success_version"]  # noqa: Y015
+    _WhichOneofArgType__last_success_version: _TypeAlias = _typing.Literal["_last_success_version", b"_last_success_version"]  # noqa: Y015
+    _WhichOneofReturnType__schema_hash: _TypeAlias = _typing.Literal["schema_hash"]  # noqa: Y015
+    _WhichOneofArgType__schema_hash: _TypeAlias = _typing.Literal["_schema_hash", b"_schema_hash"]  # noqa: Y015
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    _WhichOneofReturnType__version_num: _TypeAlias = _typing.Literal["version_num"]  # noqa: Y015
+    _WhichOneofArgType__version_num: _TypeAlias = _typing.Literal["_version_num", b"_version_num"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__committed_version) -> _WhichOneofReturnType__committed_version | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__is_bad) -> _WhichOneofReturnType__is_bad | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_failed_version) -> _WhichOneofReturnType__last_failed_version | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_success_version) -> _WhichOneofReturnType__last_success_version | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__schema_hash) -> _WhichOneofReturnType__schema_hash | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version_num) -> _WhichOneofReturnType__version_num | None: ...
+
+Global___ReplicaStatusRow: _TypeAlias = ReplicaStatusRow  # noqa: Y015
+
+@_typing.final
+class ShowReplicaStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def replicas(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaStatusRow]: ...
+    def __init__(
+        self,
+        *,
+        replicas: _abc.Iterable[Global___ReplicaStatusRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replicas", b"replicas"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowReplicaStatusResponse: _TypeAlias = ShowReplicaStatusResponse  # noqa: Y015
+
+@_typing.final
+class RepairTableRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    table: _builtins.str
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        table: _builtins.str = ...,
+        partitions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "partitions", b"partitions", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RepairTableRequest: _TypeAlias = RepairTableRequest  # noqa: Y015
+
+@_typing.final
+class RepairTableResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLETS_FIELD_NUMBER: _builtins.int
+    tablets: _builtins.int
+    def __init__(
+        self,
+        *,
+        tablets: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_tablets", b"_tablets", "tablets", b"tablets"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_tablets", b"_tablets", "tablets", b"tablets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__tablets: _TypeAlias = _typing.Literal["tablets"]  # noqa: Y015
+    _WhichOneofArgType__tablets: _TypeAlias = _typing.Literal["_tablets", b"_tablets"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tablets) -> _WhichOneofReturnType__tablets | None: ...
+
+Global___RepairTableResponse: _TypeAlias = RepairTableResponse  # noqa: Y015
+
+@_typing.final
+class BackendRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKEND_ID_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    BE_PORT_FIELD_NUMBER: _builtins.int
+    backend_id: _builtins.int
+    """or host + be_port"""
+    host: _builtins.str
+    be_port: _builtins.int
+    def __init__(
+        self,
+        *,
+        backend_id: _builtins.int = ...,
+        host: _builtins.str = ...,
+        be_port: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend_id", b"backend_id", "be_port", b"be_port", "host", b"host"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BackendRequest: _TypeAlias = BackendRequest  # noqa: Y015
+
+@_typing.final
+class BackendResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKEND_ID_FIELD_NUMBER: _builtins.int
+    TABLETS_LEFT_FIELD_NUMBER: _builtins.int
+    backend_id: _builtins.int
+    tablets_left: _builtins.int
+    def __init__(
+        self,
+        *,
+        backend_id: _builtins.int = ...,
+        tablets_left: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_tablets_left", b"_tablets_left", "tablets_left", b"tablets_left"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_tablets_left", b"_tablets_left", "backend_id", b"backend_id", "tablets_left", b"tablets_left"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__tablets_left: _TypeAlias = _typing.Literal["tablets_left"]  # noqa: Y015
+    _WhichOneofArgType__tablets_left: _TypeAlias = _typing.Literal["_tablets_left", b"_tablets_left"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tablets_left) -> _WhichOneofReturnType__tablets_left | None: ...
+
+Global___BackendResponse: _TypeAlias = BackendResponse  # noqa: Y015

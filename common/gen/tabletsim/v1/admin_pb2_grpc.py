@@ -102,6 +102,31 @@ class AdminServiceStub:
                 request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowProcRequest.SerializeToString,
                 response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowProcResponse.FromString,
                 _registered_method=True)
+        self.ShowReplicaStatus = channel.unary_unary(
+                '/tabletsim.v1.AdminService/ShowReplicaStatus',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowReplicaStatusRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowReplicaStatusResponse.FromString,
+                _registered_method=True)
+        self.RepairTable = channel.unary_unary(
+                '/tabletsim.v1.AdminService/RepairTable',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.RepairTableRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.RepairTableResponse.FromString,
+                _registered_method=True)
+        self.CancelRepairTable = channel.unary_unary(
+                '/tabletsim.v1.AdminService/CancelRepairTable',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.RepairTableRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.RepairTableResponse.FromString,
+                _registered_method=True)
+        self.DecommissionBackend = channel.unary_unary(
+                '/tabletsim.v1.AdminService/DecommissionBackend',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.BackendRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.BackendResponse.FromString,
+                _registered_method=True)
+        self.DropBackend = channel.unary_unary(
+                '/tabletsim.v1.AdminService/DropBackend',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.BackendRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.BackendResponse.FromString,
+                _registered_method=True)
         self.StreamLoad = channel.unary_unary(
                 '/tabletsim.v1.AdminService/StreamLoad',
                 request_serializer=tabletsim_dot_v1_dot_types__pb2.StreamLoadRequest.SerializeToString,
@@ -220,7 +245,43 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ShowProc(self, request, context):
-        """SHOW PROC '/statistic' | '/statistic/<DbId>'
+        """SHOW PROC '/statistic' | '/statistic/<DbId>' | '/cluster_balance/pending_tablets' |
+        '/cluster_balance/running_tablets' | '/cluster_balance/history_tablets'
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowReplicaStatus(self, request, context):
+        """ADMIN SHOW REPLICA STATUS FROM <table> [PARTITION (...)] [WHERE STATUS = '...']
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RepairTable(self, request, context):
+        """ADMIN REPAIR TABLE <table> [PARTITION (...)]: schedule its tablets first (a hint, not persisted)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRepairTable(self, request, context):
+        """ADMIN CANCEL REPAIR TABLE <table> [PARTITION (...)]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecommissionBackend(self, request, context):
+        """ALTER SYSTEM DECOMMISSION BACKEND: move every replica off it
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropBackend(self, request, context):
+        """ALTER SYSTEM DROP BACKEND: refused while it holds the only healthy replicas
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -337,6 +398,31 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ShowProc,
                     request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowProcRequest.FromString,
                     response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowProcResponse.SerializeToString,
+            ),
+            'ShowReplicaStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowReplicaStatus,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowReplicaStatusRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowReplicaStatusResponse.SerializeToString,
+            ),
+            'RepairTable': grpc.unary_unary_rpc_method_handler(
+                    servicer.RepairTable,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.RepairTableRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.RepairTableResponse.SerializeToString,
+            ),
+            'CancelRepairTable': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRepairTable,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.RepairTableRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.RepairTableResponse.SerializeToString,
+            ),
+            'DecommissionBackend': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecommissionBackend,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.BackendRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.BackendResponse.SerializeToString,
+            ),
+            'DropBackend': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropBackend,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.BackendRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.BackendResponse.SerializeToString,
             ),
             'StreamLoad': grpc.unary_unary_rpc_method_handler(
                     servicer.StreamLoad,
@@ -722,6 +808,141 @@ class AdminService:
             '/tabletsim.v1.AdminService/ShowProc',
             tabletsim_dot_v1_dot_admin__pb2.ShowProcRequest.SerializeToString,
             tabletsim_dot_v1_dot_admin__pb2.ShowProcResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowReplicaStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/ShowReplicaStatus',
+            tabletsim_dot_v1_dot_admin__pb2.ShowReplicaStatusRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.ShowReplicaStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RepairTable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/RepairTable',
+            tabletsim_dot_v1_dot_admin__pb2.RepairTableRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.RepairTableResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRepairTable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/CancelRepairTable',
+            tabletsim_dot_v1_dot_admin__pb2.RepairTableRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.RepairTableResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecommissionBackend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/DecommissionBackend',
+            tabletsim_dot_v1_dot_admin__pb2.BackendRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.BackendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropBackend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/DropBackend',
+            tabletsim_dot_v1_dot_admin__pb2.BackendRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.BackendResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,7 +58,19 @@ class AdminServiceStub:
     ShowReplicaDistribution: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowReplicaDistributionRequest, _admin_pb2.ShowReplicaDistributionResponse]
     """ADMIN SHOW REPLICA DISTRIBUTION FROM <table> [PARTITION (...)]"""
     ShowProc: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowProcRequest, _admin_pb2.ShowProcResponse]
-    """SHOW PROC '/statistic' | '/statistic/<DbId>'"""
+    """SHOW PROC '/statistic' | '/statistic/<DbId>' | '/cluster_balance/pending_tablets' |
+    '/cluster_balance/running_tablets' | '/cluster_balance/history_tablets'
+    """
+    ShowReplicaStatus: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowReplicaStatusRequest, _admin_pb2.ShowReplicaStatusResponse]
+    """ADMIN SHOW REPLICA STATUS FROM <table> [PARTITION (...)] [WHERE STATUS = '...']"""
+    RepairTable: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RepairTableRequest, _admin_pb2.RepairTableResponse]
+    """ADMIN REPAIR TABLE <table> [PARTITION (...)]: schedule its tablets first (a hint, not persisted)"""
+    CancelRepairTable: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RepairTableRequest, _admin_pb2.RepairTableResponse]
+    """ADMIN CANCEL REPAIR TABLE <table> [PARTITION (...)]"""
+    DecommissionBackend: _grpc.UnaryUnaryMultiCallable[_admin_pb2.BackendRequest, _admin_pb2.BackendResponse]
+    """ALTER SYSTEM DECOMMISSION BACKEND: move every replica off it"""
+    DropBackend: _grpc.UnaryUnaryMultiCallable[_admin_pb2.BackendRequest, _admin_pb2.BackendResponse]
+    """ALTER SYSTEM DROP BACKEND: refused while it holds the only healthy replicas"""
     StreamLoad: _grpc.UnaryUnaryMultiCallable[_types_pb2.StreamLoadRequest, _types_pb2.StreamLoadResult]
     """---- loads and data
     Stream Load: the FE picks a coordinator BE, which parses, distributes, writes and commits.
@@ -105,7 +117,19 @@ class AdminServiceAsyncStub(AdminServiceStub):
     ShowReplicaDistribution: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowReplicaDistributionRequest, _admin_pb2.ShowReplicaDistributionResponse]  # type: ignore[assignment]
     """ADMIN SHOW REPLICA DISTRIBUTION FROM <table> [PARTITION (...)]"""
     ShowProc: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowProcRequest, _admin_pb2.ShowProcResponse]  # type: ignore[assignment]
-    """SHOW PROC '/statistic' | '/statistic/<DbId>'"""
+    """SHOW PROC '/statistic' | '/statistic/<DbId>' | '/cluster_balance/pending_tablets' |
+    '/cluster_balance/running_tablets' | '/cluster_balance/history_tablets'
+    """
+    ShowReplicaStatus: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowReplicaStatusRequest, _admin_pb2.ShowReplicaStatusResponse]  # type: ignore[assignment]
+    """ADMIN SHOW REPLICA STATUS FROM <table> [PARTITION (...)] [WHERE STATUS = '...']"""
+    RepairTable: _aio.UnaryUnaryMultiCallable[_admin_pb2.RepairTableRequest, _admin_pb2.RepairTableResponse]  # type: ignore[assignment]
+    """ADMIN REPAIR TABLE <table> [PARTITION (...)]: schedule its tablets first (a hint, not persisted)"""
+    CancelRepairTable: _aio.UnaryUnaryMultiCallable[_admin_pb2.RepairTableRequest, _admin_pb2.RepairTableResponse]  # type: ignore[assignment]
+    """ADMIN CANCEL REPAIR TABLE <table> [PARTITION (...)]"""
+    DecommissionBackend: _aio.UnaryUnaryMultiCallable[_admin_pb2.BackendRequest, _admin_pb2.BackendResponse]  # type: ignore[assignment]
+    """ALTER SYSTEM DECOMMISSION BACKEND: move every replica off it"""
+    DropBackend: _aio.UnaryUnaryMultiCallable[_admin_pb2.BackendRequest, _admin_pb2.BackendResponse]  # type: ignore[assignment]
+    """ALTER SYSTEM DROP BACKEND: refused while it holds the only healthy replicas"""
     StreamLoad: _aio.UnaryUnaryMultiCallable[_types_pb2.StreamLoadRequest, _types_pb2.StreamLoadResult]  # type: ignore[assignment]
     """---- loads and data
     Stream Load: the FE picks a coordinator BE, which parses, distributes, writes and commits.
@@ -227,7 +251,49 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.ShowProcRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ShowProcResponse, _abc.Awaitable[_admin_pb2.ShowProcResponse]]:
-        """SHOW PROC '/statistic' | '/statistic/<DbId>'"""
+        """SHOW PROC '/statistic' | '/statistic/<DbId>' | '/cluster_balance/pending_tablets' |
+        '/cluster_balance/running_tablets' | '/cluster_balance/history_tablets'
+        """
+
+    @_abc_1.abstractmethod
+    def ShowReplicaStatus(
+        self,
+        request: _admin_pb2.ShowReplicaStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ShowReplicaStatusResponse, _abc.Awaitable[_admin_pb2.ShowReplicaStatusResponse]]:
+        """ADMIN SHOW REPLICA STATUS FROM <table> [PARTITION (...)] [WHERE STATUS = '...']"""
+
+    @_abc_1.abstractmethod
+    def RepairTable(
+        self,
+        request: _admin_pb2.RepairTableRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RepairTableResponse, _abc.Awaitable[_admin_pb2.RepairTableResponse]]:
+        """ADMIN REPAIR TABLE <table> [PARTITION (...)]: schedule its tablets first (a hint, not persisted)"""
+
+    @_abc_1.abstractmethod
+    def CancelRepairTable(
+        self,
+        request: _admin_pb2.RepairTableRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RepairTableResponse, _abc.Awaitable[_admin_pb2.RepairTableResponse]]:
+        """ADMIN CANCEL REPAIR TABLE <table> [PARTITION (...)]"""
+
+    @_abc_1.abstractmethod
+    def DecommissionBackend(
+        self,
+        request: _admin_pb2.BackendRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.BackendResponse, _abc.Awaitable[_admin_pb2.BackendResponse]]:
+        """ALTER SYSTEM DECOMMISSION BACKEND: move every replica off it"""
+
+    @_abc_1.abstractmethod
+    def DropBackend(
+        self,
+        request: _admin_pb2.BackendRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.BackendResponse, _abc.Awaitable[_admin_pb2.BackendResponse]]:
+        """ALTER SYSTEM DROP BACKEND: refused while it holds the only healthy replicas"""
 
     @_abc_1.abstractmethod
     def StreamLoad(

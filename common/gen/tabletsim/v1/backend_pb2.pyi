@@ -522,3 +522,145 @@ class TabletChecksumResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TabletChecksumResponse: _TypeAlias = TabletChecksumResponse  # noqa: Y015
+
+@_typing.final
+class CloneTabletRequest(_message.Message):
+    """---------------------------------------------------------------- clone"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    SRC_ADDRESS_FIELD_NUMBER: _builtins.int
+    SRC_BACKEND_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    INCREMENTAL_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    src_address: _builtins.str
+    src_backend_id: _builtins.int
+    version: _builtins.int
+    """copy up to this version (the partition's visible version)"""
+    incremental: _builtins.bool
+    """only (replica version, version]; else the whole tablet"""
+    task_id: _builtins.int
+    @_builtins.property
+    def meta(self) -> Global___TabletMeta:
+        """the replica to make or complete (its ids and schema)"""
+
+    def __init__(
+        self,
+        *,
+        meta: Global___TabletMeta | None = ...,
+        src_address: _builtins.str = ...,
+        src_backend_id: _builtins.int = ...,
+        version: _builtins.int = ...,
+        incremental: _builtins.bool = ...,
+        task_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["incremental", b"incremental", "meta", b"meta", "src_address", b"src_address", "src_backend_id", b"src_backend_id", "task_id", b"task_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloneTabletRequest: _TypeAlias = CloneTabletRequest  # noqa: Y015
+
+@_typing.final
+class CloneTabletResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    ROW_COUNT_FIELD_NUMBER: _builtins.int
+    DATA_SIZE_FIELD_NUMBER: _builtins.int
+    COPIED_VERSIONS_FIELD_NUMBER: _builtins.int
+    COPIED_BYTES_FIELD_NUMBER: _builtins.int
+    INCREMENTAL_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    row_count: _builtins.int
+    data_size: _builtins.int
+    copied_bytes: _builtins.int
+    incremental: _builtins.bool
+    """false when a requested incremental clone fell back to full"""
+    @_builtins.property
+    def copied_versions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        row_count: _builtins.int = ...,
+        data_size: _builtins.int = ...,
+        copied_versions: _abc.Iterable[_builtins.int] | None = ...,
+        copied_bytes: _builtins.int = ...,
+        incremental: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["copied_bytes", b"copied_bytes", "copied_versions", b"copied_versions", "data_size", b"data_size", "incremental", b"incremental", "row_count", b"row_count", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloneTabletResponse: _TypeAlias = CloneTabletResponse  # noqa: Y015
+
+@_typing.final
+class ReadRowsetsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLET_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FROM_FIELD_NUMBER: _builtins.int
+    VERSION_TO_FIELD_NUMBER: _builtins.int
+    tablet_id: _builtins.int
+    version_from: _builtins.int
+    """exclusive"""
+    version_to: _builtins.int
+    """inclusive"""
+    def __init__(
+        self,
+        *,
+        tablet_id: _builtins.int = ...,
+        version_from: _builtins.int = ...,
+        version_to: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tablet_id", b"tablet_id", "version_from", b"version_from", "version_to", b"version_to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadRowsetsRequest: _TypeAlias = ReadRowsetsRequest  # noqa: Y015
+
+@_typing.final
+class RowsetChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    CHUNK_INDEX_FIELD_NUMBER: _builtins.int
+    CHUNK_COUNT_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    ROW_COUNT_FIELD_NUMBER: _builtins.int
+    ROWSET_BYTES_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    txn_id: _builtins.int
+    chunk_index: _builtins.int
+    chunk_count: _builtins.int
+    rows: _builtins.bytes
+    row_count: _builtins.int
+    """rows of the whole rowset"""
+    rowset_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        txn_id: _builtins.int = ...,
+        chunk_index: _builtins.int = ...,
+        chunk_count: _builtins.int = ...,
+        rows: _builtins.bytes = ...,
+        row_count: _builtins.int = ...,
+        rowset_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_count", b"chunk_count", "chunk_index", b"chunk_index", "row_count", b"row_count", "rows", b"rows", "rowset_bytes", b"rowset_bytes", "txn_id", b"txn_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RowsetChunk: _TypeAlias = RowsetChunk  # noqa: Y015

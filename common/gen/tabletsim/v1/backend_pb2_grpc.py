@@ -82,6 +82,16 @@ class BackendServiceStub:
                 request_serializer=tabletsim_dot_v1_dot_backend__pb2.TabletChecksumRequest.SerializeToString,
                 response_deserializer=tabletsim_dot_v1_dot_backend__pb2.TabletChecksumResponse.FromString,
                 _registered_method=True)
+        self.CloneTablet = channel.unary_unary(
+                '/tabletsim.v1.BackendService/CloneTablet',
+                request_serializer=tabletsim_dot_v1_dot_backend__pb2.CloneTabletRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_backend__pb2.CloneTabletResponse.FromString,
+                _registered_method=True)
+        self.ReadRowsets = channel.unary_stream(
+                '/tabletsim.v1.BackendService/ReadRowsets',
+                request_serializer=tabletsim_dot_v1_dot_backend__pb2.ReadRowsetsRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_backend__pb2.RowsetChunk.FromString,
+                _registered_method=True)
 
 
 class BackendServiceServicer:
@@ -153,6 +163,23 @@ class BackendServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloneTablet(self, request, context):
+        """---- clone
+        A clone task from the FE's tablet scheduler: this BE (the destination) copies the tablet
+        from the source BE: in full (a new or wiped replica) or only the missing versions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadRowsets(self, request, context):
+        """The source side of a clone: a tablet's rowsets in (version_from, version_to], streamed in
+        large chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackendServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -200,6 +227,16 @@ def add_BackendServiceServicer_to_server(servicer, server):
                     servicer.TabletChecksum,
                     request_deserializer=tabletsim_dot_v1_dot_backend__pb2.TabletChecksumRequest.FromString,
                     response_serializer=tabletsim_dot_v1_dot_backend__pb2.TabletChecksumResponse.SerializeToString,
+            ),
+            'CloneTablet': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloneTablet,
+                    request_deserializer=tabletsim_dot_v1_dot_backend__pb2.CloneTabletRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_backend__pb2.CloneTabletResponse.SerializeToString,
+            ),
+            'ReadRowsets': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadRowsets,
+                    request_deserializer=tabletsim_dot_v1_dot_backend__pb2.ReadRowsetsRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_backend__pb2.RowsetChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -447,6 +484,60 @@ class BackendService:
             '/tabletsim.v1.BackendService/TabletChecksum',
             tabletsim_dot_v1_dot_backend__pb2.TabletChecksumRequest.SerializeToString,
             tabletsim_dot_v1_dot_backend__pb2.TabletChecksumResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloneTablet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.BackendService/CloneTablet',
+            tabletsim_dot_v1_dot_backend__pb2.CloneTabletRequest.SerializeToString,
+            tabletsim_dot_v1_dot_backend__pb2.CloneTabletResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadRowsets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tabletsim.v1.BackendService/ReadRowsets',
+            tabletsim_dot_v1_dot_backend__pb2.ReadRowsetsRequest.SerializeToString,
+            tabletsim_dot_v1_dot_backend__pb2.RowsetChunk.FromString,
             options,
             channel_credentials,
             insecure,

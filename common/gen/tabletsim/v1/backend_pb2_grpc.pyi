@@ -56,6 +56,15 @@ class BackendServiceStub:
     ScanTablets: _grpc.UnaryUnaryMultiCallable[_backend_pb2.ScanTabletsRequest, _backend_pb2.ScanTabletsResponse]
     """---- reads"""
     TabletChecksum: _grpc.UnaryUnaryMultiCallable[_backend_pb2.TabletChecksumRequest, _backend_pb2.TabletChecksumResponse]
+    CloneTablet: _grpc.UnaryUnaryMultiCallable[_backend_pb2.CloneTabletRequest, _backend_pb2.CloneTabletResponse]
+    """---- clone
+    A clone task from the FE's tablet scheduler: this BE (the destination) copies the tablet
+    from the source BE: in full (a new or wiped replica) or only the missing versions.
+    """
+    ReadRowsets: _grpc.UnaryStreamMultiCallable[_backend_pb2.ReadRowsetsRequest, _backend_pb2.RowsetChunk]
+    """The source side of a clone: a tablet's rowsets in (version_from, version_to], streamed in
+    large chunks.
+    """
 
 @_typing.type_check_only
 class BackendServiceAsyncStub(BackendServiceStub):
@@ -84,6 +93,15 @@ class BackendServiceAsyncStub(BackendServiceStub):
     ScanTablets: _aio.UnaryUnaryMultiCallable[_backend_pb2.ScanTabletsRequest, _backend_pb2.ScanTabletsResponse]  # type: ignore[assignment]
     """---- reads"""
     TabletChecksum: _aio.UnaryUnaryMultiCallable[_backend_pb2.TabletChecksumRequest, _backend_pb2.TabletChecksumResponse]  # type: ignore[assignment]
+    CloneTablet: _aio.UnaryUnaryMultiCallable[_backend_pb2.CloneTabletRequest, _backend_pb2.CloneTabletResponse]  # type: ignore[assignment]
+    """---- clone
+    A clone task from the FE's tablet scheduler: this BE (the destination) copies the tablet
+    from the source BE: in full (a new or wiped replica) or only the missing versions.
+    """
+    ReadRowsets: _aio.UnaryStreamMultiCallable[_backend_pb2.ReadRowsetsRequest, _backend_pb2.RowsetChunk]  # type: ignore[assignment]
+    """The source side of a clone: a tablet's rowsets in (version_from, version_to], streamed in
+    large chunks.
+    """
 
 class BackendServiceServicer(metaclass=_abc_1.ABCMeta):
     """BackendService is served by each BE. The FE and peer BEs call it with the cluster token in
@@ -163,5 +181,26 @@ class BackendServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _backend_pb2.TabletChecksumRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_backend_pb2.TabletChecksumResponse, _abc.Awaitable[_backend_pb2.TabletChecksumResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CloneTablet(
+        self,
+        request: _backend_pb2.CloneTabletRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_backend_pb2.CloneTabletResponse, _abc.Awaitable[_backend_pb2.CloneTabletResponse]]:
+        """---- clone
+        A clone task from the FE's tablet scheduler: this BE (the destination) copies the tablet
+        from the source BE: in full (a new or wiped replica) or only the missing versions.
+        """
+
+    @_abc_1.abstractmethod
+    def ReadRowsets(
+        self,
+        request: _backend_pb2.ReadRowsetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_backend_pb2.RowsetChunk], _abc.AsyncIterator[_backend_pb2.RowsetChunk]]:
+        """The source side of a clone: a tablet's rowsets in (version_from, version_to], streamed in
+        large chunks.
+        """
 
 def add_BackendServiceServicer_to_server(servicer: BackendServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

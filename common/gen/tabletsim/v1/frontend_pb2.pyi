@@ -310,3 +310,94 @@ class AbortTxnResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AbortTxnResponse: _TypeAlias = AbortTxnResponse  # noqa: Y015
+
+@_typing.final
+class TabletReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLET_ID_FIELD_NUMBER: _builtins.int
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ROW_COUNT_FIELD_NUMBER: _builtins.int
+    DATA_SIZE_FIELD_NUMBER: _builtins.int
+    VERSION_COUNT_FIELD_NUMBER: _builtins.int
+    tablet_id: _builtins.int
+    replica_id: _builtins.int
+    version: _builtins.int
+    row_count: _builtins.int
+    data_size: _builtins.int
+    version_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        tablet_id: _builtins.int = ...,
+        replica_id: _builtins.int = ...,
+        version: _builtins.int = ...,
+        row_count: _builtins.int = ...,
+        data_size: _builtins.int = ...,
+        version_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_size", b"data_size", "replica_id", b"replica_id", "row_count", b"row_count", "tablet_id", b"tablet_id", "version", b"version", "version_count", b"version_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TabletReport: _TypeAlias = TabletReport  # noqa: Y015
+
+@_typing.final
+class ReportTabletsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKEND_ID_FIELD_NUMBER: _builtins.int
+    TABLETS_FIELD_NUMBER: _builtins.int
+    PENDING_TXN_IDS_FIELD_NUMBER: _builtins.int
+    backend_id: _builtins.int
+    @_builtins.property
+    def tablets(self) -> _containers.RepeatedCompositeFieldContainer[Global___TabletReport]: ...
+    @_builtins.property
+    def pending_txn_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """txns with pending rowsets on this BE"""
+
+    def __init__(
+        self,
+        *,
+        backend_id: _builtins.int = ...,
+        tablets: _abc.Iterable[Global___TabletReport] | None = ...,
+        pending_txn_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend_id", b"backend_id", "pending_txn_ids", b"pending_txn_ids", "tablets", b"tablets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportTabletsRequest: _TypeAlias = ReportTabletsRequest  # noqa: Y015
+
+@_typing.final
+class ReportTabletsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DROP_TABLET_IDS_FIELD_NUMBER: _builtins.int
+    FINISHED_TXN_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def drop_tablet_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """replicas the FE does not know (orphans): drop them"""
+
+    @_builtins.property
+    def finished_txn_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """txns that are VISIBLE or ABORTED (or unknown): clear their pending rowsets"""
+
+    def __init__(
+        self,
+        *,
+        drop_tablet_ids: _abc.Iterable[_builtins.int] | None = ...,
+        finished_txn_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drop_tablet_ids", b"drop_tablet_ids", "finished_txn_ids", b"finished_txn_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportTabletsResponse: _TypeAlias = ReportTabletsResponse  # noqa: Y015

@@ -62,6 +62,11 @@ class FrontendServiceStub:
                 request_serializer=tabletsim_dot_v1_dot_frontend__pb2.AbortTxnRequest.SerializeToString,
                 response_deserializer=tabletsim_dot_v1_dot_frontend__pb2.AbortTxnResponse.FromString,
                 _registered_method=True)
+        self.ReportTablets = channel.unary_unary(
+                '/tabletsim.v1.FrontendService/ReportTablets',
+                request_serializer=tabletsim_dot_v1_dot_frontend__pb2.ReportTabletsRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_frontend__pb2.ReportTabletsResponse.FromString,
+                _registered_method=True)
 
 
 class FrontendServiceServicer:
@@ -108,6 +113,15 @@ class FrontendServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportTablets(self, request, context):
+        """---- replicas
+        Every report interval a BE reports all its tablets; the FE reconciles and answers what to
+        drop (tablets it does not know, after a delay) and which pending txns are over.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FrontendServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +149,11 @@ def add_FrontendServiceServicer_to_server(servicer, server):
                     servicer.AbortTxn,
                     request_deserializer=tabletsim_dot_v1_dot_frontend__pb2.AbortTxnRequest.FromString,
                     response_serializer=tabletsim_dot_v1_dot_frontend__pb2.AbortTxnResponse.SerializeToString,
+            ),
+            'ReportTablets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportTablets,
+                    request_deserializer=tabletsim_dot_v1_dot_frontend__pb2.ReportTabletsRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_frontend__pb2.ReportTabletsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -275,6 +294,33 @@ class FrontendService:
             '/tabletsim.v1.FrontendService/AbortTxn',
             tabletsim_dot_v1_dot_frontend__pb2.AbortTxnRequest.SerializeToString,
             tabletsim_dot_v1_dot_frontend__pb2.AbortTxnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportTablets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.FrontendService/ReportTablets',
+            tabletsim_dot_v1_dot_frontend__pb2.ReportTabletsRequest.SerializeToString,
+            tabletsim_dot_v1_dot_frontend__pb2.ReportTabletsResponse.FromString,
             options,
             channel_credentials,
             insecure,

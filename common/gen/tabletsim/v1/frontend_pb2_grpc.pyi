@@ -52,6 +52,11 @@ class FrontendServiceStub:
     wait_visible_ms) for the publish to make it VISIBLE.
     """
     AbortTxn: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.AbortTxnRequest, _frontend_pb2.AbortTxnResponse]
+    ReportTablets: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.ReportTabletsRequest, _frontend_pb2.ReportTabletsResponse]
+    """---- replicas
+    Every report interval a BE reports all its tablets; the FE reconciles and answers what to
+    drop (tablets it does not know, after a delay) and which pending txns are over.
+    """
 
 @_typing.type_check_only
 class FrontendServiceAsyncStub(FrontendServiceStub):
@@ -77,6 +82,11 @@ class FrontendServiceAsyncStub(FrontendServiceStub):
     wait_visible_ms) for the publish to make it VISIBLE.
     """
     AbortTxn: _aio.UnaryUnaryMultiCallable[_frontend_pb2.AbortTxnRequest, _frontend_pb2.AbortTxnResponse]  # type: ignore[assignment]
+    ReportTablets: _aio.UnaryUnaryMultiCallable[_frontend_pb2.ReportTabletsRequest, _frontend_pb2.ReportTabletsResponse]  # type: ignore[assignment]
+    """---- replicas
+    Every report interval a BE reports all its tablets; the FE reconciles and answers what to
+    drop (tablets it does not know, after a delay) and which pending txns are over.
+    """
 
 class FrontendServiceServicer(metaclass=_abc_1.ABCMeta):
     """FrontendService is served by the FE. BEs call it: registration, heartbeats, and (in later
@@ -129,5 +139,16 @@ class FrontendServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _frontend_pb2.AbortTxnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_frontend_pb2.AbortTxnResponse, _abc.Awaitable[_frontend_pb2.AbortTxnResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReportTablets(
+        self,
+        request: _frontend_pb2.ReportTabletsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_frontend_pb2.ReportTabletsResponse, _abc.Awaitable[_frontend_pb2.ReportTabletsResponse]]:
+        """---- replicas
+        Every report interval a BE reports all its tablets; the FE reconciles and answers what to
+        drop (tablets it does not know, after a delay) and which pending txns are over.
+        """
 
 def add_FrontendServiceServicer_to_server(servicer: FrontendServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
