@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None = None) -> BeConfig:
     p.add_argument("--heartbeat-interval-ms", type=int, default=1000)
     p.add_argument("--capacity-bytes", type=int, default=None,
                    help="pretend the disk has this capacity (for disk-based balancing)")
+    p.add_argument("--report-interval-s", type=float, default=5.0,
+                   help="how often the BE reports all its tablets to the FE (default 5 s)")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     setup_logging(f"be:{args.be_port}", args.log_level)
@@ -42,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> BeConfig:
         http_port=args.http_port,
         heartbeat_interval_ms=args.heartbeat_interval_ms,
         capacity_bytes=args.capacity_bytes,
+        tablet_report_interval_s=args.report_interval_s,
     )
 
 

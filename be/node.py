@@ -6,7 +6,10 @@ import logging
 
 from be.agent.heartbeat import FeLink
 from be.agent.peers import PeerClients
+from be.agent.report import TabletReporter
+from be.clone.task import CloneRunner
 from be.load.coordinator import LoadCoordinator
+from be.load.routine_task import RoutineLoadRunner
 from be.service.backend import BackendServicer
 from be.storage.rowsets import RowsetStore
 from be.storage.store import BeStore
@@ -31,11 +34,17 @@ class BackendNode:
         self.link = FeLink(config, self.store, self.start_time_ms, lambda: len(self.tablets))
         self.peers = PeerClients(config.cluster_token)
         self.coordinator = LoadCoordinator(lambda: self.link.backend_id, self.link.stub, self.rowsets, self.peers)
+        self.routine = RoutineLoadRunner(self.coordinator, self.link.stub)
+        self.cloner = CloneRunner(self.store, self.tablets, self.rowsets, self.peers, lambda: self.link.backend_id)
+        self.reporter = TabletReporter(config.tablet_report_interval_s, lambda: self.link.backend_id,
+                                       lambda: self.link.stub, self.tablets, self.rowsets,
+                                       lambda: set(self.cloner.cloning))
         self._server = None
 
     async def start(self) -> None:
-        backend = BackendServicer(self.store, self.tablets, self.rowsets, self.coordinator,
+        backend = BackendServicer(self.store, self.tablets, self.rowsets, self.coordinator, self.routine,
                                   self.start_time_ms, lambda: self.link.backend_id)
+        backend.attach_cloner(self.cloner)
         self._server, health = build_server(
             SERVICES,
             [lambda s: backend_pb2_grpc.add_BackendServiceServicer_to_server(backend, s)],
@@ -50,11 +59,14 @@ class BackendNode:
                  self.config.host, port, self.config.storage_dir, self.config.fe_address)
         await self.link.register()
         self.link.start()
+        self.reporter.start()
         log.info("backend %d started", self.link.backend_id)
 
     async def stop(self, grace_s: float = 2.0) -> None:
         if self._server is not None:
             await self._server.stop(grace_s)
+        await self.routine.close()
+        await self.reporter.close()
         await self.link.close()
         await self.peers.close()
         self.store.close()

@@ -54,3 +54,5 @@ class BeConfig:
     """Until the FE says otherwise at registration."""
     capacity_bytes: int | None = None
     """Pretend the storage dir's disk has this capacity (to show disk-based balancing)."""
+    tablet_report_interval_s: float = 5.0
+    """How often the BE reports all its tablets to the FE (StarRocks: report_tablet_interval_seconds, 60)."""

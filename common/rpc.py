@@ -140,11 +140,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
 
-class _TokenClientInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-):
+class _TokenMetadata:
     def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
         self._metadata = metadata
 
@@ -154,27 +150,39 @@ class _TokenClientInterceptor(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )
 
+
+
+class _TokenClientInterceptor(_TokenMetadata, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):
         return await continuation(self._details(client_call_details), request)
 
+
+class _TokenUnaryStreamInterceptor(_TokenMetadata, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):
         return await continuation(self._details(client_call_details), request)
 
+
+class _TokenStreamUnaryInterceptor(_TokenMetadata, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
         return await continuation(self._details(client_call_details), request_iterator)
 
 
+def _token_interceptors(metadata: tuple[tuple[str, str], ...]) -> list:
+    """One interceptor per call kind: grpc.aio files an interceptor under the first kind it is an
+    instance of (an if/elif chain), so one object implementing all kinds would miss the streams."""
+    return [_TokenClientInterceptor(metadata), _TokenUnaryStreamInterceptor(metadata),
+            _TokenStreamUnaryInterceptor(metadata)]
+
+
 def cluster_channel(target: str, cluster_token: str) -> grpc.aio.Channel:
     """A channel to a peer inside the cluster; every call carries the cluster token."""
-    interceptor = _TokenClientInterceptor(((CLUSTER_TOKEN_HEADER, cluster_token),))
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=[interceptor])
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS,
+                                     interceptors=_token_interceptors(((CLUSTER_TOKEN_HEADER, cluster_token),)))
 
 
 def admin_channel(target: str, admin_token: str | None = None) -> grpc.aio.Channel:
     """A channel an operator tool uses to reach AdminService."""
-    interceptors = []
-    if admin_token:
-        interceptors.append(_TokenClientInterceptor((("authorization", f"Bearer {admin_token}"),)))
+    interceptors = _token_interceptors((("authorization", f"Bearer {admin_token}"),)) if admin_token else []
     return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors)
 
 

@@ -14,16 +14,19 @@ from common.gen.tabletsim.v1 import admin_pb2_grpc, backend_pb2, frontend_pb2_gr
 from common.rpc import build_server, mark_serving
 from common.timefmt import now_ms
 from fe.catalog.catalog import Catalog
-from fe.catalog.health import tablet_is_unhealthy
 from fe.catalog.stats import Statistics
+from fe.clone.daemon import TabletSchedDaemon
 from fe.persist.editlog import EditLog
 from fe.persist.ids import IdAllocator
 from fe.persist.journal import Journal
+from fe.routineload.manager import RoutineLoadManager
+from fe.routineload.scheduler import RoutineLoadScheduler
 from fe.service.admin import AdminServicer
 from fe.service.frontend import FrontendServicer
 from fe.system.backends import BackendRegistry
 from fe.system.be_client import BackendClients
 from fe.system.dynconfig import DynamicConfig
+from fe.system.report import TabletReportHandler
 from fe.txn.manager import TransactionManager
 from fe.txn.publish import Publisher
 
@@ -50,7 +53,7 @@ class FrontendNode:
         self.inconsistent_tablets: set[int] = set()
         self.stats = Statistics(
             self.catalog,
-            lambda loc: tablet_is_unhealthy(loc, self.backends),
+            lambda loc: self.tablet_sched.is_unhealthy(loc.tablet.tablet_id),  # the checker's verdict
             lambda tablet_id: tablet_id in self.inconsistent_tablets,
         )
         self.journal.register("ids", self.ids)
@@ -61,6 +64,14 @@ class FrontendNode:
         self.txns.on_aborted.append(self._clear_aborted)
         self.journal.register("catalog", self.catalog)
         self.journal.register("txn", self.txns)
+        self.tablet_sched = TabletSchedDaemon(self.catalog, self.backends, self.clients, self.ids, self.dynconfig)
+        self.tablet_sched.register_procs(self.stats.register)
+        self.reports = TabletReportHandler(self.catalog, self.backends, self.txns,
+                                           busy=self.tablet_sched.executor.busy)
+        self.routine = RoutineLoadManager(self.journal, self.ids, self.catalog, self.txns, self.dynconfig, now_ms)
+        self.routine_scheduler = RoutineLoadScheduler(self.routine, self.catalog, self.backends, self.clients,
+                                                      self.txns, self.dynconfig, now_ms)
+        self.journal.register("routineload", self.routine)
         self._daemons: list[PeriodicDaemon] = []
         self._clearing: set[asyncio.Future] = set()
         self._server = None
@@ -71,8 +82,10 @@ class FrontendNode:
         self.journal.replay()
         log.info("metadata loaded in %.3f s", time.monotonic() - started)
         admin = AdminServicer(self.backends, self.catalog, self.stats, self.dynconfig, self.txns, self.clients,
-                              self.inconsistent_tablets)
-        frontend = FrontendServicer(self.backends, self.catalog, self.txns, self.config.heartbeat_interval_ms)
+                              self.inconsistent_tablets, self.routine, tablet_sched=self.tablet_sched)
+        frontend = FrontendServicer(self.backends, self.catalog, self.txns, self.routine,
+                                    self.config.heartbeat_interval_ms)
+        frontend.attach_reports(self.reports)
         self._server, health = build_server(
             SERVICES,
             [
@@ -97,9 +110,11 @@ class FrontendNode:
             self.publish_daemon,
             PeriodicDaemon("txn-timeout", lambda: 1.0, self.txns.abort_expired),
             PeriodicDaemon("txn-label-clean", lambda: 60.0, self.txns.clean_finished),
+            PeriodicDaemon("routine-load-scheduler", lambda: 0.2, self.routine_scheduler.run_once),
         ]
         for daemon in self._daemons:
             daemon.start()
+        self.tablet_sched.start()
         log.info("FE serving on %s:%d (meta %s)", self.config.host, self.port, self.config.meta_dir)
 
     def _clear_aborted(self, txn) -> None:
@@ -127,6 +142,7 @@ class FrontendNode:
     async def stop(self, grace_s: float = 2.0) -> None:
         for daemon in self._daemons:
             await daemon.close()
+        await self.tablet_sched.close()
         for task in list(self._clearing):
             task.cancel()
         if self._server is not None:

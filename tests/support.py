@@ -119,3 +119,29 @@ class Admin:
         except RpcError as exc:
             return exc
         raise AssertionError(f"{method} succeeded but should have failed: {result}")
+
+
+def query_ids(fe_address: str, db: str, table: str, column: str = "id", limit: int = 10_000_000) -> list[int]:
+    """Every value of an integer column, read through the Python client (bulk data, not for grpcurl)."""
+    import asyncio
+
+    from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc
+    from common.rpc import admin_channel
+
+    async def read() -> list[int]:
+        async with admin_channel(fe_address) as channel:
+            resp = await admin_pb2_grpc.AdminServiceStub(channel).Query(
+                admin_pb2.QueryRequest(db=db, table=table, columns=[column], limit=limit), timeout=120)
+            return [int(r.values[0]) for r in resp.rows]
+
+    return asyncio.run(read())
+
+
+def exactly_once(ids: list[int], expected: range | list[int]) -> tuple[list[int], list[int]]:
+    """(missing, duplicated) ids."""
+    from collections import Counter
+
+    seen = Counter(ids)
+    missing = [i for i in expected if seen[i] == 0]
+    duplicated = sorted(i for i, n in seen.items() if n > 1)
+    return missing, duplicated

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import grpc
 
 from be.agent.peers import PeerClients
-from be.load.format import BatchResult, FilteredRow, LoadPlan, LoadSpec, LoadSpecError, compile_load
 from be.load.router import Router, columns_of
 from be.load.writer import Chunk, encode_tablet_rows, replicate, rows_request
 from be.storage.rowsets import RowsetStore
 from common.errors import InvalidArgument, TabletsimError
 from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc, types_pb2
+from common.loadformat import BatchResult, FilteredRow, LoadPlan, LoadSpec, LoadSpecError, compile_load
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,13 @@ class LoadCoordinator:
             return
         await self._peers.stub(address).WriteRows(rows_request(txn_id, chunks), timeout=WRITE_RPC_TIMEOUT_S)
 
+    async def commit(self, txn_id: int, infos: list[types_pb2.TabletCommitInfo], loaded_rows: int, *,
+                     attachment_json: str = "", wait_visible_ms: int = 0,
+                     timeout_s: float = 30) -> frontend_pb2.CommitTxnResponse:
+        return await self._fe.CommitTxn(frontend_pb2.CommitTxnRequest(
+            txn_id=txn_id, tablet_commit_infos=infos, loaded_rows=loaded_rows, attachment_json=attachment_json,
+            wait_visible_ms=wait_visible_ms), timeout=timeout_s)
+
     async def abort(self, txn_id: int, reason: str) -> None:
         try:
             await self._fe.AbortTxn(frontend_pb2.AbortTxnRequest(txn_id=txn_id, reason=reason), timeout=10)
@@ -142,10 +149,8 @@ class LoadCoordinator:
                 result.number_loaded_rows = 0
                 return self._finish(result, started)
             outcome = await replicate(txn_id, router, prepared.encoded, self.send, quorum=begun.target.quorum)
-            commit = await self._fe.CommitTxn(frontend_pb2.CommitTxnRequest(
-                txn_id=txn_id, tablet_commit_infos=outcome.commit_infos, loaded_rows=outcome.loaded_rows,
-                wait_visible_ms=int(timeout_s * 1000),
-            ), timeout=timeout_s + 30)
+            commit = await self.commit(txn_id, outcome.commit_infos, outcome.loaded_rows,
+                                       wait_visible_ms=int(timeout_s * 1000), timeout_s=timeout_s + 30)
         except (TabletsimError, grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
             await self.abort(txn_id, _reason(exc))
             raise

@@ -8,6 +8,8 @@ from collections.abc import Callable
 import orjson
 
 from be.load.coordinator import LoadCoordinator
+from be.load.routine_task import RoutineLoadRunner
+from be.service.clone_service import CloneServiceMixin
 from be.storage.rowsets import RowsetStore, StorageError
 from be.storage.scan import compile_predicates
 from be.storage.store import BeStore
@@ -20,9 +22,10 @@ from common.rpc import servicer
 
 
 @servicer
-class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
+class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer):
     def __init__(self, store: BeStore, tablets: TabletManager, rowsets: RowsetStore, coordinator: LoadCoordinator,
-                 start_time_ms: int, backend_id: Callable[[], int]) -> None:
+                 routine: RoutineLoadRunner, start_time_ms: int, backend_id: Callable[[], int]) -> None:
+        self._routine = routine
         self._store = store
         self._tablets = tablets
         self._rowsets = rowsets
@@ -62,6 +65,12 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
     # ------------------------------------------------------------------ loads
     async def ExecuteStreamLoad(self, request, context):
         return await self._coordinator.stream_load(request)
+
+    async def SubmitRoutineLoadTask(self, request, context):
+        if not request.task_id or not request.start_offsets:
+            raise InvalidArgument("a routine load task needs task_id and start_offsets")
+        self._routine.submit(request)
+        return backend_pb2.SubmitRoutineLoadTaskResponse(accepted=True)
 
     async def WriteRows(self, request, context):
         chunks = [(c.tablet_id, c.partition_id, c.rows, c.row_count) for c in request.chunks]

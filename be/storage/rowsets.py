@@ -196,3 +196,71 @@ class RowsetStore:
         for payload in self.chunks(tablet_id, version):
             crc = zlib.crc32(payload, crc)
         return f"{crc:08x}", rows
+
+    # ------------------------------------------------------------------ clone
+    def pending_tablets(self) -> dict[int, set[int]]:
+        """txn id -> the tablets holding a pending rowset of it."""
+        with self._lock:
+            out: dict[int, set[int]] = {}
+            for tablet_id, txn_id in self._pending:
+                out.setdefault(txn_id, set()).add(tablet_id)
+            return out
+
+    def clone_rowsets(self, tablet_id: int, version_from: int, version_to: int) -> list[list[int]]:
+        """The visible rowsets in (version_from, version_to] that a clone copies from this replica.
+
+        Versions start at 1 (empty) and are contiguous, so a replica at version_to has every one;
+        a StorageError says which are missing otherwise (the destination then clones in full)."""
+        with self._lock:
+            meta = self._meta_at(tablet_id, version_to)
+            out = [list(rs) for rs in meta.rowsets if version_from < rs[0] <= version_to]
+        out.sort()
+        want = list(range(max(version_from, 1) + 1, version_to + 1))
+        if [rs[0] for rs in out] != want:
+            raise StorageError(f"tablet {tablet_id} has no rowsets for every version in "
+                               f"({version_from}, {version_to}]: it holds {[rs[0] for rs in out]}")
+        return out
+
+    def install_clone(self, template: TabletMeta, rowsets: list[list[int]], incremental: bool) -> TabletMeta:
+        """Make the rowsets a clone copied visible; their chunks are already written.
+
+        INCREMENTAL: the rowsets continue the replica's version (those it has are skipped).
+        FULL: the replica becomes ``template`` with exactly these rowsets, and the chunks of its
+        other rowsets are deleted - unless it already holds the cloned version (a placeholder
+        that kept publishing meanwhile is complete). Pending markers of the installed txns go
+        (their rows are visible now). One synced batch; returns a copy of the new meta."""
+        tablet_id = template.tablet_id
+        with self._lock:
+            meta = self._tablets.get(tablet_id)
+            if meta is None:
+                raise StorageError(f"tablet {tablet_id} does not exist on this backend")
+            batch = WriteBatch(raw_mode=True)
+            if incremental:
+                installed = [rs for rs in rowsets if rs[0] > meta.version]
+                if installed and installed[0][0] != meta.version + 1:
+                    raise StorageError(f"tablet {tablet_id}: cloned versions start at {installed[0][0]} "
+                                       f"but the replica is at version {meta.version}")
+                meta.rowsets = meta.rowsets + [list(rs) for rs in installed]
+            elif meta.replica_id == template.replica_id and meta.version >= (rowsets[-1][0] if rowsets else 1):
+                installed = []
+            else:
+                keep = {rs[1] for rs in rowsets}
+                for rs in meta.rowsets:
+                    if rs[1] not in keep and (tablet_id, rs[1]) not in self._pending:
+                        start = ROWSET_PREFIX + _tt(tablet_id, rs[1])
+                        batch.delete_range(start, start + b"\xff" * 5)
+                installed = [list(rs) for rs in rowsets]
+                meta.replica_id, meta.db_id, meta.table_id = template.replica_id, template.db_id, template.table_id
+                meta.partition_id, meta.schema_json = template.partition_id, template.schema_json
+                meta.rowsets = installed
+                meta.version = 1
+            if meta.rowsets:
+                meta.version = max(meta.version, meta.rowsets[-1][0])
+            meta.row_count = sum(rs[2] for rs in meta.rowsets)
+            meta.data_size = sum(rs[3] for rs in meta.rowsets)
+            for rs in installed:
+                if self._pending.pop((tablet_id, rs[1]), None) is not None:
+                    batch.delete(pending_key(tablet_id, rs[1]))
+            self._tablets.save(meta, batch)
+            self._store.db.write(batch, self._store.sync)
+            return TabletMeta.decode(meta.encode())

@@ -19,7 +19,16 @@ import orjson
 from common.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from common.gen.tabletsim.v1 import backend_pb2
 from fe.catalog.ddl import CheckedTable, TableSpec, check_name, check_table, parse_table_properties
-from fe.catalog.model import Database, Partition, Replica, Table, Tablet, TabletLocation, WriteQuorum
+from fe.catalog.model import (
+    Database,
+    Partition,
+    Replica,
+    ReplicaState,
+    Table,
+    Tablet,
+    TabletLocation,
+    WriteQuorum,
+)
 from fe.catalog.placement import place_replicas
 from fe.persist.ids import IdAllocator
 from fe.persist.journal import Journal
@@ -30,6 +39,8 @@ from fe.system.dynconfig import DynamicConfig
 log = logging.getLogger(__name__)
 
 DROP_TIMEOUT_S = 5.0
+REPLICA_FIELDS = frozenset({"version", "last_success_version", "last_failed_version", "last_failed_time_ms",
+                            "state", "bad", "data_size", "row_count", "version_count"})
 
 
 class Catalog:
@@ -58,6 +69,9 @@ class Catalog:
             "create_table": self._apply_create_table,
             "drop_table": self._apply_drop_table,
             "alter_table": self._apply_alter_table,
+            "add_replica": self._apply_add_replica,
+            "update_replicas": self._apply_update_replicas,
+            "drop_replica": self._apply_drop_replica,
         }
 
     # ------------------------------------------------------------------ queries
@@ -115,6 +129,12 @@ class Catalog:
             for r in loc.tablet.replicas:
                 counts[r.backend_id] = counts.get(r.backend_id, 0) + 1
         return counts
+
+    @property
+    def ddl_in_progress(self) -> bool:
+        """A CREATE/DROP is between its BE calls and its journal record (reports must not judge
+        the tablets it touches yet)."""
+        return self._lock.locked()
 
     def on_table_dropped(self, fn: Callable[[Database, Table, str], None]) -> None:
         """``fn(db, table, reason)`` after a table (or its database) is dropped."""
@@ -299,6 +319,50 @@ class Catalog:
     def _apply_alter_table(self, d: dict[str, Any]) -> None:
         table = self._db_by_id(d["db_id"]).tables[d["name"]]
         table.write_quorum = WriteQuorum(d["write_quorum"])
+
+    # ------------------------------------------------------------------ replicas (clone, reports)
+    def add_replica(self, tablet_id: int, replica: Replica) -> Replica:
+        """A new replica of a tablet (a clone destination, usually in state CLONE)."""
+        self.location(tablet_id)
+        self._journal.log("catalog.add_replica", {"tablet_id": tablet_id, "replica": replica.to_dict()})
+        return self.location(tablet_id).tablet.replica_on(replica.backend_id)
+
+    def update_replicas(self, updates: list[dict[str, Any]]) -> None:
+        """Change replica fields: each update names ``tablet_id`` and ``backend_id`` plus any of
+        :data:`REPLICA_FIELDS` (versions after a clone or a report, ``bad``, ``state``)."""
+        for u in updates:
+            unknown = set(u) - REPLICA_FIELDS - {"tablet_id", "backend_id"}
+            if unknown:
+                raise ValueError(f"update_replicas: unknown replica fields {sorted(unknown)}")
+        if updates:
+            self._journal.log("catalog.update_replicas", {"updates": updates})
+
+    def drop_replica(self, tablet_id: int, backend_id: int) -> None:
+        self._journal.log("catalog.drop_replica", {"tablet_id": tablet_id, "backend_id": backend_id})
+
+    def _apply_add_replica(self, d: dict[str, Any]) -> None:
+        loc = self._tablets.get(d["tablet_id"])
+        if loc is None:
+            return  # the table was dropped after the record was written
+        replica = Replica.from_dict(d["replica"])
+        self._ids.observe(replica.replica_id)
+        loc.tablet.replicas = [r for r in loc.tablet.replicas if r.backend_id != replica.backend_id]
+        loc.tablet.replicas.append(replica)
+
+    def _apply_update_replicas(self, d: dict[str, Any]) -> None:
+        for u in d["updates"]:
+            loc = self._tablets.get(u["tablet_id"])
+            replica = loc.tablet.replica_on(u["backend_id"]) if loc else None
+            if replica is None:
+                continue
+            for name, value in u.items():
+                if name in REPLICA_FIELDS:
+                    setattr(replica, name, ReplicaState(value) if name == "state" else value)
+
+    def _apply_drop_replica(self, d: dict[str, Any]) -> None:
+        loc = self._tablets.get(d["tablet_id"])
+        if loc is not None:
+            loc.tablet.replicas = [r for r in loc.tablet.replicas if r.backend_id != d["backend_id"]]
 
     def _notify_dropped(self, db: Database, table: Table, reason: str) -> None:
         for fn in self._table_dropped:

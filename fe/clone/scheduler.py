@@ -319,7 +319,7 @@ class TabletScheduler:
         if h.status is TabletStatus.UNRECOVERABLE:
             raise _Finalize(SchedState.CANCELLED, h.reason)
         ctx.status = h.status
-        if not h.ready:
+        if not h.ready and not ctx.hinted:  # an ADMIN REPAIR hint skips the repair delay
             raise _Wait(h.reason or "waiting for the repair delay")
         if h.status is TabletStatus.REDUNDANT:
             return self._drop_task(ctx, tablet, part, backends, load, view, SchedType.REPAIR,

@@ -11,8 +11,12 @@ from common.rpc import servicer
 from common.timefmt import fmt_bytes, fmt_ms
 from fe.catalog.catalog import Catalog
 from fe.catalog.stats import Statistics
+from fe.clone.daemon import TabletSchedDaemon
+from fe.routineload.manager import RoutineLoadManager
 from fe.service.admin_catalog import CatalogAdmin
 from fe.service.admin_load import LoadAdmin
+from fe.service.admin_replica import ReplicaAdmin
+from fe.service.admin_routine import RoutineLoadAdmin
 from fe.system.backends import BackendRegistry
 from fe.system.be_client import BackendClients
 from fe.system.dynconfig import DynamicConfig
@@ -48,16 +52,22 @@ class BackendsAdmin:
                     total_capacity=fmt_bytes(disk.total_capacity),
                     used_pct=used_pct,
                     err_msg=be.err_msg,
+                    decommissioned=be.decommissioned,
+                    tablets_left_to_move=placed.get(be.backend_id, 0) if be.decommissioned else 0,
                 )
             )
         return admin_pb2.ShowBackendsResponse(backends=rows)
 
 
 @servicer
-class AdminServicer(BackendsAdmin, CatalogAdmin, LoadAdmin, admin_pb2_grpc.AdminServiceServicer):
+class AdminServicer(BackendsAdmin, CatalogAdmin, LoadAdmin, RoutineLoadAdmin, ReplicaAdmin,
+                    admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, backends: BackendRegistry, catalog: Catalog, stats: Statistics,
                  dynconfig: DynamicConfig, txns: TransactionManager, clients: BackendClients,
-                 inconsistent_tablets: set[int]) -> None:
+                 inconsistent_tablets: set[int], routine: RoutineLoadManager,
+                 tablet_sched: TabletSchedDaemon | None = None) -> None:
+        self._tablet_sched = tablet_sched
+        self._routine = routine
         self._backends = backends
         self._catalog = catalog
         self._stats = stats

@@ -9,6 +9,8 @@ from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc, types_pb2
 from common.rpc import servicer
 from fe.catalog.catalog import Catalog
 from fe.catalog.model import Database, Table
+from fe.routineload.manager import RoutineLoadManager
+from fe.service.frontend_report import ReportServiceMixin
 from fe.system.backends import BackendRegistry, DiskInfo, Heartbeat
 from fe.txn.manager import TransactionManager
 from fe.txn.state import SourceType, TxnStatus
@@ -58,9 +60,10 @@ def parse_source_type(text: str) -> SourceType:
 
 
 @servicer
-class FrontendServicer(frontend_pb2_grpc.FrontendServiceServicer):
+class FrontendServicer(ReportServiceMixin, frontend_pb2_grpc.FrontendServiceServicer):
     def __init__(self, backends: BackendRegistry, catalog: Catalog, txns: TransactionManager,
-                 heartbeat_interval_ms: int) -> None:
+                 routine: RoutineLoadManager, heartbeat_interval_ms: int) -> None:
+        self._routine = routine
         self._backends = backends
         self._catalog = catalog
         self._txns = txns
@@ -103,10 +106,13 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServiceServicer):
 
     async def BeginTxn(self, request, context):
         coordinator = f"BE: {request.coordinator_backend_id}" if request.coordinator_backend_id else "FE"
+        source = parse_source_type(request.source_type)
+        task = self._routine.check_task_label(request.label) if source is SourceType.ROUTINE_LOAD_TASK else None
         txn, db, table = self._txns.begin(
-            request.db, request.table, request.label, request.timeout_s, coordinator,
-            parse_source_type(request.source_type),
+            request.db, request.table, request.label, request.timeout_s, coordinator, source,
         )
+        if task is not None:
+            self._routine.task_began(*task, txn.txn_id)
         return frontend_pb2.BeginTxnResponse(txn_id=txn.txn_id, target=load_target(db, table, self._backends))
 
     async def CommitTxn(self, request, context):
@@ -125,3 +131,10 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServiceServicer):
         if txn.status is TxnStatus.PREPARE:
             self._txns.abort(request.txn_id, request.reason or "aborted by the coordinator")
         return frontend_pb2.AbortTxnResponse()
+
+    async def ReportRoutineLoadTask(self, request, context):
+        self._routine.report(
+            request.job_id, request.task_id, request.outcome, request.error_kind, request.message,
+            dict(request.highwater), [{"row": r.row, "reason": r.reason} for r in request.error_samples],
+        )
+        return frontend_pb2.RoutineLoadTaskReportResponse()

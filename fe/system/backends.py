@@ -161,6 +161,17 @@ class BackendRegistry:
                 self._notify(be, "dead")
         return newly_dead
 
+    def decommission(self, backend_id: int) -> None:
+        """ALTER SYSTEM DECOMMISSION BACKEND: it takes no new replicas and its replicas move off."""
+        if not self._backends[backend_id].decommissioned:
+            self._journal.log("backend.decommission", {"backend_id": backend_id, "decommissioned": True})
+            log.info("backend %d is decommissioning", backend_id)
+
+    def drop(self, backend_id: int) -> None:
+        """ALTER SYSTEM DROP BACKEND (the caller checked that nothing is lost)."""
+        self._journal.log("backend.drop", {"backend_id": backend_id})
+        log.info("backend %d dropped", backend_id)
+
     def _update_if_changed(self, be: Backend, host: str, be_port: int, http_port: int, start_ms: int) -> None:
         if (be.host, be.be_port, be.http_port, be.last_start_time_ms) == (host, be_port, http_port, start_ms):
             return

@@ -57,6 +57,7 @@ class TransactionManager:
         self._finished: dict[int, asyncio.Event] = {}
         self._hooks: dict[SourceType, CommitHook] = {}
         self.on_aborted: list[Callable[[TransactionState], None]] = []
+        self._finals: list[TransactionState] = []  # finished in an apply; hooks run after the record
         self._verbs = {
             "begin": self._apply_begin,
             "commit": self._apply_commit,
@@ -188,6 +189,7 @@ class TransactionManager:
         log.info("txn %d (label %s) ABORTED: %s", txn_id, txn.label, reason)
         for fn in self.on_aborted:
             fn(txn)
+        self._run_final_hooks()
         return txn
 
     def mark_visible(self, txn_id: int, published: list[tuple[int, int, int, int, int]],
@@ -197,6 +199,7 @@ class TransactionManager:
             "txn_id": txn_id, "time_ms": self._wall_ms(),
             "published": [list(p) for p in published], "lagging": [list(x) for x in lagging],
         })
+        self._run_final_hooks()
 
     def abort_expired(self) -> list[int]:
         now = self._wall_ms()
@@ -305,9 +308,16 @@ class TransactionManager:
         event = self._finished.pop(txn.txn_id, None)
         if event is not None:
             event.set()
-        hook = self._hooks.get(txn.source_type)
-        if hook is not None and not self._journal.replaying:
-            hook.on_final(txn)
+        if not self._journal.replaying:
+            self._finals.append(txn)
+
+    def _run_final_hooks(self) -> None:
+        """Live-only follow-ups of finished txns, run once their record is fully applied."""
+        while self._finals:
+            txn = self._finals.pop(0)
+            hook = self._hooks.get(txn.source_type)
+            if hook is not None:
+                hook.on_final(txn)
 
     def _partition(self, txn: TransactionState, partition_id: int):
         db = self._catalog.db_by_id(txn.db_id)

@@ -37,16 +37,25 @@ class Publisher:
         self._partitions: dict = {}
 
     def ready(self) -> list[TransactionState]:
-        """Committed txns whose every partition is at version - 1 (and no earlier txn is ahead)."""
+        """Committed txns that are next in line on every partition they touch.
+
+        Per partition, the committed txn with the lowest version is the head; a txn is ready when
+        it is the head of each of its partitions and each partition is visible at version - 1.
+        """
+        committed = self._txns.with_status(TxnStatus.COMMITTED)
+        head: dict[int, tuple[int, int]] = {}  # partition -> (version, txn_id)
+        for txn in committed:
+            for partition_id, version in txn.partition_versions.items():
+                if partition_id not in head or version < head[partition_id][0]:
+                    head[partition_id] = (version, txn.txn_id)
         out = []
-        claimed: set[int] = set()
-        for txn in self._txns.with_status(TxnStatus.COMMITTED):
+        for txn in committed:
             ok = True
             for partition_id, version in txn.partition_versions.items():
                 partition = self._partition(partition_id)
-                if partition_id in claimed or (partition is not None and partition.visible_version != version - 1):
+                if head[partition_id][1] != txn.txn_id or (
+                        partition is not None and partition.visible_version != version - 1):
                     ok = False
-            claimed |= set(txn.partition_versions)
             if ok:
                 out.append(txn)
         return out

@@ -3,7 +3,8 @@ import time
 import orjson
 import pytest
 
-from be.load.format import (
+from common.coltypes import Column, parse_type
+from common.loadformat import (
     FilteredRow,
     LoadSpec,
     LoadSpecError,
@@ -12,7 +13,6 @@ from be.load.format import (
     parse_expression,
     parse_path,
 )
-from common.coltypes import Column, parse_type
 
 # 2023-11-14 22:13:20 UTC
 TS = 1700000000

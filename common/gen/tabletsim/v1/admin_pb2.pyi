@@ -1847,3 +1847,426 @@ class BackendResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__tablets_left) -> _WhichOneofReturnType__tablets_left | None: ...
 
 Global___BackendResponse: _TypeAlias = BackendResponse  # noqa: Y015
+
+@_typing.final
+class CreateRoutineLoadRequest(_message.Message):
+    """---------------------------------------------------------------- routine load"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class PropertiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class DataSourcePropertiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DB_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    WHERE_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    DATA_SOURCE_PROPERTIES_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    name: _builtins.str
+    table: _builtins.str
+    columns: _builtins.str
+    """COLUMNS(...) text, e.g. "id, tmp, ts = from_unixtime(tmp)" """
+    where: _builtins.str
+    """WHERE text"""
+    @_builtins.property
+    def properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """desired_concurrent_number, max_batch_interval, format, ..."""
+
+    @_builtins.property
+    def data_source_properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """kafka_broker_list, kafka_topic, kafka_partitions, kafka_offsets, property.*"""
+
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        name: _builtins.str = ...,
+        table: _builtins.str = ...,
+        columns: _builtins.str = ...,
+        where: _builtins.str = ...,
+        properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        data_source_properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "data_source_properties", b"data_source_properties", "db", b"db", "name", b"name", "properties", b"properties", "table", b"table", "where", b"where"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateRoutineLoadRequest: _TypeAlias = CreateRoutineLoadRequest  # noqa: Y015
+
+@_typing.final
+class CreateRoutineLoadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateRoutineLoadResponse: _TypeAlias = CreateRoutineLoadResponse  # noqa: Y015
+
+@_typing.final
+class RoutineLoadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutineLoadRequest: _TypeAlias = RoutineLoadRequest  # noqa: Y015
+
+@_typing.final
+class AlterRoutineLoadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class PropertiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class DataSourcePropertiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DB_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    DATA_SOURCE_PROPERTIES_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    WHERE_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    name: _builtins.str
+    columns: _builtins.str
+    where: _builtins.str
+    @_builtins.property
+    def properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def data_source_properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        name: _builtins.str = ...,
+        properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        data_source_properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        columns: _builtins.str = ...,
+        where: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "data_source_properties", b"data_source_properties", "db", b"db", "name", b"name", "properties", b"properties", "where", b"where"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AlterRoutineLoadRequest: _TypeAlias = AlterRoutineLoadRequest  # noqa: Y015
+
+@_typing.final
+class RoutineLoadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    state: _builtins.str
+    def __init__(
+        self,
+        *,
+        state: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutineLoadResponse: _TypeAlias = RoutineLoadResponse  # noqa: Y015
+
+@_typing.final
+class ShowRoutineLoadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    INCLUDE_STOPPED_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    name: _builtins.str
+    """empty: every job of the database"""
+    include_stopped: _builtins.bool
+    """SHOW ALL ROUTINE LOAD"""
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        name: _builtins.str = ...,
+        include_stopped: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "include_stopped", b"include_stopped", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowRoutineLoadRequest: _TypeAlias = ShowRoutineLoadRequest  # noqa: Y015
+
+@_typing.final
+class RoutineLoadRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    PAUSE_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    DB_NAME_FIELD_NUMBER: _builtins.int
+    TABLE_NAME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DATA_SOURCE_TYPE_FIELD_NUMBER: _builtins.int
+    CURRENT_TASK_NUM_FIELD_NUMBER: _builtins.int
+    JOB_PROPERTIES_FIELD_NUMBER: _builtins.int
+    DATA_SOURCE_PROPERTIES_FIELD_NUMBER: _builtins.int
+    CUSTOM_PROPERTIES_FIELD_NUMBER: _builtins.int
+    STATISTIC_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    REASON_OF_STATE_CHANGED_FIELD_NUMBER: _builtins.int
+    ERROR_LOG_URLS_FIELD_NUMBER: _builtins.int
+    OTHER_MSG_FIELD_NUMBER: _builtins.int
+    LAG_FIELD_NUMBER: _builtins.int
+    ERROR_SAMPLES_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    name: _builtins.str
+    create_time: _builtins.str
+    pause_time: _builtins.str
+    end_time: _builtins.str
+    db_name: _builtins.str
+    table_name: _builtins.str
+    state: _builtins.str
+    data_source_type: _builtins.str
+    current_task_num: _builtins.int
+    job_properties: _builtins.str
+    data_source_properties: _builtins.str
+    custom_properties: _builtins.str
+    statistic: _builtins.str
+    progress: _builtins.str
+    reason_of_state_changed: _builtins.str
+    error_log_urls: _builtins.str
+    other_msg: _builtins.str
+    lag: _builtins.str
+    """partition -> end offset - progress"""
+    @_builtins.property
+    def error_samples(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.FilteredRow]:
+        """the bad rows behind ErrorLogUrls, with the reason per row"""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        name: _builtins.str = ...,
+        create_time: _builtins.str = ...,
+        pause_time: _builtins.str = ...,
+        end_time: _builtins.str = ...,
+        db_name: _builtins.str = ...,
+        table_name: _builtins.str = ...,
+        state: _builtins.str = ...,
+        data_source_type: _builtins.str = ...,
+        current_task_num: _builtins.int | None = ...,
+        job_properties: _builtins.str = ...,
+        data_source_properties: _builtins.str = ...,
+        custom_properties: _builtins.str = ...,
+        statistic: _builtins.str = ...,
+        progress: _builtins.str = ...,
+        reason_of_state_changed: _builtins.str = ...,
+        error_log_urls: _builtins.str = ...,
+        other_msg: _builtins.str = ...,
+        lag: _builtins.str = ...,
+        error_samples: _abc.Iterable[_types_pb2.FilteredRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_current_task_num", b"_current_task_num", "current_task_num", b"current_task_num"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_current_task_num", b"_current_task_num", "create_time", b"create_time", "current_task_num", b"current_task_num", "custom_properties", b"custom_properties", "data_source_properties", b"data_source_properties", "data_source_type", b"data_source_type", "db_name", b"db_name", "end_time", b"end_time", "error_log_urls", b"error_log_urls", "error_samples", b"error_samples", "id", b"id", "job_properties", b"job_properties", "lag", b"lag", "name", b"name", "other_msg", b"other_msg", "pause_time", b"pause_time", "progress", b"progress", "reason_of_state_changed", b"reason_of_state_changed", "state", b"state", "statistic", b"statistic", "table_name", b"table_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__current_task_num: _TypeAlias = _typing.Literal["current_task_num"]  # noqa: Y015
+    _WhichOneofArgType__current_task_num: _TypeAlias = _typing.Literal["_current_task_num", b"_current_task_num"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__current_task_num) -> _WhichOneofReturnType__current_task_num | None: ...
+
+Global___RoutineLoadRow: _TypeAlias = RoutineLoadRow  # noqa: Y015
+
+@_typing.final
+class ShowRoutineLoadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutineLoadRow]: ...
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[Global___RoutineLoadRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowRoutineLoadResponse: _TypeAlias = ShowRoutineLoadResponse  # noqa: Y015
+
+@_typing.final
+class RoutineLoadTaskRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    TXN_STATUS_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_SCHEDULED_TIME_FIELD_NUMBER: _builtins.int
+    EXECUTE_START_TIME_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    BE_ID_FIELD_NUMBER: _builtins.int
+    DATA_SOURCE_PROPERTIES_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    txn_id: _builtins.int
+    txn_status: _builtins.str
+    job_id: _builtins.int
+    create_time: _builtins.str
+    last_scheduled_time: _builtins.str
+    execute_start_time: _builtins.str
+    timeout: _builtins.int
+    be_id: _builtins.int
+    data_source_properties: _builtins.str
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        txn_id: _builtins.int = ...,
+        txn_status: _builtins.str = ...,
+        job_id: _builtins.int = ...,
+        create_time: _builtins.str = ...,
+        last_scheduled_time: _builtins.str = ...,
+        execute_start_time: _builtins.str = ...,
+        timeout: _builtins.int | None = ...,
+        be_id: _builtins.int = ...,
+        data_source_properties: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout", b"_timeout", "timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout", b"_timeout", "be_id", b"be_id", "create_time", b"create_time", "data_source_properties", b"data_source_properties", "execute_start_time", b"execute_start_time", "job_id", b"job_id", "last_scheduled_time", b"last_scheduled_time", "message", b"message", "task_id", b"task_id", "timeout", b"timeout", "txn_id", b"txn_id", "txn_status", b"txn_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__timeout: _TypeAlias = _typing.Literal["timeout"]  # noqa: Y015
+    _WhichOneofArgType__timeout: _TypeAlias = _typing.Literal["_timeout", b"_timeout"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout) -> _WhichOneofReturnType__timeout | None: ...
+
+Global___RoutineLoadTaskRow: _TypeAlias = RoutineLoadTaskRow  # noqa: Y015
+
+@_typing.final
+class ShowRoutineLoadTaskResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutineLoadTaskRow]: ...
+    def __init__(
+        self,
+        *,
+        tasks: _abc.Iterable[Global___RoutineLoadTaskRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowRoutineLoadTaskResponse: _TypeAlias = ShowRoutineLoadTaskResponse  # noqa: Y015

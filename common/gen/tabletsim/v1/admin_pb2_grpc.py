@@ -147,6 +147,41 @@ class AdminServiceStub:
                 request_serializer=tabletsim_dot_v1_dot_admin__pb2.CheckConsistencyRequest.SerializeToString,
                 response_deserializer=tabletsim_dot_v1_dot_admin__pb2.CheckConsistencyResponse.FromString,
                 _registered_method=True)
+        self.CreateRoutineLoad = channel.unary_unary(
+                '/tabletsim.v1.AdminService/CreateRoutineLoad',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.CreateRoutineLoadRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.CreateRoutineLoadResponse.FromString,
+                _registered_method=True)
+        self.AlterRoutineLoad = channel.unary_unary(
+                '/tabletsim.v1.AdminService/AlterRoutineLoad',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.AlterRoutineLoadRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadResponse.FromString,
+                _registered_method=True)
+        self.PauseRoutineLoad = channel.unary_unary(
+                '/tabletsim.v1.AdminService/PauseRoutineLoad',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadResponse.FromString,
+                _registered_method=True)
+        self.ResumeRoutineLoad = channel.unary_unary(
+                '/tabletsim.v1.AdminService/ResumeRoutineLoad',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadResponse.FromString,
+                _registered_method=True)
+        self.StopRoutineLoad = channel.unary_unary(
+                '/tabletsim.v1.AdminService/StopRoutineLoad',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadResponse.FromString,
+                _registered_method=True)
+        self.ShowRoutineLoad = channel.unary_unary(
+                '/tabletsim.v1.AdminService/ShowRoutineLoad',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowRoutineLoadRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowRoutineLoadResponse.FromString,
+                _registered_method=True)
+        self.ShowRoutineLoadTask = channel.unary_unary(
+                '/tabletsim.v1.AdminService/ShowRoutineLoadTask',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowRoutineLoadTaskResponse.FromString,
+                _registered_method=True)
         self.SetConfig = channel.unary_unary(
                 '/tabletsim.v1.AdminService/SetConfig',
                 request_serializer=tabletsim_dot_v1_dot_admin__pb2.SetConfigRequest.SerializeToString,
@@ -316,6 +351,53 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateRoutineLoad(self, request, context):
+        """---- routine load
+        CREATE ROUTINE LOAD <db>.<name> ON <table> [COLUMNS(...)] [WHERE ...] PROPERTIES(...) FROM KAFKA(...)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AlterRoutineLoad(self, request, context):
+        """ALTER ROUTINE LOAD FOR <name> [PROPERTIES(...)] [FROM KAFKA(...)]: only while PAUSED
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseRoutineLoad(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeRoutineLoad(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopRoutineLoad(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowRoutineLoad(self, request, context):
+        """SHOW [ALL] ROUTINE LOAD [FOR <name>]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowRoutineLoadTask(self, request, context):
+        """SHOW ROUTINE LOAD TASK WHERE JobName = <name>
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetConfig(self, request, context):
         """---- configuration
         ADMIN SET FRONTEND CONFIG ("name" = "value"); persisted through the edit log
@@ -443,6 +525,41 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.CheckConsistency,
                     request_deserializer=tabletsim_dot_v1_dot_admin__pb2.CheckConsistencyRequest.FromString,
                     response_serializer=tabletsim_dot_v1_dot_admin__pb2.CheckConsistencyResponse.SerializeToString,
+            ),
+            'CreateRoutineLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRoutineLoad,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.CreateRoutineLoadRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.CreateRoutineLoadResponse.SerializeToString,
+            ),
+            'AlterRoutineLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterRoutineLoad,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.AlterRoutineLoadRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadResponse.SerializeToString,
+            ),
+            'PauseRoutineLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseRoutineLoad,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadResponse.SerializeToString,
+            ),
+            'ResumeRoutineLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeRoutineLoad,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadResponse.SerializeToString,
+            ),
+            'StopRoutineLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopRoutineLoad,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadResponse.SerializeToString,
+            ),
+            'ShowRoutineLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowRoutineLoad,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowRoutineLoadRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowRoutineLoadResponse.SerializeToString,
+            ),
+            'ShowRoutineLoadTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowRoutineLoadTask,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.RoutineLoadRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowRoutineLoadTaskResponse.SerializeToString,
             ),
             'SetConfig': grpc.unary_unary_rpc_method_handler(
                     servicer.SetConfig,
@@ -1051,6 +1168,195 @@ class AdminService:
             '/tabletsim.v1.AdminService/CheckConsistency',
             tabletsim_dot_v1_dot_admin__pb2.CheckConsistencyRequest.SerializeToString,
             tabletsim_dot_v1_dot_admin__pb2.CheckConsistencyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRoutineLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/CreateRoutineLoad',
+            tabletsim_dot_v1_dot_admin__pb2.CreateRoutineLoadRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.CreateRoutineLoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterRoutineLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/AlterRoutineLoad',
+            tabletsim_dot_v1_dot_admin__pb2.AlterRoutineLoadRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.RoutineLoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseRoutineLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/PauseRoutineLoad',
+            tabletsim_dot_v1_dot_admin__pb2.RoutineLoadRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.RoutineLoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeRoutineLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/ResumeRoutineLoad',
+            tabletsim_dot_v1_dot_admin__pb2.RoutineLoadRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.RoutineLoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopRoutineLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/StopRoutineLoad',
+            tabletsim_dot_v1_dot_admin__pb2.RoutineLoadRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.RoutineLoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowRoutineLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/ShowRoutineLoad',
+            tabletsim_dot_v1_dot_admin__pb2.ShowRoutineLoadRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.ShowRoutineLoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowRoutineLoadTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/ShowRoutineLoadTask',
+            tabletsim_dot_v1_dot_admin__pb2.RoutineLoadRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.ShowRoutineLoadTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

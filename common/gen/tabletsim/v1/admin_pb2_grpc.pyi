@@ -81,6 +81,19 @@ class AdminServiceStub:
     """Count and rows at the partitions' visible versions, one healthy replica per tablet."""
     CheckConsistency: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CheckConsistencyRequest, _admin_pb2.CheckConsistencyResponse]
     """ADMIN CHECK TABLET ... consistency: compare every replica's checksum at the visible version."""
+    CreateRoutineLoad: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateRoutineLoadRequest, _admin_pb2.CreateRoutineLoadResponse]
+    """---- routine load
+    CREATE ROUTINE LOAD <db>.<name> ON <table> [COLUMNS(...)] [WHERE ...] PROPERTIES(...) FROM KAFKA(...)
+    """
+    AlterRoutineLoad: _grpc.UnaryUnaryMultiCallable[_admin_pb2.AlterRoutineLoadRequest, _admin_pb2.RoutineLoadResponse]
+    """ALTER ROUTINE LOAD FOR <name> [PROPERTIES(...)] [FROM KAFKA(...)]: only while PAUSED"""
+    PauseRoutineLoad: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RoutineLoadRequest, _admin_pb2.RoutineLoadResponse]
+    ResumeRoutineLoad: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RoutineLoadRequest, _admin_pb2.RoutineLoadResponse]
+    StopRoutineLoad: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RoutineLoadRequest, _admin_pb2.RoutineLoadResponse]
+    ShowRoutineLoad: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowRoutineLoadRequest, _admin_pb2.ShowRoutineLoadResponse]
+    """SHOW [ALL] ROUTINE LOAD [FOR <name>]"""
+    ShowRoutineLoadTask: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RoutineLoadRequest, _admin_pb2.ShowRoutineLoadTaskResponse]
+    """SHOW ROUTINE LOAD TASK WHERE JobName = <name>"""
     SetConfig: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetConfigRequest, _admin_pb2.SetConfigResponse]
     """---- configuration
     ADMIN SET FRONTEND CONFIG ("name" = "value"); persisted through the edit log
@@ -140,6 +153,19 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Count and rows at the partitions' visible versions, one healthy replica per tablet."""
     CheckConsistency: _aio.UnaryUnaryMultiCallable[_admin_pb2.CheckConsistencyRequest, _admin_pb2.CheckConsistencyResponse]  # type: ignore[assignment]
     """ADMIN CHECK TABLET ... consistency: compare every replica's checksum at the visible version."""
+    CreateRoutineLoad: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateRoutineLoadRequest, _admin_pb2.CreateRoutineLoadResponse]  # type: ignore[assignment]
+    """---- routine load
+    CREATE ROUTINE LOAD <db>.<name> ON <table> [COLUMNS(...)] [WHERE ...] PROPERTIES(...) FROM KAFKA(...)
+    """
+    AlterRoutineLoad: _aio.UnaryUnaryMultiCallable[_admin_pb2.AlterRoutineLoadRequest, _admin_pb2.RoutineLoadResponse]  # type: ignore[assignment]
+    """ALTER ROUTINE LOAD FOR <name> [PROPERTIES(...)] [FROM KAFKA(...)]: only while PAUSED"""
+    PauseRoutineLoad: _aio.UnaryUnaryMultiCallable[_admin_pb2.RoutineLoadRequest, _admin_pb2.RoutineLoadResponse]  # type: ignore[assignment]
+    ResumeRoutineLoad: _aio.UnaryUnaryMultiCallable[_admin_pb2.RoutineLoadRequest, _admin_pb2.RoutineLoadResponse]  # type: ignore[assignment]
+    StopRoutineLoad: _aio.UnaryUnaryMultiCallable[_admin_pb2.RoutineLoadRequest, _admin_pb2.RoutineLoadResponse]  # type: ignore[assignment]
+    ShowRoutineLoad: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowRoutineLoadRequest, _admin_pb2.ShowRoutineLoadResponse]  # type: ignore[assignment]
+    """SHOW [ALL] ROUTINE LOAD [FOR <name>]"""
+    ShowRoutineLoadTask: _aio.UnaryUnaryMultiCallable[_admin_pb2.RoutineLoadRequest, _admin_pb2.ShowRoutineLoadTaskResponse]  # type: ignore[assignment]
+    """SHOW ROUTINE LOAD TASK WHERE JobName = <name>"""
     SetConfig: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetConfigRequest, _admin_pb2.SetConfigResponse]  # type: ignore[assignment]
     """---- configuration
     ADMIN SET FRONTEND CONFIG ("name" = "value"); persisted through the edit log
@@ -328,6 +354,61 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.CheckConsistencyResponse, _abc.Awaitable[_admin_pb2.CheckConsistencyResponse]]:
         """ADMIN CHECK TABLET ... consistency: compare every replica's checksum at the visible version."""
+
+    @_abc_1.abstractmethod
+    def CreateRoutineLoad(
+        self,
+        request: _admin_pb2.CreateRoutineLoadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.CreateRoutineLoadResponse, _abc.Awaitable[_admin_pb2.CreateRoutineLoadResponse]]:
+        """---- routine load
+        CREATE ROUTINE LOAD <db>.<name> ON <table> [COLUMNS(...)] [WHERE ...] PROPERTIES(...) FROM KAFKA(...)
+        """
+
+    @_abc_1.abstractmethod
+    def AlterRoutineLoad(
+        self,
+        request: _admin_pb2.AlterRoutineLoadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RoutineLoadResponse, _abc.Awaitable[_admin_pb2.RoutineLoadResponse]]:
+        """ALTER ROUTINE LOAD FOR <name> [PROPERTIES(...)] [FROM KAFKA(...)]: only while PAUSED"""
+
+    @_abc_1.abstractmethod
+    def PauseRoutineLoad(
+        self,
+        request: _admin_pb2.RoutineLoadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RoutineLoadResponse, _abc.Awaitable[_admin_pb2.RoutineLoadResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ResumeRoutineLoad(
+        self,
+        request: _admin_pb2.RoutineLoadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RoutineLoadResponse, _abc.Awaitable[_admin_pb2.RoutineLoadResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def StopRoutineLoad(
+        self,
+        request: _admin_pb2.RoutineLoadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RoutineLoadResponse, _abc.Awaitable[_admin_pb2.RoutineLoadResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ShowRoutineLoad(
+        self,
+        request: _admin_pb2.ShowRoutineLoadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ShowRoutineLoadResponse, _abc.Awaitable[_admin_pb2.ShowRoutineLoadResponse]]:
+        """SHOW [ALL] ROUTINE LOAD [FOR <name>]"""
+
+    @_abc_1.abstractmethod
+    def ShowRoutineLoadTask(
+        self,
+        request: _admin_pb2.RoutineLoadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ShowRoutineLoadTaskResponse, _abc.Awaitable[_admin_pb2.ShowRoutineLoadTaskResponse]]:
+        """SHOW ROUTINE LOAD TASK WHERE JobName = <name>"""
 
     @_abc_1.abstractmethod
     def SetConfig(

@@ -664,3 +664,136 @@ class RowsetChunk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RowsetChunk: _TypeAlias = RowsetChunk  # noqa: Y015
+
+@_typing.final
+class RoutineLoadTask(_message.Message):
+    """---------------------------------------------------------------- routine load"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class KafkaPropertiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class StartOffsetsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    JOB_NAME_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    DB_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    BROKER_LIST_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    KAFKA_PROPERTIES_FIELD_NUMBER: _builtins.int
+    START_OFFSETS_FIELD_NUMBER: _builtins.int
+    MAX_BATCH_INTERVAL_S_FIELD_NUMBER: _builtins.int
+    MAX_BATCH_ROWS_FIELD_NUMBER: _builtins.int
+    MAX_BATCH_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    CONSUME_SECOND_FIELD_NUMBER: _builtins.int
+    TIMEOUT_S_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.int
+    job_name: _builtins.str
+    task_id: _builtins.str
+    label: _builtins.str
+    db: _builtins.str
+    table: _builtins.str
+    topic: _builtins.str
+    max_batch_interval_s: _builtins.int
+    max_batch_rows: _builtins.int
+    max_batch_size_bytes: _builtins.int
+    consume_second: _builtins.int
+    timeout_s: _builtins.int
+    @_builtins.property
+    def params(self) -> _types_pb2.LoadParams: ...
+    @_builtins.property
+    def broker_list(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def kafka_properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """property.* without the prefix"""
+
+    @_builtins.property
+    def start_offsets(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
+        """partition -> first offset to read"""
+
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.int = ...,
+        job_name: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        label: _builtins.str = ...,
+        db: _builtins.str = ...,
+        table: _builtins.str = ...,
+        params: _types_pb2.LoadParams | None = ...,
+        broker_list: _abc.Iterable[_builtins.str] | None = ...,
+        topic: _builtins.str = ...,
+        kafka_properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        start_offsets: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+        max_batch_interval_s: _builtins.int = ...,
+        max_batch_rows: _builtins.int = ...,
+        max_batch_size_bytes: _builtins.int = ...,
+        consume_second: _builtins.int = ...,
+        timeout_s: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["broker_list", b"broker_list", "consume_second", b"consume_second", "db", b"db", "job_id", b"job_id", "job_name", b"job_name", "kafka_properties", b"kafka_properties", "label", b"label", "max_batch_interval_s", b"max_batch_interval_s", "max_batch_rows", b"max_batch_rows", "max_batch_size_bytes", b"max_batch_size_bytes", "params", b"params", "start_offsets", b"start_offsets", "table", b"table", "task_id", b"task_id", "timeout_s", b"timeout_s", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutineLoadTask: _TypeAlias = RoutineLoadTask  # noqa: Y015
+
+@_typing.final
+class SubmitRoutineLoadTaskResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.bool
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitRoutineLoadTaskResponse: _TypeAlias = SubmitRoutineLoadTaskResponse  # noqa: Y015

@@ -72,6 +72,11 @@ class BackendServiceStub:
                 request_serializer=tabletsim_dot_v1_dot_backend__pb2.ClearTransactionRequest.SerializeToString,
                 response_deserializer=tabletsim_dot_v1_dot_backend__pb2.ClearTransactionResponse.FromString,
                 _registered_method=True)
+        self.SubmitRoutineLoadTask = channel.unary_unary(
+                '/tabletsim.v1.BackendService/SubmitRoutineLoadTask',
+                request_serializer=tabletsim_dot_v1_dot_backend__pb2.RoutineLoadTask.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_backend__pb2.SubmitRoutineLoadTaskResponse.FromString,
+                _registered_method=True)
         self.ScanTablets = channel.unary_unary(
                 '/tabletsim.v1.BackendService/ScanTablets',
                 request_serializer=tabletsim_dot_v1_dot_backend__pb2.ScanTabletsRequest.SerializeToString,
@@ -150,6 +155,14 @@ class BackendServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitRoutineLoadTask(self, request, context):
+        """A routine load task from the FE: consume the partitions from the offsets, load, commit.
+        Answers at once; the task reports back through FrontendService.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ScanTablets(self, request, context):
         """---- reads
         """
@@ -217,6 +230,11 @@ def add_BackendServiceServicer_to_server(servicer, server):
                     servicer.ClearTransaction,
                     request_deserializer=tabletsim_dot_v1_dot_backend__pb2.ClearTransactionRequest.FromString,
                     response_serializer=tabletsim_dot_v1_dot_backend__pb2.ClearTransactionResponse.SerializeToString,
+            ),
+            'SubmitRoutineLoadTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitRoutineLoadTask,
+                    request_deserializer=tabletsim_dot_v1_dot_backend__pb2.RoutineLoadTask.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_backend__pb2.SubmitRoutineLoadTaskResponse.SerializeToString,
             ),
             'ScanTablets': grpc.unary_unary_rpc_method_handler(
                     servicer.ScanTablets,
@@ -430,6 +448,33 @@ class BackendService:
             '/tabletsim.v1.BackendService/ClearTransaction',
             tabletsim_dot_v1_dot_backend__pb2.ClearTransactionRequest.SerializeToString,
             tabletsim_dot_v1_dot_backend__pb2.ClearTransactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitRoutineLoadTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.BackendService/SubmitRoutineLoadTask',
+            tabletsim_dot_v1_dot_backend__pb2.RoutineLoadTask.SerializeToString,
+            tabletsim_dot_v1_dot_backend__pb2.SubmitRoutineLoadTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,10 @@ class BackendServiceStub:
     """Make the pending rowsets of a txn visible at their version (idempotent)."""
     ClearTransaction: _grpc.UnaryUnaryMultiCallable[_backend_pb2.ClearTransactionRequest, _backend_pb2.ClearTransactionResponse]
     """Delete the pending rowsets of an aborted txn."""
+    SubmitRoutineLoadTask: _grpc.UnaryUnaryMultiCallable[_backend_pb2.RoutineLoadTask, _backend_pb2.SubmitRoutineLoadTaskResponse]
+    """A routine load task from the FE: consume the partitions from the offsets, load, commit.
+    Answers at once; the task reports back through FrontendService.
+    """
     ScanTablets: _grpc.UnaryUnaryMultiCallable[_backend_pb2.ScanTabletsRequest, _backend_pb2.ScanTabletsResponse]
     """---- reads"""
     TabletChecksum: _grpc.UnaryUnaryMultiCallable[_backend_pb2.TabletChecksumRequest, _backend_pb2.TabletChecksumResponse]
@@ -90,6 +94,10 @@ class BackendServiceAsyncStub(BackendServiceStub):
     """Make the pending rowsets of a txn visible at their version (idempotent)."""
     ClearTransaction: _aio.UnaryUnaryMultiCallable[_backend_pb2.ClearTransactionRequest, _backend_pb2.ClearTransactionResponse]  # type: ignore[assignment]
     """Delete the pending rowsets of an aborted txn."""
+    SubmitRoutineLoadTask: _aio.UnaryUnaryMultiCallable[_backend_pb2.RoutineLoadTask, _backend_pb2.SubmitRoutineLoadTaskResponse]  # type: ignore[assignment]
+    """A routine load task from the FE: consume the partitions from the offsets, load, commit.
+    Answers at once; the task reports back through FrontendService.
+    """
     ScanTablets: _aio.UnaryUnaryMultiCallable[_backend_pb2.ScanTabletsRequest, _backend_pb2.ScanTabletsResponse]  # type: ignore[assignment]
     """---- reads"""
     TabletChecksum: _aio.UnaryUnaryMultiCallable[_backend_pb2.TabletChecksumRequest, _backend_pb2.TabletChecksumResponse]  # type: ignore[assignment]
@@ -166,6 +174,16 @@ class BackendServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_backend_pb2.ClearTransactionResponse, _abc.Awaitable[_backend_pb2.ClearTransactionResponse]]:
         """Delete the pending rowsets of an aborted txn."""
+
+    @_abc_1.abstractmethod
+    def SubmitRoutineLoadTask(
+        self,
+        request: _backend_pb2.RoutineLoadTask,
+        context: _ServicerContext,
+    ) -> _typing.Union[_backend_pb2.SubmitRoutineLoadTaskResponse, _abc.Awaitable[_backend_pb2.SubmitRoutineLoadTaskResponse]]:
+        """A routine load task from the FE: consume the partitions from the offsets, load, commit.
+        Answers at once; the task reports back through FrontendService.
+        """
 
     @_abc_1.abstractmethod
     def ScanTablets(

@@ -401,3 +401,82 @@ class ReportTabletsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportTabletsResponse: _TypeAlias = ReportTabletsResponse  # noqa: Y015
+
+@_typing.final
+class RoutineLoadTaskReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HighwaterEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    ERROR_KIND_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    HIGHWATER_FIELD_NUMBER: _builtins.int
+    ERROR_SAMPLES_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.int
+    task_id: _builtins.str
+    txn_id: _builtins.int
+    outcome: _builtins.str
+    """NO_DATA | FAILED"""
+    error_kind: _builtins.str
+    """OFFSET_OUT_OF_RANGE | KAFKA_ERROR | TOO_FEW_REPLICAS | ERROR_ROWS | OTHER"""
+    message: _builtins.str
+    @_builtins.property
+    def highwater(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]: ...
+    @_builtins.property
+    def error_samples(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.FilteredRow]: ...
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.int = ...,
+        task_id: _builtins.str = ...,
+        txn_id: _builtins.int = ...,
+        outcome: _builtins.str = ...,
+        error_kind: _builtins.str = ...,
+        message: _builtins.str = ...,
+        highwater: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+        error_samples: _abc.Iterable[_types_pb2.FilteredRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_kind", b"error_kind", "error_samples", b"error_samples", "highwater", b"highwater", "job_id", b"job_id", "message", b"message", "outcome", b"outcome", "task_id", b"task_id", "txn_id", b"txn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutineLoadTaskReport: _TypeAlias = RoutineLoadTaskReport  # noqa: Y015
+
+@_typing.final
+class RoutineLoadTaskReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutineLoadTaskReportResponse: _TypeAlias = RoutineLoadTaskReportResponse  # noqa: Y015

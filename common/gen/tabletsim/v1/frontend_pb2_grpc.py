@@ -67,6 +67,11 @@ class FrontendServiceStub:
                 request_serializer=tabletsim_dot_v1_dot_frontend__pb2.ReportTabletsRequest.SerializeToString,
                 response_deserializer=tabletsim_dot_v1_dot_frontend__pb2.ReportTabletsResponse.FromString,
                 _registered_method=True)
+        self.ReportRoutineLoadTask = channel.unary_unary(
+                '/tabletsim.v1.FrontendService/ReportRoutineLoadTask',
+                request_serializer=tabletsim_dot_v1_dot_frontend__pb2.RoutineLoadTaskReport.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_frontend__pb2.RoutineLoadTaskReportResponse.FromString,
+                _registered_method=True)
 
 
 class FrontendServiceServicer:
@@ -122,6 +127,14 @@ class FrontendServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportRoutineLoadTask(self, request, context):
+        """---- routine load
+        A task ended without a commit: no new data, or a failure (the txn, if any, is aborted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FrontendServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +167,11 @@ def add_FrontendServiceServicer_to_server(servicer, server):
                     servicer.ReportTablets,
                     request_deserializer=tabletsim_dot_v1_dot_frontend__pb2.ReportTabletsRequest.FromString,
                     response_serializer=tabletsim_dot_v1_dot_frontend__pb2.ReportTabletsResponse.SerializeToString,
+            ),
+            'ReportRoutineLoadTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportRoutineLoadTask,
+                    request_deserializer=tabletsim_dot_v1_dot_frontend__pb2.RoutineLoadTaskReport.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_frontend__pb2.RoutineLoadTaskReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -321,6 +339,33 @@ class FrontendService:
             '/tabletsim.v1.FrontendService/ReportTablets',
             tabletsim_dot_v1_dot_frontend__pb2.ReportTabletsRequest.SerializeToString,
             tabletsim_dot_v1_dot_frontend__pb2.ReportTabletsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportRoutineLoadTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.FrontendService/ReportRoutineLoadTask',
+            tabletsim_dot_v1_dot_frontend__pb2.RoutineLoadTaskReport.SerializeToString,
+            tabletsim_dot_v1_dot_frontend__pb2.RoutineLoadTaskReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

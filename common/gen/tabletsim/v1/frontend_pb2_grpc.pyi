@@ -57,6 +57,10 @@ class FrontendServiceStub:
     Every report interval a BE reports all its tablets; the FE reconciles and answers what to
     drop (tablets it does not know, after a delay) and which pending txns are over.
     """
+    ReportRoutineLoadTask: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.RoutineLoadTaskReport, _frontend_pb2.RoutineLoadTaskReportResponse]
+    """---- routine load
+    A task ended without a commit: no new data, or a failure (the txn, if any, is aborted).
+    """
 
 @_typing.type_check_only
 class FrontendServiceAsyncStub(FrontendServiceStub):
@@ -86,6 +90,10 @@ class FrontendServiceAsyncStub(FrontendServiceStub):
     """---- replicas
     Every report interval a BE reports all its tablets; the FE reconciles and answers what to
     drop (tablets it does not know, after a delay) and which pending txns are over.
+    """
+    ReportRoutineLoadTask: _aio.UnaryUnaryMultiCallable[_frontend_pb2.RoutineLoadTaskReport, _frontend_pb2.RoutineLoadTaskReportResponse]  # type: ignore[assignment]
+    """---- routine load
+    A task ended without a commit: no new data, or a failure (the txn, if any, is aborted).
     """
 
 class FrontendServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -149,6 +157,16 @@ class FrontendServiceServicer(metaclass=_abc_1.ABCMeta):
         """---- replicas
         Every report interval a BE reports all its tablets; the FE reconciles and answers what to
         drop (tablets it does not know, after a delay) and which pending txns are over.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportRoutineLoadTask(
+        self,
+        request: _frontend_pb2.RoutineLoadTaskReport,
+        context: _ServicerContext,
+    ) -> _typing.Union[_frontend_pb2.RoutineLoadTaskReportResponse, _abc.Awaitable[_frontend_pb2.RoutineLoadTaskReportResponse]]:
+        """---- routine load
+        A task ended without a commit: no new data, or a failure (the txn, if any, is aborted).
         """
 
 def add_FrontendServiceServicer_to_server(servicer: FrontendServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

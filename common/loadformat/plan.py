@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import orjson
 
-from be.load.format.expr import compile_expression, parse_expression
-from be.load.format.functions import EvalEnv, Zone, fmt_datetime, to_bool
-from be.load.format.jsonpath import MISSING, compile_path, parse_jsonpaths
-from be.load.format.spec import FORMATS, BatchResult, FilteredRow, LoadSpec, LoadSpecError
 from common.coltypes import CURRENT_TIMESTAMP, Column, ConversionError, convert_default, converter_for
+from common.loadformat.expr import compile_expression, parse_expression
+from common.loadformat.functions import EvalEnv, Zone, fmt_datetime, to_bool
+from common.loadformat.jsonpath import MISSING, compile_path, parse_jsonpaths
+from common.loadformat.spec import FORMATS, BatchResult, FilteredRow, LoadSpec, LoadSpecError
 
 MAX_RAW_ROW_CHARS = 200
 NULL_MARKER = "\\N"

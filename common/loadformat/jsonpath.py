@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import orjson
 
-from be.load.format.spec import LoadSpecError
+from common.loadformat.spec import LoadSpecError
 
 
 class _Missing:

@@ -17,8 +17,8 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from be.load.format.spec import LoadSpecError
 from common.coltypes import parse_datetime
+from common.loadformat.spec import LoadSpecError
 
 MAX_UNIX_TS = 253402243199  # 9999-12-31 15:59:59 UTC, StarRocks' from_unixtime bound
 DEFAULT_DATETIME_FORMAT = "%Y-%m-%d %H:%i:%s"

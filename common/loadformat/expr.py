@@ -27,9 +27,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from be.load.format.functions import FUNCTIONS, NOT_CONST, EvalEnv, to_bool, to_number, to_str
-from be.load.format.spec import LoadSpecError
 from common.coltypes import STRING_KINDS, ConversionError, converter_for, parse_type
+from common.loadformat.functions import FUNCTIONS, NOT_CONST, EvalEnv, to_bool, to_number, to_str
+from common.loadformat.spec import LoadSpecError
 
 Node = tuple
 Fn = Callable[[object], object]

@@ -5,11 +5,11 @@ LoadPlan; ``plan.parse(body)`` maps a Stream Load body and ``plan.parse_messages
 batch into a BatchResult of converted rows, counts and filtered-row samples.
 """
 
-from be.load.format.expr import parse_expression
-from be.load.format.functions import FUNCTIONS
-from be.load.format.jsonpath import MISSING, parse_jsonpaths, parse_path
-from be.load.format.plan import ColumnsMapping, LoadPlan, compile_load, parse_columns
-from be.load.format.spec import BatchResult, FilteredRow, LoadSpec, LoadSpecError
+from common.loadformat.expr import parse_expression
+from common.loadformat.functions import FUNCTIONS
+from common.loadformat.jsonpath import MISSING, parse_jsonpaths, parse_path
+from common.loadformat.plan import ColumnsMapping, LoadPlan, compile_load, parse_columns
+from common.loadformat.spec import BatchResult, FilteredRow, LoadSpec, LoadSpecError
 
 __all__ = [
     "FUNCTIONS",

@@ -1,0 +1,96 @@
+"""Tablet reports: every report interval (and right after start) the BE tells the FE every tablet
+it holds, with versions, row counts and sizes, and the txns it keeps pending rowsets of.
+
+The FE answers with orphan tablets to drop and finished txns whose pending rowsets to delete.
+Tablets being cloned (``busy``) are never dropped nor cleared here, whatever the answer says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import grpc
+
+from be.storage.rowsets import RowsetStore
+from be.storage.tablets import TabletManager
+from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class TabletReporter:
+    def __init__(self, interval_s: float, backend_id: Callable[[], int],
+                 stub: Callable[[], frontend_pb2_grpc.FrontendServiceStub], tablets: TabletManager,
+                 rowsets: RowsetStore, busy: Callable[[], set[int]]) -> None:
+        self._interval_s = interval_s
+        self._backend_id = backend_id
+        self._stub = stub
+        self._tablets = tablets
+        self._rowsets = rowsets
+        self._busy = busy
+        self._task: asyncio.Task | None = None
+        self._failures = 0
+        self.reports = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="tablet-report")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def _build(self) -> frontend_pb2.ReportTabletsRequest:
+        tablets = [frontend_pb2.TabletReport(
+            tablet_id=m.tablet_id, replica_id=m.replica_id, version=m.version, row_count=m.row_count,
+            data_size=m.data_size, version_count=m.version_count) for m in self._tablets.all()]
+        return frontend_pb2.ReportTabletsRequest(backend_id=self._backend_id(), tablets=tablets,
+                                                 pending_txn_ids=sorted(self._rowsets.pending_txns()))
+
+    async def report_once(self) -> frontend_pb2.ReportTabletsResponse | None:
+        if self._backend_id() <= 0:
+            return None
+        request = await asyncio.to_thread(self._build)
+        resp = await self._stub().ReportTablets(request, timeout=max(self._interval_s, 10.0))
+        busy = self._busy()
+        drop = [t for t in resp.drop_tablet_ids if t not in busy]
+        if drop:
+            dropped = await asyncio.to_thread(self._tablets.drop, drop)
+            for tablet_id in drop:
+                self._rowsets.forget_tablet(tablet_id)
+            log.info("dropped %d orphan tablets the FE does not know here: %s", dropped, drop[:20])
+        if resp.finished_txn_ids:
+            pending = self._rowsets.pending_tablets()
+            cleared = 0
+            for txn_id in resp.finished_txn_ids:
+                tablets = sorted(pending.get(txn_id, set()) - busy)
+                if tablets:
+                    cleared += await asyncio.to_thread(self._rowsets.clear, txn_id, tablets)
+            if cleared:
+                log.info("cleared %d pending rowsets of %d finished txns", cleared, len(resp.finished_txn_ids))
+        self.reports += 1
+        return resp
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.report_once()
+                self._failures = 0
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as exc:
+                self._failures += 1
+                if self._failures in (1, 10) or self._failures % 100 == 0:
+                    log.warning("tablet report failed (%d in a row): %s %s", self._failures,
+                                exc.code().name, exc.details())
+            except Exception:
+                self._failures += 1
+                log.exception("tablet report failed")
+            await asyncio.sleep(self._interval_s)

@@ -1,0 +1,226 @@
+"""The routine load scheduler: divides jobs into tasks and sends the tasks to BEs.
+
+Each round (every ``interval_s``): a NEED_SCHEDULE job gets its partitions and start offsets
+resolved from Kafka (once), then ``task_count`` tasks over ``divide_partitions`` and goes
+RUNNING; a RUNNING job's due tasks go to the least-loaded alive BE (at most
+max_routine_load_task_num_per_be each); tasks on dead BEs, or that never began their txn within
+the task timeout, are renewed; jobs paused for too few replicas are resumed when BEs are back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import grpc
+from aiokafka import TopicPartition
+
+from common import kafka
+from common.gen.tabletsim.v1 import backend_pb2, types_pb2
+from fe.catalog.catalog import Catalog
+from fe.routineload.division import choose_backend, divide_partitions, task_count
+from fe.routineload.job import RoutineLoadJob, RoutineLoadTask
+from fe.routineload.manager import RoutineLoadManager, load_spec
+from fe.routineload.properties import OFFSET_BEGINNING, OFFSET_END, resolve_start_offset
+from fe.routineload.state import JobState, PauseReasonKind, should_auto_resume
+from fe.system.backends import BackendRegistry
+from fe.system.be_client import BackendClients
+from fe.system.dynconfig import DynamicConfig
+from fe.txn.manager import TransactionManager
+from fe.txn.state import TxnStatus
+
+log = logging.getLogger(__name__)
+
+SUBMIT_TIMEOUT_S = 5.0
+
+
+class RoutineLoadScheduler:
+    def __init__(self, manager: RoutineLoadManager, catalog: Catalog, backends: BackendRegistry,
+                 clients: BackendClients, txns: TransactionManager, config: DynamicConfig,
+                 wall_ms: Callable[[], int]) -> None:
+        self._manager = manager
+        self._catalog = catalog
+        self._backends = backends
+        self._clients = clients
+        self._txns = txns
+        self._config = config
+        self._wall_ms = wall_ms
+        backends.add_listener(self._backend_event)
+        self._dead: set[int] = set()
+
+    def _backend_event(self, be, event: str) -> None:
+        if event in ("dead", "dropped", "alive"):
+            self._dead.add(be.backend_id)  # the alive set changed: task counts may change
+
+    def _alive(self) -> list[int]:
+        return [b.backend_id for b in self._backends.alive() if not b.decommissioned]
+
+    async def run_once(self) -> None:
+        dead, self._dead = self._dead, set()
+        for job in self._manager.jobs():
+            try:
+                if job.state is JobState.NEED_SCHEDULE:
+                    await self._schedule(job)
+                elif job.state is JobState.RUNNING:
+                    if not job.tasks or (dead and (any(t.backend_id in dead for t in job.tasks)
+                                                   or len(job.tasks) != self._task_count(job))):
+                        # an FE restart (tasks are soft state) or a BE died: divide again
+                        self._manager.set_state(job, JobState.NEED_SCHEDULE,
+                                                "re-dividing tasks" + (" after a backend died" if job.tasks else ""))
+                        continue
+                    await self._run_tasks(job)
+                elif job.state is JobState.PAUSED:
+                    self._maybe_auto_resume(job)
+            except Exception:
+                log.exception("routine load job %s: scheduling round failed", job.name)
+
+    # ------------------------------------------------------------------ NEED_SCHEDULE
+    async def _schedule(self, job: RoutineLoadJob) -> None:
+        if not job.partitions or any(p not in job.progress for p in job.partitions):
+            if not await self._resolve(job):
+                return
+        n = self._task_count(job)
+        if n == 0:
+            job.other_msg = "no alive backend to run tasks; waiting"
+            return
+        job.other_msg = ""
+        self._manager.divide(job, divide_partitions(sorted(job.partitions), n))
+
+    def _task_count(self, job: RoutineLoadJob) -> int:
+        return task_count(len(self._alive()), len(job.partitions), job.props.desired_concurrent_number,
+                          self._config.max_routine_load_task_concurrent_num)
+
+    async def _resolve(self, job: RoutineLoadJob) -> bool:
+        """Partitions (all of the topic unless pinned) and the start offset of each new one."""
+        src = job.source
+        custom = src.custom
+        try:
+            partitions = list(src.partitions) or await kafka.topic_partitions(list(src.broker_list), src.topic, custom)
+            pinned = dict(src.partition_offsets)
+            todo = [p for p in partitions if p not in job.progress]
+            progress = {}
+            if todo:
+                consumer = await kafka.start_consumer(list(src.broker_list), custom, group_id=None)
+                try:
+                    tps = [TopicPartition(src.topic, p) for p in todo]
+                    consumer.assign(tps)
+                    begin = await consumer.beginning_offsets(tps)
+                    ends = await kafka.true_end_offsets(consumer, tps)
+                    for tp in tps:
+                        spec = pinned.get(tp.partition, src.default_offset)
+                        if spec in (OFFSET_BEGINNING, OFFSET_END) or isinstance(spec, int):
+                            progress[tp.partition] = resolve_start_offset(spec, begin[tp], ends[tp], lambda ms: None)
+                        else:
+                            found = await _offset_for_time(consumer, tp, spec, job.props.timezone, ends[tp])
+                            progress[tp.partition] = found
+                    for tp in tps:
+                        job.highwater[tp.partition] = ends[tp]
+                finally:
+                    await consumer.stop()
+        except ValueError as exc:
+            self._manager.pause_for(job, PauseReasonKind.KAFKA_ERROR, f"failed to get partitions of topic: {exc}")
+            return False
+        except Exception as exc:  # noqa: BLE001 - any client failure pauses the job with its text
+            self._manager.pause_for(
+                job, PauseReasonKind.KAFKA_ERROR,
+                f"failed to reach kafka brokers {','.join(src.broker_list)} for topic '{src.topic}': "
+                f"{type(exc).__name__}: {exc}")
+            return False
+        self._manager.init_progress(job, partitions, progress)
+        log.info("routine load job %s: partitions %s, start offsets %s", job.name, partitions, progress)
+        return True
+
+    # ------------------------------------------------------------------ RUNNING
+    def _load_by_be(self) -> dict[int, int]:
+        load = dict.fromkeys(self._alive(), 0)
+        for job in self._manager.jobs():
+            for t in job.tasks:
+                if t.submitted and t.backend_id in load:
+                    load[t.backend_id] += 1
+        return load
+
+    async def _run_tasks(self, job: RoutineLoadJob) -> None:
+        now = self._wall_ms()
+        timeout_ms = self._manager.timeout_s(job) * 1000
+        for task in list(job.tasks):
+            if not task.submitted:
+                continue
+            if task.txn_id > 0:
+                txn = self._txns.find(task.txn_id)
+                if txn is not None and txn.status is TxnStatus.PREPARE and self._backends.get(task.backend_id) \
+                        and not self._backends.get(task.backend_id).alive:
+                    self._txns.abort(task.txn_id, f"backend {task.backend_id} running the task is dead")
+            elif now - task.last_scheduled_ms > timeout_ms:
+                self._manager.renew(job, task, 0, f"task did not begin within {timeout_ms // 1000} s; renewed")
+        due = [t for t in job.tasks if not t.submitted and t.next_schedule_ms <= now]
+        if not due:
+            return
+        load = self._load_by_be()
+        sends = []
+        for task in due:
+            be = choose_backend(load, set(load), self._config.max_routine_load_task_num_per_be, task.backend_id)
+            if be is None:
+                task.message = "every alive backend runs max_routine_load_task_num_per_be tasks; waiting"
+                continue
+            load[be] += 1
+            task.backend_id = be
+            task.submitted = True
+            task.last_scheduled_ms = now
+            sends.append(self._submit(job, task, be))
+        await asyncio.gather(*sends)
+
+    async def _submit(self, job: RoutineLoadJob, task: RoutineLoadTask, be_id: int) -> None:
+        props = job.props
+        spec = load_spec(props, job.columns, job.where)
+        params = types_pb2.LoadParams(
+            format=spec.format, columns=spec.columns or "", column_separator=spec.column_separator,
+            jsonpaths=spec.jsonpaths or "", json_root=spec.json_root or "", strip_outer_array=spec.strip_outer_array,
+            where=spec.where or "", max_filter_ratio=props.max_filter_ratio, strict_mode=spec.strict_mode,
+            timezone=spec.timezone)
+        request = backend_pb2.RoutineLoadTask(
+            job_id=job.job_id, job_name=job.name, task_id=task.task_id, label=job.label_for(task),
+            db=job.db_name, table=job.table_name, params=params, broker_list=list(job.source.broker_list),
+            topic=job.source.topic, kafka_properties=job.source.custom,
+            start_offsets={p: job.progress[p] for p in task.partitions},
+            max_batch_interval_s=props.max_batch_interval_s, max_batch_rows=props.max_batch_rows,
+            max_batch_size_bytes=min(props.max_batch_size_bytes, self._config.max_routine_load_batch_size),
+            consume_second=self._manager.consume_s(job), timeout_s=self._manager.timeout_s(job),
+        )
+        try:
+            await self._clients.stub(be_id).SubmitRoutineLoadTask(request, timeout=SUBMIT_TIMEOUT_S)
+            task.message = ""
+        except grpc.aio.AioRpcError as exc:
+            log.warning("routine load job %s: task %s not accepted by backend %d: %s %s", job.name,
+                        task.task_id, be_id, exc.code().name, exc.details())
+            self._manager.renew(job, task, 1000, f"backend {be_id} did not take the task: {exc.code().name}")
+
+    # ------------------------------------------------------------------ PAUSED
+    def _maybe_auto_resume(self, job: RoutineLoadJob) -> None:
+        now = self._wall_ms()
+        if not should_auto_resume(job.state, job.sm.reason_kind, job.auto_resume, now):
+            return
+        try:
+            _, table = self._catalog.table(job.db_name, job.table_name)
+        except Exception:  # noqa: BLE001 - the table went away: the drop cancels the job
+            return
+        alive = set(self._alive())
+        for p in table.partitions:
+            for t in p.tablets:
+                if sum(1 for r in t.replicas if r.backend_id in alive) < table.quorum:
+                    return
+        job.auto_resume.record(now)
+        self._manager.set_state(job, JobState.NEED_SCHEDULE,
+                                "auto-resumed: enough alive replicas for the write quorum again")
+
+
+async def _offset_for_time(consumer, tp: TopicPartition, when: str, timezone: str, end: int) -> int:
+    """The first offset whose timestamp is at or after ``when`` (in the job's timezone), else the end."""
+    stamp = datetime.strptime(when, "%Y-%m-%d %H:%M:%S").replace(tzinfo=ZoneInfo(timezone))
+    found = await consumer.offsets_for_times({tp: int(stamp.timestamp() * 1000)})
+    hit = found.get(tp)
+    if hit is None or hit.timestamp < 0:
+        return end
+    return hit.offset
