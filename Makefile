@@ -11,10 +11,7 @@ BE_PORT ?= 9060
 BROKER_PORT ?= 9092
 CLUSTER := $(PY) -m deploy.cluster --run-dir $(RUN_DIR)
 
-bench: $(STAMP)
-	$(PY) -m bench.stream_load
-
-.PHONY: venv proto test unit integration lint bench cluster status stop kill-be start-be kill-fe start-fe logs clean
+.PHONY: venv proto test unit integration lint demo bench cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
 
 venv: $(STAMP)
 
@@ -37,6 +34,21 @@ proto: $(STAMP)
 	@sed -i -E 's/^import tabletsim\.v1\.([a-z_]+)$$/import common.gen.tabletsim.v1.\1/' common/gen/tabletsim/v1/*.pyi
 	@touch common/gen/__init__.py common/gen/tabletsim/__init__.py common/gen/tabletsim/v1/__init__.py
 	@echo "generated common/gen/tabletsim/v1"
+
+demo: $(STAMP)
+	@$(PY) -m deploy.demo --run-dir $(RUN_DIR) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT)
+
+# Seeded faults under load and a checker (deploy/chaos.py); its own cluster on free ports in a temp dir.
+SEED ?= 1
+DURATION ?= 300
+CHAOS_BES ?= 4
+chaos: $(STAMP)
+	$(PY) -m deploy.chaos --seed $(SEED) --duration $(DURATION) --bes $(if $(filter command line,$(origin BES)),$(BES),$(CHAOS_BES))
+
+bench: $(STAMP)
+	$(PY) -m bench.routine_load
+	$(PY) -m bench.stream_load
+	$(PY) bench/sched_scale.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

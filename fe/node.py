@@ -101,6 +101,7 @@ class FrontendNode:
         await self._server.start()
         await mark_serving(health, SERVICES)
         self.publish_daemon = PeriodicDaemon("publish", lambda: 0.05, self.publisher.run_once)
+        self.txns.on_committed.append(lambda _txn: self.publish_daemon.wake())
         self._daemons = [
             PeriodicDaemon(
                 "backend-liveness",

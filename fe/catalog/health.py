@@ -1,14 +1,13 @@
-"""Is a tablet healthy right now? (the quick verdict behind UnhealthyTabletNum)
+"""Is a replica healthy right now? (ADMIN SHOW REPLICA STATUS's OK)
 
 A replica is healthy when its BE is alive and not decommissioned, it is not bad, it is in
-NORMAL state and it has every version up to the partition's visible version. A tablet is
-healthy when exactly ``replication_num`` of its replicas are healthy and it has no others.
-The tablet checker (fe/clone) classifies the unhealthy ones further.
+NORMAL state and it has every version up to the partition's visible version. Tablet-level
+verdicts (UnhealthyTabletNum) come from the tablet checker in fe/clone.
 """
 
 from __future__ import annotations
 
-from fe.catalog.model import Partition, Replica, ReplicaState, TabletLocation
+from fe.catalog.model import Partition, Replica, ReplicaState
 from fe.system.backends import BackendRegistry
 
 
@@ -23,9 +22,3 @@ def replica_is_healthy(r: Replica, partition: Partition, backends: BackendRegist
         and r.version >= partition.visible_version
         and r.last_failed_version < 0
     )
-
-
-def tablet_is_unhealthy(loc: TabletLocation, backends: BackendRegistry) -> bool:
-    replicas = loc.tablet.replicas
-    healthy = sum(1 for r in replicas if replica_is_healthy(r, loc.partition, backends))
-    return healthy != loc.table.replication_num or len(replicas) != loc.table.replication_num

@@ -57,6 +57,7 @@ class TransactionManager:
         self._finished: dict[int, asyncio.Event] = {}
         self._hooks: dict[SourceType, CommitHook] = {}
         self.on_aborted: list[Callable[[TransactionState], None]] = []
+        self.on_committed: list[Callable[[TransactionState], None]] = []
         self._finals: list[TransactionState] = []  # finished in an apply; hooks run after the record
         self._verbs = {
             "begin": self._apply_begin,
@@ -140,6 +141,8 @@ class TransactionManager:
         })
         log.info("txn %d (label %s) COMMITTED: versions %s, %d error replicas",
                  txn_id, txn.label, versions, len(error_replicas))
+        for fn in self.on_committed:
+            fn(txn)
         return txn
 
     def _check_commit(self, txn: TransactionState,

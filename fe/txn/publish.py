@@ -63,22 +63,29 @@ class Publisher:
     def _partition(self, partition_id: int):
         return self._partitions.get(partition_id)
 
-    async def run_once(self) -> int:
-        if not self._txns.with_status(TxnStatus.COMMITTED):
-            return 0
-        self._partitions = {
-            p.partition_id: p for db in self._catalog.databases() for t in db.tables.values() for p in t.partitions
-        }
-        ready = self.ready()
-        if not ready:
-            return 0
-        results = await asyncio.gather(*(self.publish(txn) for txn in ready), return_exceptions=True)
+    async def run_once(self, max_rounds: int = 1000) -> int:
+        """Publish until nothing is ready (a txn made visible may let the next version go)."""
         done = 0
-        for txn, res in zip(ready, results, strict=True):
-            if isinstance(res, BaseException):
-                log.error("publish of txn %d failed: %s: %s", txn.txn_id, type(res).__name__, res)
-            elif res:
-                done += 1
+        for _ in range(max_rounds):
+            if not self._txns.with_status(TxnStatus.COMMITTED):
+                break
+            self._partitions = {
+                p.partition_id: p for db in self._catalog.databases() for t in db.tables.values()
+                for p in t.partitions
+            }
+            ready = self.ready()
+            if not ready:
+                break
+            results = await asyncio.gather(*(self.publish(txn) for txn in ready), return_exceptions=True)
+            progressed = 0
+            for txn, res in zip(ready, results, strict=True):
+                if isinstance(res, BaseException):
+                    log.error("publish of txn %d failed: %s: %s", txn.txn_id, type(res).__name__, res)
+                elif res:
+                    progressed += 1
+            done += progressed
+            if not progressed:
+                break
         return done
 
     async def publish(self, txn: TransactionState) -> bool:

@@ -39,9 +39,12 @@ def be_tablet_nums(cluster: LocalCluster) -> dict[int, int]:
 
 
 def restart_fe(cluster: LocalCluster, admin: Admin) -> None:
+    """SIGKILL and restart the FE; back when it answers and every BE has heartbeated to it."""
     cluster.kill_node("fe")
     cluster.start_node("fe")
     assert_eventually(lambda: _answers(admin), timeout_s=30, what="the restarted FE to answer")
+    assert_eventually(lambda: cluster.alive_count() == cluster.spec.bes, timeout_s=30,
+                      what="every BE alive at the restarted FE")
 
 
 def _answers(admin: Admin) -> bool:

@@ -1,0 +1,73 @@
+"""Small-transaction commit-and-publish rate, beside the raw synced edit-log append rate.
+
+    .venv/bin/python -m bench.txn_rate [--loads 300] [--concurrency 8]
+
+Each load is a one-row Stream Load into an RF=3 MAJORITY table: begin, write 3 replicas,
+commit (quorum check, one synced edit-log record), publish to 3 replicas (another record),
+VISIBLE. The baseline is how fast this machine appends synced records to a RocksDB edit log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+
+from bench.common import Timer, bench_cluster, report
+from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+from common.rpc import admin_channel
+from fe.persist.editlog import EditLog
+
+
+def editlog_appends_per_s(n: int = 2000) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        log = EditLog(tmp)
+        log.load()
+        record = {"txn_id": 1, "partition_versions": [[1, 2]], "tablet_backends": [[1, [1, 2, 3]]]}
+        with Timer() as t:
+            for _ in range(n):
+                log.append("txn.commit", record)
+        log.close()
+    return n / t.seconds
+
+
+async def small_loads(fe: str, loads: int, concurrency: int) -> float:
+    async with admin_channel(fe) as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        await admin.CreateDatabase(admin_pb2.CreateDatabaseRequest(db="b"))
+        await admin.CreateTable(admin_pb2.CreateTableRequest(
+            db="b", table="t", columns=[admin_pb2.ColumnDef(name="id", type="BIGINT")], distributed_by=["id"],
+            buckets=1, properties={"replication_num": "3"}))
+        queue = list(range(loads))
+
+        async def worker() -> None:
+            while queue:
+                i = queue.pop()
+                res = await admin.StreamLoad(types_pb2.StreamLoadRequest(db="b", table="t", label=f"l{i}",
+                                                                         data=f"{i}\n".encode()), timeout=60)
+                assert res.status == "Success", res
+
+        with Timer() as t:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        count = await admin.Query(admin_pb2.QueryRequest(db="b", table="t", limit=0))
+        assert count.count == loads
+        return loads / t.seconds
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--loads", type=int, default=300)
+    p.add_argument("--concurrency", type=int, default=8)
+    args = p.parse_args()
+    baseline = editlog_appends_per_s()
+    with bench_cluster(3) as cluster:
+        rate = asyncio.run(small_loads(cluster.fe_address, args.loads, args.concurrency))
+    report("txn_rate", [
+        {"figure": "synced edit-log appends (baseline)", "per second": f"{baseline:,.0f}", "ratio": "1.00"},
+        {"figure": f"1-row stream loads to VISIBLE, RF=3, {args.concurrency} at a time", "per second": f"{rate:,.1f}",
+         "ratio": f"{rate / baseline:.3f}"},
+    ])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Runs a chaos schedule against a live cluster: executes faults on time and samples the cluster.
+
+The runner owns no cluster lifecycle (deploy/chaos.py starts and stops it); it drives
+LocalCluster by pid (kill_node, start_node, signal_node, wipe_data) and the FE's AdminService,
+and records two things for the report:
+
+- events: each fault and recovery action, and what the cluster was seen to do about it
+  (a BE marked dead or alive, unhealthy tablets appearing and clearing, the FE answering again,
+  the job changing state), each with its time on the chaos clock;
+- samples: every ~1 s, rows loaded, rows/s, lag, unhealthy tablets, job state, alive BEs.
+
+A node that is gone while no fault holds it down has crashed: that is recorded as a violation and
+the node is started again so that the run (and its checker) can go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+
+import grpc
+
+from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc
+from deploy import workload
+from deploy.chaos_schedule import Fault, Schedule
+from deploy.cluster import LocalCluster
+
+log = logging.getLogger(__name__)
+
+SAMPLE_INTERVAL_S = 1.0
+RATE_WINDOW_S = 5.0
+
+
+@dataclass
+class Sample:
+    t: float
+    loaded: int
+    rows_per_s: float
+    produced: int
+    lag: int
+    unhealthy: int
+    job_state: str
+    alive_bes: int
+    total_bes: int
+    error: str = ""
+
+
+@dataclass
+class Event:
+    t: float
+    kind: str  # fault | recover | observed | crash | error
+    text: str
+    fault: int = 0
+
+
+@dataclass
+class Recorder:
+    """The clock and the record of a run (shared by the runner, the checker and the report)."""
+
+    t0: float = field(default_factory=time.monotonic)
+    events: list[Event] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    echo: bool = True
+
+    def now(self) -> float:
+        return round(time.monotonic() - self.t0, 2)
+
+    def event(self, kind: str, text: str, fault: int = 0) -> Event:
+        ev = Event(self.now(), kind, text, fault)
+        self.events.append(ev)
+        if self.echo:
+            print(f"[{ev.t:7.1f}s] {'>>>' if kind in ('fault', 'recover') else '   '} {text}", flush=True)
+        return ev
+
+    def violation(self, text: str) -> None:
+        self.violations.append(text)
+        self.event("violation", f"VIOLATION: {text}")
+
+    def to_json(self) -> dict:
+        return {"events": [asdict(e) for e in self.events], "samples": [asdict(s) for s in self.samples],
+                "violations": list(self.violations)}
+
+
+class ChaosRunner:
+    def __init__(self, cluster: LocalCluster, admin: admin_pb2_grpc.AdminServiceStub, schedule: Schedule,
+                 producer: workload.Producer, rec: Recorder, print_every_s: float = 5.0) -> None:
+        self.cluster = cluster
+        self.admin = admin
+        self.schedule = schedule
+        self.producer = producer
+        self.rec = rec
+        self.print_every_s = print_every_s
+        self.held_down: set[str] = set()  # nodes a fault keeps down on purpose (killed or stopped)
+        self.stopped: set[str] = set()  # nodes under SIGSTOP (cleanup must SIGCONT them)
+        self._last_printed = -1e9
+
+    # ------------------------------------------------------------------ faults
+    async def run_faults(self) -> None:
+        """Every fault on time (relative to the recorder's clock); returns when all are over."""
+        await asyncio.gather(*(self._fault(f) for f in self.schedule.faults))
+
+    async def _sleep_until(self, t: float) -> None:
+        delay = t - self.rec.now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _fault(self, f: Fault) -> None:
+        await self._sleep_until(f.start_s)
+        try:
+            await self._inject(f)
+        except Exception as exc:  # a fault that could not be injected is reported, never hidden
+            self.rec.violation(f"fault #{f.index} {f.kind} {f.target} could not be injected: "
+                               f"{type(exc).__name__}: {exc}")
+        await self._sleep_until(f.end_s)
+        try:
+            await self._recover(f)
+        except Exception as exc:
+            self.rec.violation(f"fault #{f.index} {f.kind} {f.target}: recovery failed: "
+                               f"{type(exc).__name__}: {exc}")
+
+    async def _inject(self, f: Fault) -> None:
+        node = f.target
+        if f.kind in ("be_kill", "be_wipe", "fe_kill"):
+            self.held_down.add(node)
+            pid = await asyncio.to_thread(self.cluster.kill_node, node)
+            self.rec.event("fault", f"#{f.index} SIGKILL {node} (pid {pid})", f.index)
+            if f.kind == "be_wipe":
+                await asyncio.to_thread(self.cluster.wipe_data, node)
+                self.rec.event("fault", f"#{f.index} wiped the storage dir of {node}", f.index)
+        elif f.kind == "be_stop":
+            self.held_down.add(node)
+            pid = self.cluster.signal_node(node, signal.SIGSTOP)
+            if pid is not None:
+                self.stopped.add(node)
+            self.rec.event("fault", f"#{f.index} SIGSTOP {node} (pid {pid}): hung", f.index)
+        elif f.kind == "job_pause":
+            await self._call_with_retry(lambda: self.admin.PauseRoutineLoad(
+                admin_pb2.RoutineLoadRequest(db=workload.DB, name=workload.JOB), timeout=10), "PauseRoutineLoad")
+            self.rec.event("fault", f"#{f.index} PAUSE ROUTINE LOAD {workload.JOB}", f.index)
+
+    async def _recover(self, f: Fault) -> None:
+        node = f.target
+        if f.kind in ("be_kill", "be_wipe", "fe_kill"):
+            pid = await asyncio.to_thread(self.cluster.start_node, node)
+            self.held_down.discard(node)
+            self.rec.event("recover", f"#{f.index} restarted {node} (pid {pid})"
+                           + (" with an empty storage dir" if f.kind == "be_wipe" else ""), f.index)
+        elif f.kind == "be_stop":
+            pid = self.cluster.signal_node(node, signal.SIGCONT)
+            self.stopped.discard(node)
+            self.held_down.discard(node)
+            self.rec.event("recover", f"#{f.index} SIGCONT {node} (pid {pid})", f.index)
+        elif f.kind == "job_pause":
+            await self._call_with_retry(lambda: self.admin.ResumeRoutineLoad(
+                admin_pb2.RoutineLoadRequest(db=workload.DB, name=workload.JOB), timeout=10), "ResumeRoutineLoad")
+            self.rec.event("recover", f"#{f.index} RESUME ROUTINE LOAD {workload.JOB}", f.index)
+
+    async def _call_with_retry(self, call, what: str, attempts: int = 10) -> None:
+        for attempt in range(attempts):
+            try:
+                await call()
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
+                    raise RuntimeError(f"{what}: {exc.code().name}: {exc.details()}") from None
+                await asyncio.sleep(1.0)
+
+    def resume_all(self) -> None:
+        """SIGCONT whatever is still stopped (cleanup path)."""
+        for node in list(self.stopped):
+            self.cluster.signal_node(node, signal.SIGCONT)
+            self.stopped.discard(node)
+
+    # ------------------------------------------------------------------ crashes
+    def check_processes(self) -> None:
+        """A node that is gone while no fault holds it down crashed: record it and start it again."""
+        for node in self.cluster.nodes():
+            if node in self.held_down or self.cluster.pid(node) is not None:
+                continue
+            self.rec.violation(f"{node} exited unexpectedly (not by a fault); see {self.cluster.log_path(node)}")
+            if node != "broker":  # the broker keeps its log in memory: restarting it would lose the topic
+                pid = self.cluster.start_node(node)
+                self.rec.event("recover", f"started {node} again after its crash (pid {pid})")
+
+    # ------------------------------------------------------------------ sampling
+    async def sample(self) -> Sample:
+        snap = await workload.snapshot(self.admin)
+        now = self.rec.now()
+        loaded = snap.loaded
+        rate = 0.0
+        # rows/s over the last RATE_WINDOW_S (loads land in ~1 s batches: one interval is too jumpy)
+        ref = next((p for p in self.rec.samples if p.loaded >= 0 and now - p.t <= RATE_WINDOW_S), None)
+        if ref is not None and loaded >= 0 and now > ref.t:
+            rate = max(0.0, (loaded - ref.loaded) / (now - ref.t))
+        s = Sample(t=now, loaded=loaded, rows_per_s=round(rate, 1), produced=self.producer.produced,
+                   lag=sum(snap.lag.values()) if snap.lag else (-1 if snap.error else 0),
+                   unhealthy=snap.unhealthy, job_state=snap.job_state, alive_bes=snap.alive_bes,
+                   total_bes=snap.total_bes, error=snap.error)
+        self._observe(s)
+        self.rec.samples.append(s)
+        if self.rec.echo and now - self._last_printed >= self.print_every_s:
+            self._last_printed = now
+            print(f"[{now:7.1f}s]     produced {s.produced:>9,}  loaded {max(loaded, 0):>9,}  "
+                  f"{rate:>7,.0f} rows/s  lag {s.lag:>6,}  unhealthy {s.unhealthy:>3}  "
+                  f"BEs {s.alive_bes}/{s.total_bes}  job {s.job_state}"
+                  + (f"  ({s.error[:60]})" if s.error else ""), flush=True)
+        return s
+
+    def _observe(self, s: Sample) -> None:
+        """Recovery and detection events from the change between two samples."""
+        prev = self.rec.samples[-1] if self.rec.samples else None
+        if prev is None:
+            return
+        if bool(prev.error) != bool(s.error):
+            self.rec.event("observed", "the FE answers again" if not s.error else f"FE unreachable: {s.error[:80]}")
+        if s.error:
+            return
+        ref = next((p for p in reversed(self.rec.samples) if not p.error), None)
+        if ref is None:
+            return
+        if s.alive_bes != ref.alive_bes and s.total_bes:
+            self.rec.event("observed", f"FE reports {s.alive_bes}/{s.total_bes} BEs alive (was {ref.alive_bes})")
+        if (ref.unhealthy == 0) != (s.unhealthy == 0):
+            self.rec.event("observed", f"{s.unhealthy} unhealthy tablets" if s.unhealthy
+                           else "all tablets healthy again")
+        if s.job_state != ref.job_state:
+            self.rec.event("observed", f"job {ref.job_state} -> {s.job_state}")
+
+    async def sample_until(self, stop: asyncio.Event) -> None:
+        """Sample every SAMPLE_INTERVAL_S (and check for crashed processes) until ``stop`` is set."""
+        tick = self.rec.now()
+        while not stop.is_set():
+            await self.sample()
+            await asyncio.to_thread(self.check_processes)
+            tick += SAMPLE_INTERVAL_S
+            delay = max(0.05, tick - self.rec.now())
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass

@@ -1,0 +1,80 @@
+"""The chaos schedule is a pure function of (seed, duration, bes, max_down)."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.chaos_schedule import BE_KINDS, KINDS, generate, quorum_tolerance
+
+
+def test_same_seed_gives_the_same_schedule_and_text():
+    a, b = generate(7, 300), generate(7, 300)
+    assert a == b
+    assert a.text() == b.text()
+    assert a.to_json() == b.to_json()
+
+
+def test_different_seeds_give_different_schedules():
+    texts = {generate(seed, 300).text().split("\n", 1)[1] for seed in range(1, 21)}
+    assert len(texts) == 20
+
+
+@pytest.mark.parametrize("max_down", [1, 2])
+@pytest.mark.parametrize("seed", range(1, 41))
+def test_max_down_is_never_exceeded(seed, max_down):
+    s = generate(seed, 600, bes=4, max_down=max_down)
+    assert 1 <= s.max_concurrent_down() <= max_down
+    # BE faults that overlap (start to settled) are on distinct BEs
+    be_faults = [f for f in s.faults if f.takes_be_down]
+    for f in be_faults:
+        overlapping = [g for g in be_faults if g is not f and g.start_s < f.settled_s and f.start_s < g.settled_s]
+        assert f.target not in {g.target for g in overlapping}
+        assert len(overlapping) + 1 <= max_down
+
+
+@pytest.mark.parametrize("seed", range(1, 41))
+def test_faults_fit_the_duration_and_control_faults_never_overlap(seed):
+    s = generate(seed, 120)
+    assert s.faults, "a 120 s run has faults"
+    for f in s.faults:
+        assert 0 < f.start_s < f.end_s <= 120
+        assert f.kind in KINDS
+        assert f.target == ("fe" if f.kind == "fe_kill" else "job" if f.kind == "job_pause" else f.target)
+        if f.kind in BE_KINDS:
+            assert f.target in {f"be{i}" for i in range(4)}
+    ordered = sorted(s.faults, key=lambda f: f.start_s)
+    for prev, nxt in zip(ordered, ordered[1:], strict=False):
+        if prev.start_s != nxt.start_s:  # concurrent BE faults share a start; anything else waits
+            assert nxt.start_s >= prev.settled_s
+
+
+@pytest.mark.parametrize("seed", range(1, 31))
+def test_all_fault_kinds_appear_in_a_long_enough_run(seed):
+    assert generate(seed, 300).kinds() == set(KINDS)
+
+
+def test_the_short_suite_run_has_several_faults():
+    s = generate(7, 45)
+    assert 3 <= len(s.faults) <= 5
+
+
+def test_no_be_faults_when_nothing_may_be_down():
+    s = generate(3, 300, max_down=0)
+    assert s.faults and not any(f.takes_be_down for f in s.faults)
+    assert s.max_concurrent_down() == 0
+
+
+def test_quorum_tolerance():
+    assert quorum_tolerance(3, "MAJORITY") == 1
+    assert quorum_tolerance(3, "ONE") == 2
+    assert quorum_tolerance(3, "ALL") == 0
+    assert quorum_tolerance(5, "majority") == 2
+
+
+def test_the_schedule_text_names_every_fault():
+    s = generate(1, 300)
+    text = s.text()
+    assert text.startswith("chaos schedule: seed 1, duration 300 s")
+    assert len(text.splitlines()) == len(s.faults) + 1
+    for f in s.faults:
+        assert f"#{f.index:<2} t=" in text
