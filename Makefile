@@ -48,6 +48,8 @@ chaos: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.routine_load
 	$(PY) -m bench.stream_load
+	$(PY) -m bench.repair
+	$(PY) -m bench.txn_rate
 	$(PY) bench/sched_scale.py
 
 test: $(STAMP)
