@@ -16,6 +16,7 @@ the node is started again so that the run (and its checker) can go on.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import time
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL_S = 1.0
 RATE_WINDOW_S = 5.0
+SNAPSHOT_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -187,8 +189,35 @@ class ChaosRunner:
                 self.rec.event("recover", f"started {node} again after its crash (pid {pid})")
 
     # ------------------------------------------------------------------ sampling
+    async def _snapshot(self) -> workload.Snapshot:
+        """workload.snapshot, bounded: a Query waiting on a hung BE must not stall the timeline.
+
+        Past SNAPSHOT_TIMEOUT_S the row count is given up (loaded -1) and the cheap metadata calls
+        are made on their own, so the timeline still shows BEs, job state and tablet health.
+        """
+        full = asyncio.ensure_future(workload.snapshot(self.admin))
+        done, _ = await asyncio.wait({full}, timeout=SNAPSHOT_TIMEOUT_S)
+        if done:
+            return full.result()
+        full.cancel()
+        await asyncio.gather(full, return_exceptions=True)
+        snap = workload.Snapshot(error="")
+        try:
+            bes = (await self.admin.ShowBackends(admin_pb2.ShowBackendsRequest(), timeout=2)).backends
+            snap.total_bes, snap.alive_bes = len(bes), sum(1 for b in bes if b.alive)
+            jobs = (await self.admin.ShowRoutineLoad(
+                admin_pb2.ShowRoutineLoadRequest(db=workload.DB, name=workload.JOB), timeout=2)).jobs
+            if jobs:
+                snap.job_state = jobs[0].state
+                snap.lag = json.loads(jobs[0].lag or "{}")
+            stat = await self.admin.ShowProc(admin_pb2.ShowProcRequest(path="/statistic"), timeout=2)
+            snap.unhealthy = int(stat.rows[-1].values[7])
+        except grpc.aio.AioRpcError as exc:
+            snap.error = f"{exc.code().name}: {exc.details()}"
+        return snap
+
     async def sample(self) -> Sample:
-        snap = await workload.snapshot(self.admin)
+        snap = await self._snapshot()
         now = self.rec.now()
         loaded = snap.loaded
         rate = 0.0

@@ -20,7 +20,7 @@ from fe.persist.editlog import EditLog
 from fe.persist.ids import IdAllocator
 from fe.persist.journal import Journal
 from fe.routineload.manager import RoutineLoadManager
-from fe.routineload.scheduler import RoutineLoadScheduler
+from fe.routineload.scheduler import LAG_REFRESH_S, RoutineLoadScheduler
 from fe.service.admin import AdminServicer
 from fe.service.frontend import FrontendServicer
 from fe.system.backends import BackendRegistry
@@ -112,6 +112,7 @@ class FrontendNode:
             PeriodicDaemon("txn-timeout", lambda: 1.0, self.txns.abort_expired),
             PeriodicDaemon("txn-label-clean", lambda: 60.0, self.txns.clean_finished),
             PeriodicDaemon("routine-load-scheduler", lambda: 0.2, self.routine_scheduler.run_once),
+            PeriodicDaemon("routine-load-lag", lambda: LAG_REFRESH_S, self.routine_scheduler.refresh_lag),
         ]
         for daemon in self._daemons:
             daemon.start()

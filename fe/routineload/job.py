@@ -91,6 +91,7 @@ class RoutineLoadJob:
     window_error_rows: int = 0
     other_msg: str = ""
     # soft state
+    error_pause: str = ""  # set by a commit that crossed max_error_number; the live path pauses
     tasks: list[RoutineLoadTask] = field(default_factory=list)
     highwater: dict[int, int] = field(default_factory=dict)
     auto_resume: AutoResumePolicy = field(default_factory=AutoResumePolicy)
@@ -104,6 +105,12 @@ class RoutineLoadJob:
 
     def task(self, task_id: str) -> RoutineLoadTask | None:
         return next((t for t in self.tasks if t.task_id == task_id), None)
+
+    def observe_highwater(self, ends: dict[int, int]) -> None:
+        """End offsets only move forward (reports of old tasks may arrive late)."""
+        for p, end in ends.items():
+            if end > self.highwater.get(p, -1):
+                self.highwater[p] = end
 
     def lag(self) -> dict[int, int]:
         return {p: max(self.highwater[p] - off, 0) for p, off in sorted(self.progress.items())

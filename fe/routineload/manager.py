@@ -48,6 +48,7 @@ from fe.txn.state import SourceType, TransactionState, TxnStatus
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE_MS = 1000
+TASK_ID_LEN = 36  # a uuid4 in text
 
 
 def no_data_message(seconds: int) -> str:
@@ -73,7 +74,7 @@ class RoutineLoadManager:
             "init_progress": self._apply_init_progress,
         }
         txns.register_hook(SourceType.ROUTINE_LOAD_TASK, CommitHook(self._check_commit, self._apply_commit,
-                                                                     self._txn_final))
+                                                                     self._txn_final, self._apply_abort))
         catalog.on_table_dropped(self._table_dropped)
 
     # ------------------------------------------------------------------ queries
@@ -248,7 +249,7 @@ class RoutineLoadManager:
         job = self._jobs.get(job_id)
         if job is None:
             raise NotFound(f"unknown routine load job {job_id}")
-        job.highwater.update(highwater)
+        job.observe_highwater(highwater)
         task = job.task(task_id)
         if task is None:
             return  # an old task: the job moved on
@@ -308,6 +309,14 @@ class RoutineLoadManager:
         s.committed_task_num += 1
         job.window_rows += att.get("total_rows", 0)
         job.window_error_rows += att.get("filtered_rows", 0)
+        max_errors = job.props.max_error_number
+        if job.window_error_rows > max_errors:
+            job.error_pause = (
+                f"current error rows {job.window_error_rows} is more than max_error_number {max_errors} "
+                f"within the window of {10 * job.props.max_batch_rows} rows (10 x max_batch_rows); "
+                "see error_samples")
+        if job.error_pause or job.window_rows >= 10 * job.props.max_batch_rows:
+            job.window_rows = job.window_error_rows = 0  # the window starts again
         samples = att.get("error_samples", [])
         if samples:
             job.error_samples = (job.error_samples + samples)[-MAX_ERROR_SAMPLES:]
@@ -320,26 +329,29 @@ class RoutineLoadManager:
             return
         task = job.task(ref[1])
         if txn.status is TxnStatus.ABORTED:
-            job.stat.aborted_task_num += 1
             if task is not None:
                 self.renew(job, task, RETRY_AFTER_FAILURE_MS, f"previous task aborted: {txn.reason}"[:300])
             return
         att = txn.attachment
-        job.highwater.update({int(p): int(h) for p, h in att.get("highwater", {}).items()})
+        job.observe_highwater({int(p): int(h) for p, h in att.get("highwater", {}).items()})
         if task is not None:
             delay = job.props.max_batch_interval_s * 1000 if att.get("eos") else 0
             self.renew(job, task, delay)
         self._check_error_window(job)
 
+    def _apply_abort(self, txn: TransactionState) -> None:
+        """Count the aborted task (live and on replay): its label is '<job name>-<task uuid>'."""
+        name = txn.label[:-(TASK_ID_LEN + 1)]
+        for job in self._jobs.values():
+            if job.db_id == txn.db_id and job.name == name and job.table_id == txn.table_id:
+                job.stat.aborted_task_num += 1
+                return
+
     def _check_error_window(self, job: RoutineLoadJob) -> None:
-        max_errors = job.props.max_error_number
-        if job.window_error_rows > max_errors:
-            reason = (f"current error rows {job.window_error_rows} is more than max_error_number {max_errors} "
-                      f"within the window of {10 * job.props.max_batch_rows} rows (10 x max_batch_rows); "
-                      "see error_samples")
+        """Live only: the commit just applied put the error rows of the window over the limit."""
+        reason, job.error_pause = job.error_pause, ""
+        if reason:
             self.pause_for(job, PauseReasonKind.ERROR_ROWS, reason)
-        if job.window_rows >= 10 * job.props.max_batch_rows or job.state is JobState.PAUSED:
-            job.window_rows = job.window_error_rows = 0  # soft: the window restarts
 
     def _table_dropped(self, db: Database, table: Table, reason: str) -> None:
         if self._journal.replaying:
@@ -365,6 +377,8 @@ class RoutineLoadManager:
         job.sm.pause_time_ms, job.sm.end_time_ms = new.pause_time_ms, new.end_time_ms
         if new.state is not JobState.RUNNING:
             job.tasks = []
+        if new.state is JobState.NEED_SCHEDULE:
+            job.error_pause = ""  # resumed: a pause decided before is spent
 
     def _apply_alter(self, d: dict[str, Any]) -> None:
         job = self._jobs[d["job_id"]]

@@ -35,6 +35,7 @@ from fe.txn.state import TxnStatus
 log = logging.getLogger(__name__)
 
 SUBMIT_TIMEOUT_S = 5.0
+LAG_REFRESH_S = 5.0
 
 
 class RoutineLoadScheduler:
@@ -74,6 +75,7 @@ class RoutineLoadScheduler:
                     await self._run_tasks(job)
                 elif job.state is JobState.PAUSED:
                     self._maybe_auto_resume(job)
+
             except Exception:
                 log.exception("routine load job %s: scheduling round failed", job.name)
 
@@ -116,8 +118,7 @@ class RoutineLoadScheduler:
                         else:
                             found = await _offset_for_time(consumer, tp, spec, job.props.timezone, ends[tp])
                             progress[tp.partition] = found
-                    for tp in tps:
-                        job.highwater[tp.partition] = ends[tp]
+                    job.observe_highwater({tp.partition: ends[tp] for tp in tps})
                 finally:
                     await consumer.stop()
         except ValueError as exc:
@@ -196,6 +197,31 @@ class RoutineLoadScheduler:
             log.warning("routine load job %s: task %s not accepted by backend %d: %s %s", job.name,
                         task.task_id, be_id, exc.code().name, exc.details())
             self._manager.renew(job, task, 1000, f"backend {be_id} did not take the task: {exc.code().name}")
+
+    async def refresh_lag(self) -> None:
+        """Read every active job's end offsets from Kafka so that Lag is current (tasks report
+        them too, but only when they end). Run by its own daemon every LAG_REFRESH_S."""
+        for job in self._manager.jobs():
+            if job.state in (JobState.RUNNING, JobState.PAUSED) and job.partitions:
+                await self._refresh_end_offsets(job)
+
+    async def _refresh_end_offsets(self, job: RoutineLoadJob) -> None:
+        src = job.source
+        try:
+            consumer = await kafka.start_consumer(list(src.broker_list), src.custom, group_id=None,
+                                                  request_timeout_ms=5000)
+        except Exception as exc:  # noqa: BLE001 - lag stays as last known; tasks report Kafka errors
+            log.info("routine load job %s: end offsets not refreshed: %s", job.name, exc)
+            return
+        try:
+            tps = [TopicPartition(src.topic, p) for p in job.partitions]
+            consumer.assign(tps)
+            ends = await kafka.true_end_offsets(consumer, tps, poll_ms=500)
+            job.observe_highwater({tp.partition: end for tp, end in ends.items()})
+        except Exception as exc:  # noqa: BLE001
+            log.info("routine load job %s: end offsets not refreshed: %s", job.name, exc)
+        finally:
+            await consumer.stop()
 
     # ------------------------------------------------------------------ PAUSED
     def _maybe_auto_resume(self, job: RoutineLoadJob) -> None:

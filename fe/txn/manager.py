@@ -35,12 +35,14 @@ class CommitHook:
 
     ``check(txn, attachment)`` runs before the commit and raises to refuse it (the txn is then
     aborted); ``apply(txn)`` runs inside the commit record's apply, live and on replay.
+    ``apply_abort(txn)`` runs inside the abort record's apply, live and on replay.
     ``on_final(txn)`` runs (live only) after the txn is VISIBLE or ABORTED.
     """
 
     check: Callable[[TransactionState, dict[str, Any]], None]
     apply: Callable[[TransactionState], None]
     on_final: Callable[[TransactionState], None]
+    apply_abort: Callable[[TransactionState], None] = lambda txn: None
 
 
 class TransactionManager:
@@ -299,6 +301,9 @@ class TransactionManager:
         txn.reason = d["reason"]
         if self._labels.get((txn.db_id, txn.label)) == txn.txn_id:
             del self._labels[(txn.db_id, txn.label)]
+        hook = self._hooks.get(txn.source_type)
+        if hook is not None:
+            hook.apply_abort(txn)
         self._finish(txn)
 
     def _apply_clean(self, d: dict[str, Any]) -> None:
