@@ -112,6 +112,14 @@ class Admin:
             raise RpcError(method, res.stderr)
         return res.json
 
+    def answers(self) -> bool:
+        """True once the FE serves AdminService (e.g. after a restart)."""
+        try:
+            self.call("ShowDatabases")
+            return True
+        except AssertionError:
+            return False
+
     def error(self, method: str, request: dict | None = None, **fields: Any) -> RpcError:
         """Call ``method`` expecting a failure; returns the error."""
         try:

@@ -15,6 +15,7 @@ import grpc
 
 from be.storage.rowsets import RowsetStore
 from be.storage.tablets import TabletManager
+from common.daemon import PeriodicDaemon
 from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -30,22 +31,15 @@ class TabletReporter:
         self._tablets = tablets
         self._rowsets = rowsets
         self._busy = busy
-        self._task: asyncio.Task | None = None
         self._failures = 0
         self.reports = 0
+        self._daemon = PeriodicDaemon("tablet-report", lambda: self._interval_s, self._report_logged)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="tablet-report")
+        self._daemon.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._daemon.close()
 
     def _build(self) -> frontend_pb2.ReportTabletsRequest:
         tablets = [frontend_pb2.TabletReport(
@@ -63,9 +57,9 @@ class TabletReporter:
         drop = [t for t in resp.drop_tablet_ids if t not in busy]
         if drop:
             dropped = await asyncio.to_thread(self._tablets.drop, drop)
-            for tablet_id in drop:
+            for tablet_id in dropped:
                 self._rowsets.forget_tablet(tablet_id)
-            log.info("dropped %d orphan tablets the FE does not know here: %s", dropped, drop[:20])
+            log.info("dropped %d orphan tablets the FE does not know here: %s", len(dropped), dropped[:20])
         if resp.finished_txn_ids:
             pending = self._rowsets.pending_tablets()
             cleared = 0
@@ -78,19 +72,13 @@ class TabletReporter:
         self.reports += 1
         return resp
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.report_once()
-                self._failures = 0
-            except asyncio.CancelledError:
-                raise
-            except grpc.aio.AioRpcError as exc:
-                self._failures += 1
-                if self._failures in (1, 10) or self._failures % 100 == 0:
-                    log.warning("tablet report failed (%d in a row): %s %s", self._failures,
-                                exc.code().name, exc.details())
-            except Exception:
-                self._failures += 1
-                log.exception("tablet report failed")
-            await asyncio.sleep(self._interval_s)
+    async def _report_logged(self) -> None:
+        """One round of the daemon: a failed report is logged (rarely) and tried next round."""
+        try:
+            await self.report_once()
+            self._failures = 0
+        except grpc.aio.AioRpcError as exc:
+            self._failures += 1
+            if self._failures in (1, 10) or self._failures % 100 == 0:
+                log.warning("tablet report failed (%d in a row): %s %s", self._failures,
+                            exc.code().name, exc.details())

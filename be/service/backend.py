@@ -56,11 +56,14 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
         return backend_pb2.CreateTabletsResponse(created=created)
 
     async def DropTablets(self, request, context):
-        ids = list(request.tablet_ids)
-        dropped = await asyncio.to_thread(self._tablets.drop, ids)
-        for tablet_id in ids:
+        ids, replicas = list(request.tablet_ids), list(request.replica_ids)
+        if replicas and len(replicas) != len(ids):
+            raise InvalidArgument(f"replica_ids has {len(replicas)} entries for {len(ids)} tablet_ids; "
+                                  "give one per tablet or none")
+        dropped = await asyncio.to_thread(self._tablets.drop, ids, replicas or None)
+        for tablet_id in dropped:
             self._rowsets.forget_tablet(tablet_id)
-        return backend_pb2.DropTabletsResponse(dropped=dropped)
+        return backend_pb2.DropTabletsResponse(dropped=len(dropped))
 
     # ------------------------------------------------------------------ loads
     async def ExecuteStreamLoad(self, request, context):

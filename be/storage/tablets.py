@@ -89,16 +89,23 @@ class TabletManager:
     def save(self, meta: TabletMeta, batch: WriteBatch) -> None:
         batch.put(tablet_key(meta.tablet_id), meta.encode())
 
-    def drop(self, tablet_ids: list[int]) -> int:
+    def drop(self, tablet_ids: list[int], replica_ids: list[int] | None = None) -> list[int]:
+        """Drop replicas and their data; returns the tablet ids dropped.
+
+        With ``replica_ids`` (one per tablet), a tablet is dropped only if the replica this BE
+        holds is that one: a late drop never deletes a newer replica cloned back here.
+        """
         batch = WriteBatch(raw_mode=True)
-        dropped = 0
-        for tablet_id in tablet_ids:
-            if self._tablets.pop(tablet_id, None) is None:
+        dropped = []
+        for i, tablet_id in enumerate(tablet_ids):
+            meta = self._tablets.get(tablet_id)
+            if meta is None or (replica_ids and meta.replica_id != replica_ids[i]):
                 continue
+            del self._tablets[tablet_id]
             batch.delete(tablet_key(tablet_id))
             for prefix in self._store.tablet_data_prefixes(tablet_id):
                 batch.delete_range(prefix, prefix + b"\xff" * 9)
-            dropped += 1
+            dropped.append(tablet_id)
         if dropped:
             self._store.db.write(batch, self._store.sync)
         return dropped

@@ -230,7 +230,7 @@ class CloneExecutor:
                               f"leave {others} healthy replicas, fewer than replication_num "
                               f"{loc.table.replication_num}; kept")
         self._catalog.drop_replica(task.tablet_id, task.dest_backend_id)
-        self._drop_on_backend(task.dest_backend_id, task.tablet_id, self._drop_grace_s)
+        self._drop_on_backend(task.dest_backend_id, task.tablet_id, victim.replica_id, self._drop_grace_s)
         return TaskResult(True, detail=f"dropped replica {victim.replica_id} on backend "
                                        f"{task.dest_backend_id} ({len(loc.tablet.replicas)} left)")
 
@@ -246,7 +246,7 @@ class CloneExecutor:
             log.info("tablet %d: removing the CLONE replica on backend %d (%s)", task.tablet_id,
                      task.dest_backend_id, why)
             self._catalog.drop_replica(task.tablet_id, task.dest_backend_id)
-            self._drop_on_backend(task.dest_backend_id, task.tablet_id, 0.0)
+            self._drop_on_backend(task.dest_backend_id, task.tablet_id, replica_id, 0.0)
 
     def drop_stale_clone_replicas(self) -> int:
         """CLONE replicas no task is working on (an FE restart mid-clone): remove them."""
@@ -254,16 +254,20 @@ class CloneExecutor:
         for loc in self._catalog.tablet_locations():
             for r in loc.tablet.replicas:
                 if r.state is ReplicaState.CLONE and not self.busy(r.backend_id, loc.tablet.tablet_id):
-                    stale.append((loc.tablet.tablet_id, r.backend_id))
-        for tablet_id, backend_id in stale:
+                    stale.append((loc.tablet.tablet_id, r.backend_id, r.replica_id))
+        for tablet_id, backend_id, replica_id in stale:
             log.info("tablet %d: removing a CLONE replica on backend %d that no task works on",
                      tablet_id, backend_id)
             self._catalog.drop_replica(tablet_id, backend_id)
-            self._drop_on_backend(backend_id, tablet_id, 0.0)
+            self._drop_on_backend(backend_id, tablet_id, replica_id, 0.0)
         return len(stale)
 
-    def _drop_on_backend(self, backend_id: int, tablet_id: int, delay_s: float) -> None:
-        """Best effort: a BE that misses it reports the tablet as an orphan, dropped then."""
+    def _drop_on_backend(self, backend_id: int, tablet_id: int, replica_id: int, delay_s: float) -> None:
+        """Best effort: a BE that misses it reports the tablet as an orphan, dropped then.
+
+        The drop names the replica: if a clone has put a new replica of the tablet back on that
+        BE meanwhile (within the grace), the BE keeps the new one.
+        """
         async def drop() -> None:
             try:
                 if delay_s:
@@ -272,7 +276,8 @@ class CloneExecutor:
                 if be is None or not be.alive:
                     return
                 await self._clients.stub(backend_id).DropTablets(
-                    backend_pb2.DropTabletsRequest(tablet_ids=[tablet_id]), timeout=RPC_TIMEOUT_S)
+                    backend_pb2.DropTabletsRequest(tablet_ids=[tablet_id], replica_ids=[replica_id]),
+                    timeout=RPC_TIMEOUT_S)
             except grpc.aio.AioRpcError as exc:
                 log.info("backend %d did not drop tablet %d (%s); its report will", backend_id,
                          tablet_id, exc.code().name)

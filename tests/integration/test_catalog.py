@@ -42,17 +42,10 @@ def restart_fe(cluster: LocalCluster, admin: Admin) -> None:
     """SIGKILL and restart the FE; back when it answers and every BE has heartbeated to it."""
     cluster.kill_node("fe")
     cluster.start_node("fe")
-    assert_eventually(lambda: _answers(admin), timeout_s=30, what="the restarted FE to answer")
+    assert_eventually(admin.answers, timeout_s=30, what="the restarted FE to answer")
     assert_eventually(lambda: cluster.alive_count() == cluster.spec.bes, timeout_s=30,
                       what="every BE alive at the restarted FE")
 
-
-def _answers(admin: Admin) -> bool:
-    try:
-        admin.call("ShowDatabases")
-        return True
-    except AssertionError:
-        return False
 
 
 def snapshot(admin: Admin, db: str) -> dict:
@@ -152,7 +145,7 @@ def test_fe_sigkill_during_creates_leaves_each_table_whole_or_absent(cluster):
         if p.returncode == 0:
             acknowledged.append(f"t{i}")
     cluster.start_node("fe")
-    assert_eventually(lambda: _answers(admin), timeout_s=30, what="the FE to answer")
+    assert_eventually(admin.answers, timeout_s=30, what="the FE to answer")
     present = {t["name"]: t for t in admin.call("ShowTables", db="d").get("tables", [])}
     assert set(acknowledged) <= set(present), (acknowledged, present)
     for name in present:

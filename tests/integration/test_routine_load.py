@@ -271,3 +271,48 @@ def test_bad_job_definitions_are_refused(cluster_factory):
     assert "127.0.0.1:1" in job["reason_of_state_changed"]
     err = admin.error("CreateRoutineLoad", db="d", name="k", table="t", data_source_properties=src)
     assert err.code == "AlreadyExists"
+
+
+def test_too_few_replicas_pauses_and_auto_resumes(cluster_factory):
+    cluster = cluster_factory(3, with_broker=True, fe_config=FAST)
+    admin = Admin(cluster.fe_address)
+    setup(admin)
+    run(create_topic(cluster.broker_address, "q", 2))
+    run(produce(cluster.broker_address, "q", events(range(100), 2)))
+    create_job(admin, cluster, "q", props={"desired_concurrent_number": "1"})
+    wait_count(admin, 100)
+    cluster.kill_node("be1")
+    cluster.kill_node("be2")
+    run(produce(cluster.broker_address, "q", events(range(100, 200), 2)))
+    job = assert_eventually(lambda: (j := show(admin))["state"] == "PAUSED" and j, timeout_s=30,
+                            what="the job to pause: 1 alive replica, MAJORITY needs 2")
+    assert "too few alive replicas for the write quorum" in job["reason_of_state_changed"]
+    assert count(admin) == 100
+    cluster.start_node("be1")
+    cluster.start_node("be2")
+    assert_eventually(lambda: show(admin)["state"] == "RUNNING", timeout_s=30,
+                      what="the job to resume by itself once the BEs are back")
+    wait_count(admin, 200)
+    missing, duplicated = exactly_once(query_ids(cluster.fe_address, "d", "t"), range(200))
+    assert missing == [] and duplicated == []
+
+
+def test_offset_out_of_range_pauses(cluster_factory):
+    cluster = cluster_factory(1, with_broker=True, fe_config=FAST)
+    admin = Admin(cluster.fe_address)
+    admin.call("CreateDatabase", db="d")
+    admin.call("CreateTable", db="d", table="t", columns=COLUMNS, duplicate_key=["id"], distributed_by=["id"],
+               buckets=1, properties={"replication_num": "1"})
+    run(create_topic(cluster.broker_address, "oor", 1))
+    run(produce(cluster.broker_address, "oor", events(range(100), 1)))
+    create_job(admin, cluster, "oor", source={"kafka_partitions": "0", "kafka_offsets": "5000"})
+    job = assert_eventually(lambda: (j := show(admin))["state"] == "PAUSED" and j, timeout_s=30,
+                            what="the job to pause on an offset past the end")
+    assert "offset out of range" in job["reason_of_state_changed"]
+    assert "partition 0 offset 5000 is outside [0, 100]" in job["reason_of_state_changed"]
+    # pinned to a real offset through ALTER, it loads from there
+    admin.call("AlterRoutineLoad", db="d", name="job",
+               data_source_properties={"kafka_partitions": "0", "kafka_offsets": "60"})
+    admin.call("ResumeRoutineLoad", db="d", name="job")
+    wait_count(admin, 40)
+    assert sorted(query_ids(cluster.fe_address, "d", "t")) == list(range(60, 100))

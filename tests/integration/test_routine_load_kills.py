@@ -62,7 +62,7 @@ def test_sigkill_of_the_fe_while_producing_loses_and_duplicates_nothing(cluster_
         assert_eventually(lambda: count(admin) > 3000, timeout_s=60, what="loading under way")
         cluster.kill_node("fe")
         cluster.start_node("fe")
-        assert_eventually(lambda: _answers(admin), timeout_s=30, what="the FE back")
+        assert_eventually(admin.answers, timeout_s=30, what="the FE back")
         producer.join(timeout=120)
         assert producer.next == TOTAL
         wait_all(admin, cluster, TOTAL)
@@ -72,10 +72,3 @@ def test_sigkill_of_the_fe_while_producing_loses_and_duplicates_nothing(cluster_
     finally:
         producer.stop_event.set()
 
-
-def _answers(admin: Admin) -> bool:
-    try:
-        admin.call("ShowDatabases")
-        return True
-    except AssertionError:
-        return False

@@ -78,7 +78,8 @@ def test_restart_keeps_visible_and_pending_rowsets(tmp_path):
     assert rs.pending_txns() == {2}
     assert rs.publish(2, 1, 3).ok
     assert list(rs.scan(1, 3)) == [(1, "a"), (2, "b")]
-    assert tablets.drop([1]) == 1
+    assert tablets.drop([1], [999]) == []  # another replica of tablet 1: kept
+    assert tablets.drop([1], [2]) == [1]
     rs.forget_tablet(1)
     assert rs.pending_txns() == set()
     store.close()

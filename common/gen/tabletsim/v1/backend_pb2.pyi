@@ -147,16 +147,25 @@ class DropTabletsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TABLET_IDS_FIELD_NUMBER: _builtins.int
+    REPLICA_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def tablet_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def replica_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """When given (one per tablet id): drop a tablet only if this BE's replica of it is that
+        replica. A late drop of a replica that has since been replaced (a clone back onto this BE)
+        must not delete the new one.
+        """
+
     def __init__(
         self,
         *,
         tablet_ids: _abc.Iterable[_builtins.int] | None = ...,
+        replica_ids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tablet_ids", b"tablet_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replica_ids", b"replica_ids", "tablet_ids", b"tablet_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
