@@ -92,6 +92,8 @@ class RoutineLoadJob:
     other_msg: str = ""
     # soft state
     error_pause: str = ""  # set by a commit that crossed max_error_number; the live path pauses
+    # the last tasks renewed since the job last changed state (their late reports still count)
+    replaced: dict[str, None] = field(default_factory=dict)
     tasks: list[RoutineLoadTask] = field(default_factory=list)
     highwater: dict[int, int] = field(default_factory=dict)
     auto_resume: AutoResumePolicy = field(default_factory=AutoResumePolicy)

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE_MS = 1000
 TASK_ID_LEN = 36  # a uuid4 in text
+MAX_REPLACED_TASKS = 256
 
 
 def no_data_message(seconds: int) -> str:
@@ -223,6 +224,9 @@ class RoutineLoadManager:
         now = self._wall_ms()
         fresh = RoutineLoadTask.new(task.partitions, now, now + delay_ms, message)
         job.tasks[job.tasks.index(task)] = fresh
+        job.replaced[task.task_id] = None
+        if len(job.replaced) > MAX_REPLACED_TASKS:
+            del job.replaced[next(iter(job.replaced))]
 
     def _changed(self) -> None:
         for fn in self.on_change:
@@ -251,11 +255,12 @@ class RoutineLoadManager:
             raise NotFound(f"unknown routine load job {job_id}")
         job.observe_highwater(highwater)
         task = job.task(task_id)
-        if task is None:
-            return  # an old task: the job moved on
+        if task is None and task_id not in job.replaced:
+            return  # a task of an earlier run of the job (before a pause, a re-division): ignored
         if outcome == "NO_DATA":
-            interval = job.props.max_batch_interval_s
-            self.renew(job, task, interval * 1000, no_data_message(interval))
+            if task is not None:
+                interval = job.props.max_batch_interval_s
+                self.renew(job, task, interval * 1000, no_data_message(interval))
             return
         kinds = {
             "OFFSET_OUT_OF_RANGE": PauseReasonKind.OFFSET_OUT_OF_RANGE,
@@ -268,8 +273,10 @@ class RoutineLoadManager:
         kind = kinds.get(error_kind)
         if kind is None:
             job.other_msg = message
-            self.renew(job, task, RETRY_AFTER_FAILURE_MS, f"task failed, retrying: {message}")
+            if task is not None:
+                self.renew(job, task, RETRY_AFTER_FAILURE_MS, f"task failed, retrying: {message}")
             return
+        # the task may have been renewed already (its txn's abort came first): the job still pauses
         self.pause_for(job, kind, message)
 
     # ------------------------------------------------------------------ commit hook (exactly once)
@@ -377,6 +384,7 @@ class RoutineLoadManager:
         job.sm.pause_time_ms, job.sm.end_time_ms = new.pause_time_ms, new.end_time_ms
         if new.state is not JobState.RUNNING:
             job.tasks = []
+        job.replaced.clear()
         if new.state is JobState.NEED_SCHEDULE:
             job.error_pause = ""  # resumed: a pause decided before is spent
 
