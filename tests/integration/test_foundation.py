@@ -76,7 +76,9 @@ def test_killed_be_goes_dead_and_comes_back_as_the_same_backend(cluster):
     others = [r for p, r in by_port(backends(cluster)).items() if p != port]
     assert all(r["alive"] for r in others)
 
-    time.sleep(1.1)  # LastStartTime has one-second resolution: make the restart visible in it
+    # LastStartTime has one-second resolution: restart in a later second than the first start
+    started = time.time()
+    assert_eventually(lambda: time.time() >= int(started) + 1, timeout_s=3, what="the next second")
     cluster.start_node("be1")
     back = assert_eventually(
         lambda: (row := by_port(backends(cluster))[port])["alive"] is True and row,

@@ -104,8 +104,6 @@ def test_200k_json_rows_across_8_partitions_exactly_once(cluster_factory):
     assert json.loads(job["progress"]) == {str(p): "25000" for p in range(8)}
     assert_eventually(lambda: json.loads(show(admin)["lag"]) == {str(p): 0 for p in range(8)}, timeout_s=20,
                       what="lag 0 on every partition")
-    time.sleep(2.5)  # the count stays: nothing is loaded twice when tasks find no new data
-    assert count(admin) == 200_000
     row = admin.call("Query", db="d", table="t", predicates=[{"column": "id", "op": "=", "value": "12345"}])
     assert row["rows"] == [{"values": ["12345", "2023-11-15 01:39:05", "m12345"]}]
     tasks = admin.call("ShowRoutineLoadTask", db="d", name="job")["tasks"]
@@ -115,6 +113,7 @@ def test_200k_json_rows_across_8_partitions_exactly_once(cluster_factory):
         lambda: any("there is no new data in kafka, wait for 1 seconds to schedule again" in t.get("message", "")
                     for t in admin.call("ShowRoutineLoadTask", db="d", name="job")["tasks"]),
         timeout_s=15, interval_s=0.05, what="a task waiting for new data")
+    assert count(admin) == 200_000  # tasks that find no new data load nothing twice
 
 
 def test_task_count_follows_the_formula_and_survives_a_dead_be(cluster_factory):
@@ -206,9 +205,11 @@ def test_start_offsets_kafka_offsets_end_and_datetime(cluster_factory):
     setup(admin)
     run(create_topic(cluster.broker_address, "off", 2))
     run(produce(cluster.broker_address, "off", ((0, event(i)) for i in range(0, 100))))
-    time.sleep(1.2)  # a clear gap in message timestamps
+    # a clear gap in message timestamps: a whole second boundary between the two batches
+    first_done = time.time()
+    assert_eventually(lambda: time.time() >= int(first_done) + 1, timeout_s=3, what="the next second")
     middle = datetime.now(ZoneInfo("UTC")).strftime("%Y-%m-%d %H:%M:%S")
-    time.sleep(1.2)
+    assert_eventually(lambda: time.time() >= int(first_done) + 2.2, timeout_s=4, what="a second later")
     run(produce(cluster.broker_address, "off", ((0, event(i)) for i in range(100, 150))))
     # kafka_offsets: partition 0 from offset 40
     create_job(admin, cluster, "off", name="pinned", source={"kafka_partitions": "0", "kafka_offsets": "40"},
