@@ -226,7 +226,7 @@ class RowsetStore:
 
         INCREMENTAL: the rowsets continue the replica's version (those it has are skipped).
         FULL: the replica becomes ``template`` with exactly these rowsets, and the chunks of its
-        other rowsets are deleted - unless it already holds the cloned version (a placeholder
+        other rowsets are deleted - unless it already holds the cloned version (a stand-in replica
         that kept publishing meanwhile is complete). Pending markers of the installed txns go
         (their rows are visible now). One synced batch; returns a copy of the new meta."""
         tablet_id = template.tablet_id

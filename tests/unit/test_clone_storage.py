@@ -41,8 +41,8 @@ def test_full_then_incremental_clone_gives_equal_checksums(tmp_path):
         src.clone_rowsets(1, 0, 5)  # not reached
     first = src.clone_rowsets(1, 0, 3)
     assert [r[0] for r in first] == [2, 3]
-    t2.create([meta(9)])  # the placeholder the FE made before the clone
-    # the coordinator's write of txn 101 reached the placeholder too (the same bytes as the source's)
+    t2.create([meta(9)])  # the stand-in replica the FE made before the clone
+    # the coordinator's write of txn 101 reached the stand-in replica too (the same bytes as the source's)
     dst.write(101, [(1, 3, s1.db.get(chunk_key(1, 101, 0)), 1)])
     copy(s1, s2, first)
     installed = dst.install_clone(meta(9), first, incremental=False)
@@ -62,7 +62,7 @@ def test_full_then_incremental_clone_gives_equal_checksums(tmp_path):
     assert again.checksum(1, 4)[1] == 3
 
 
-def test_full_clone_replaces_old_rowsets_and_keeps_a_complete_placeholder(tmp_path):
+def test_full_clone_replaces_old_rowsets_and_keeps_a_complete_stand_in_replica(tmp_path):
     s1, t1, src = open_store(tmp_path / "src")
     s2, t2, dst = open_store(tmp_path / "dst")
     t1.create([meta()])
