@@ -64,8 +64,13 @@ integration: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check common fe be deploy tests bench
 
+# FE_CONFIG / BE_CONFIG: space-separated NAME=VALUE settings (fe.conf / be.conf names), e.g.
+# make cluster BE_CONFIG="tablet_max_versions=200 min_cumulative_compaction_num_singleton_deltas=3"
+FE_CONFIG ?=
+BE_CONFIG ?=
 cluster: $(STAMP)
-	@$(CLUSTER) start --bes $(BES) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT)
+	@$(CLUSTER) start --bes $(BES) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT) \
+		$(foreach c,$(FE_CONFIG),--config $(c)) $(foreach c,$(BE_CONFIG),--be-config $(c))
 
 status: $(STAMP)
 	@$(CLUSTER) status

@@ -8,7 +8,7 @@ import logging
 import sys
 
 from be.node import BackendNode
-from common.config import CLUSTER_TOKEN_ENV, BeConfig, token_from_env
+from common.config import CLUSTER_TOKEN_ENV, BeConfig, StorageConfig, token_from_env
 from common.errors import Unauthenticated
 from common.logsetup import setup_logging
 from common.process import run_until_signalled
@@ -29,12 +29,25 @@ def parse_args(argv: list[str] | None = None) -> BeConfig:
                    help="pretend the disk has this capacity (for disk-based balancing)")
     p.add_argument("--report-interval-s", type=float, default=5.0,
                    help="how often the BE reports all its tablets to the FE (default 5 s)")
+    p.add_argument("--config", action="append", default=[], metavar="NAME=VALUE",
+                   help="a storage config with its StarRocks name (like be.conf), e.g. "
+                        "tablet_max_versions=1000; repeatable")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     setup_logging(f"be:{args.be_port}", args.log_level)
     token = token_from_env(args.cluster_token, CLUSTER_TOKEN_ENV)
     if not token:
         p.error(f"a cluster token is required: --cluster-token or ${CLUSTER_TOKEN_ENV}")
+    overrides: dict[str, str] = {}
+    for item in args.config:
+        name, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--config {item!r}: expected NAME=VALUE")
+        overrides[name.strip()] = value.strip()
+    try:
+        storage = StorageConfig.from_overrides(overrides)
+    except ValueError as exc:
+        p.error(str(exc))
     return BeConfig(
         storage_dir=args.storage_dir,
         fe_address=args.fe,
@@ -45,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> BeConfig:
         heartbeat_interval_ms=args.heartbeat_interval_ms,
         capacity_bytes=args.capacity_bytes,
         tablet_report_interval_s=args.report_interval_s,
+        storage=storage,
     )
 
 

@@ -7,7 +7,7 @@ Run-time tunables of the FE live in :mod:`fe.system.dynconfig` (SetConfig / Show
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 CLUSTER_TOKEN_ENV = "TABLETSIM_CLUSTER_TOKEN"
 ADMIN_TOKEN_ENV = "TABLETSIM_ADMIN_TOKEN"
@@ -38,6 +38,69 @@ class FeConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """The BE's storage configs, with StarRocks' names (be.conf) and defaults.
+
+    Set at start with ``tabletsim-be --config name=value`` (``make cluster BE_CONFIG="a=1 b=2"``);
+    GetBackendInfo shows them.
+    """
+
+    cumulative_compaction_check_interval_seconds: float = 1.0
+    """How often the compaction scheduler looks for tablets to compact (StarRocks: 1)."""
+    min_cumulative_compaction_num_singleton_deltas: int = 5
+    """Rowsets above the cumulative point needed to start a cumulative compaction (StarRocks: 5)."""
+    max_cumulative_compaction_num_singleton_deltas: int = 1000
+    """At most this many rowsets merged by one cumulative compaction (StarRocks: 1000)."""
+    min_base_compaction_num_singleton_deltas: int = 5
+    """Cumulative rowsets below the cumulative point needed to start a base compaction (StarRocks: 5)."""
+    base_compaction_interval_seconds_since_last_operation: float = 86400.0
+    """A base compaction also starts when the last one is this old and there is anything to fold
+    (StarRocks: 86400)."""
+    base_cumulative_delta_ratio: float = 0.3
+    """... or when the cumulative rowsets below the point hold this share of the base's bytes
+    (StarRocks: 0.3)."""
+    cumulative_compaction_num_threads_per_disk: int = 1
+    """Cumulative compactions running at once (one storage dir per BE here; StarRocks: 1)."""
+    base_compaction_num_threads_per_disk: int = 1
+    """Base compactions running at once (StarRocks: 1)."""
+    tablet_max_versions: int = 1000
+    """A write into a replica with this many rowsets is refused: "Too many versions" (StarRocks: 1000)."""
+    tablet_rowset_stale_sweep_time_sec: float = 60.0
+    """Rowsets replaced by a compaction are kept this long for reads and incremental clones at
+    older versions, then deleted (StarRocks: 1800)."""
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, str]) -> StorageConfig:
+        """Build from ``name=value`` strings; an unknown name or a bad value raises ValueError
+        naming it and what is allowed."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, object] = {}
+        for name, raw in overrides.items():
+            f = known.get(name)
+            if f is None:
+                raise ValueError(f"unknown BE config {name!r}; known: {', '.join(sorted(known))}")
+            kind = float if f.type in ("float", float) else int
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ValueError(f"BE config {name}={raw!r}: expected a{'' if kind is int else ' '}"
+                                 f"{'n integer' if kind is int else 'number'}") from None
+            if value < 0 or (value == 0 and name not in ("base_cumulative_delta_ratio",
+                                                         "tablet_rowset_stale_sweep_time_sec")):
+                raise ValueError(f"BE config {name}={raw!r}: must be positive")
+            values[name] = value
+        built = cls(**values)  # type: ignore[arg-type]
+        if built.max_cumulative_compaction_num_singleton_deltas < built.min_cumulative_compaction_num_singleton_deltas:
+            raise ValueError("BE config max_cumulative_compaction_num_singleton_deltas must be at least "
+                             "min_cumulative_compaction_num_singleton_deltas")
+        return built
+
+    def show(self) -> dict[str, str]:
+        return {f.name: f"{getattr(self, f.name):g}" if isinstance(getattr(self, f.name), float)
+                else str(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass(frozen=True)
 class BeConfig:
     storage_dir: str
     """Where the BE's RocksDB (identity, tablets, rowsets) lives."""
@@ -56,3 +119,5 @@ class BeConfig:
     """Pretend the storage dir's disk has this capacity (to show disk-based balancing)."""
     tablet_report_interval_s: float = 5.0
     """How often the BE reports all its tablets to the FE (StarRocks: report_tablet_interval_seconds, 60)."""
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    """Compaction and version limits (StarRocks be.conf names)."""

@@ -42,6 +42,7 @@ class ClusterSpec:
     admin_token: str = ""
     with_broker: bool = True
     fe_config: dict[str, str] = field(default_factory=dict)
+    be_config: dict[str, str] = field(default_factory=dict)
     be_ports: list[int] = field(default_factory=list)
 
     def be_port_of(self, i: int) -> int:
@@ -139,10 +140,13 @@ class LocalCluster:
                 cmd += ["--config", f"{name}={value}"]
             return cmd
         i = int(node[2:])
-        return [
+        cmd = [
             sys.executable, "-m", "be.main", "--storage-dir", data, "--fe", self.fe_address,
             "--be-port", str(spec.be_port_of(i)),
         ]
+        for name, value in sorted(spec.be_config.items()):
+            cmd += ["--config", f"{name}={value}"]
+        return cmd
 
     def start_node(self, node: str) -> int:
         """Start ``node`` unless it already runs; returns its pid."""
@@ -303,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--admin-token", default=os.environ.get(ADMIN_TOKEN_ENV, ""))
     s.add_argument("--no-broker", action="store_true", help="use an external Kafka instead")
     s.add_argument("--config", action="append", default=[], metavar="NAME=VALUE", help="FE dynamic config")
+    s.add_argument("--be-config", action="append", default=[], metavar="NAME=VALUE",
+                   help="BE storage config (StarRocks be.conf name), given to every BE")
     sub.add_parser("status")
     sub.add_parser("stop")
     for name in ("kill-be", "start-be", "stop-be"):
@@ -317,9 +323,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "start":
         fe_config = dict(item.split("=", 1) for item in args.config)
+        be_config = dict(item.split("=", 1) for item in args.be_config)
         spec = ClusterSpec(bes=args.bes, fe_port=args.fe_port, be_port=args.be_port,
                            broker_port=args.broker_port, admin_token=args.admin_token,
-                           with_broker=not args.no_broker, fe_config=fe_config)
+                           with_broker=not args.no_broker, fe_config=fe_config, be_config=be_config)
         already = cluster.has_spec() and all(cluster.pid(n) for n in cluster.nodes())
         try:
             cluster.start(spec)

@@ -871,6 +871,7 @@ class ReplicaRow(_message.Message):
     IS_BAD_FIELD_NUMBER: _builtins.int
     VERSION_COUNT_FIELD_NUMBER: _builtins.int
     PARTITION_NAME_FIELD_NUMBER: _builtins.int
+    COMPACTION_STATUS_FIELD_NUMBER: _builtins.int
     tablet_id: _builtins.int
     replica_id: _builtins.int
     backend_id: _builtins.int
@@ -885,6 +886,8 @@ class ReplicaRow(_message.Message):
     is_bad: _builtins.bool
     version_count: _builtins.int
     partition_name: _builtins.str
+    @_builtins.property
+    def compaction_status(self) -> Global___CompactionStatus: ...
     def __init__(
         self,
         *,
@@ -902,10 +905,11 @@ class ReplicaRow(_message.Message):
         is_bad: _builtins.bool | None = ...,
         version_count: _builtins.int | None = ...,
         partition_name: _builtins.str = ...,
+        compaction_status: Global___CompactionStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_data_size", b"_data_size", "_is_bad", b"_is_bad", "_lst_failed_version", b"_lst_failed_version", "_lst_success_version", b"_lst_success_version", "_row_count", b"_row_count", "_schema_hash", b"_schema_hash", "_version", b"_version", "_version_count", b"_version_count", "data_size", b"data_size", "is_bad", b"is_bad", "lst_failed_version", b"lst_failed_version", "lst_success_version", b"lst_success_version", "row_count", b"row_count", "schema_hash", b"schema_hash", "version", b"version", "version_count", b"version_count"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_data_size", b"_data_size", "_is_bad", b"_is_bad", "_lst_failed_version", b"_lst_failed_version", "_lst_success_version", b"_lst_success_version", "_row_count", b"_row_count", "_schema_hash", b"_schema_hash", "_version", b"_version", "_version_count", b"_version_count", "compaction_status", b"compaction_status", "data_size", b"data_size", "is_bad", b"is_bad", "lst_failed_version", b"lst_failed_version", "lst_success_version", b"lst_success_version", "row_count", b"row_count", "schema_hash", b"schema_hash", "version", b"version", "version_count", b"version_count"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_data_size", b"_data_size", "_is_bad", b"_is_bad", "_lst_failed_version", b"_lst_failed_version", "_lst_success_version", b"_lst_success_version", "_row_count", b"_row_count", "_schema_hash", b"_schema_hash", "_version", b"_version", "_version_count", b"_version_count", "backend_id", b"backend_id", "data_size", b"data_size", "is_bad", b"is_bad", "lst_failed_time", b"lst_failed_time", "lst_failed_version", b"lst_failed_version", "lst_success_version", b"lst_success_version", "partition_name", b"partition_name", "replica_id", b"replica_id", "row_count", b"row_count", "schema_hash", b"schema_hash", "state", b"state", "tablet_id", b"tablet_id", "version", b"version", "version_count", b"version_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_data_size", b"_data_size", "_is_bad", b"_is_bad", "_lst_failed_version", b"_lst_failed_version", "_lst_success_version", b"_lst_success_version", "_row_count", b"_row_count", "_schema_hash", b"_schema_hash", "_version", b"_version", "_version_count", b"_version_count", "backend_id", b"backend_id", "compaction_status", b"compaction_status", "data_size", b"data_size", "is_bad", b"is_bad", "lst_failed_time", b"lst_failed_time", "lst_failed_version", b"lst_failed_version", "lst_success_version", b"lst_success_version", "partition_name", b"partition_name", "replica_id", b"replica_id", "row_count", b"row_count", "schema_hash", b"schema_hash", "state", b"state", "tablet_id", b"tablet_id", "version", b"version", "version_count", b"version_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__data_size: _TypeAlias = _typing.Literal["data_size"]  # noqa: Y015
     _WhichOneofArgType__data_size: _TypeAlias = _typing.Literal["_data_size", b"_data_size"]  # noqa: Y015
@@ -941,6 +945,49 @@ class ReplicaRow(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__version_count) -> _WhichOneofReturnType__version_count | None: ...
 
 Global___ReplicaRow: _TypeAlias = ReplicaRow  # noqa: Y015
+
+@_typing.final
+class CompactionStatus(_message.Message):
+    """The replica's compaction state, as its BE last reported it (StarRocks: CompactionStatus)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUMULATIVE_POINT_FIELD_NUMBER: _builtins.int
+    LAST_CUMULATIVE_COMPACTION_TIME_FIELD_NUMBER: _builtins.int
+    LAST_CUMULATIVE_COMPACTION_RESULT_FIELD_NUMBER: _builtins.int
+    LAST_BASE_COMPACTION_TIME_FIELD_NUMBER: _builtins.int
+    LAST_BASE_COMPACTION_RESULT_FIELD_NUMBER: _builtins.int
+    STALE_ROWSET_NUM_FIELD_NUMBER: _builtins.int
+    cumulative_point: _builtins.int
+    last_cumulative_compaction_time: _builtins.str
+    last_cumulative_compaction_result: _builtins.str
+    last_base_compaction_time: _builtins.str
+    last_base_compaction_result: _builtins.str
+    stale_rowset_num: _builtins.int
+    def __init__(
+        self,
+        *,
+        cumulative_point: _builtins.int | None = ...,
+        last_cumulative_compaction_time: _builtins.str = ...,
+        last_cumulative_compaction_result: _builtins.str = ...,
+        last_base_compaction_time: _builtins.str = ...,
+        last_base_compaction_result: _builtins.str = ...,
+        stale_rowset_num: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cumulative_point", b"_cumulative_point", "_stale_rowset_num", b"_stale_rowset_num", "cumulative_point", b"cumulative_point", "stale_rowset_num", b"stale_rowset_num"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cumulative_point", b"_cumulative_point", "_stale_rowset_num", b"_stale_rowset_num", "cumulative_point", b"cumulative_point", "last_base_compaction_result", b"last_base_compaction_result", "last_base_compaction_time", b"last_base_compaction_time", "last_cumulative_compaction_result", b"last_cumulative_compaction_result", "last_cumulative_compaction_time", b"last_cumulative_compaction_time", "stale_rowset_num", b"stale_rowset_num"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cumulative_point: _TypeAlias = _typing.Literal["cumulative_point"]  # noqa: Y015
+    _WhichOneofArgType__cumulative_point: _TypeAlias = _typing.Literal["_cumulative_point", b"_cumulative_point"]  # noqa: Y015
+    _WhichOneofReturnType__stale_rowset_num: _TypeAlias = _typing.Literal["stale_rowset_num"]  # noqa: Y015
+    _WhichOneofArgType__stale_rowset_num: _TypeAlias = _typing.Literal["_stale_rowset_num", b"_stale_rowset_num"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cumulative_point) -> _WhichOneofReturnType__cumulative_point | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stale_rowset_num) -> _WhichOneofReturnType__stale_rowset_num | None: ...
+
+Global___CompactionStatus: _TypeAlias = CompactionStatus  # noqa: Y015
 
 @_typing.final
 class ShowTabletRequest(_message.Message):

@@ -38,14 +38,51 @@ Global___GetBackendInfoRequest: _TypeAlias = GetBackendInfoRequest  # noqa: Y015
 class GetBackendInfoResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class ConfigEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     BACKEND_ID_FIELD_NUMBER: _builtins.int
     START_TIME_MS_FIELD_NUMBER: _builtins.int
     TABLET_NUM_FIELD_NUMBER: _builtins.int
     STORAGE_DIR_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    CUMULATIVE_COMPACTIONS_FIELD_NUMBER: _builtins.int
+    BASE_COMPACTIONS_FIELD_NUMBER: _builtins.int
+    COMPACTION_FAILURES_FIELD_NUMBER: _builtins.int
+    COMPACTION_RUNNING_FIELD_NUMBER: _builtins.int
     backend_id: _builtins.int
     start_time_ms: _builtins.int
     tablet_num: _builtins.int
     storage_dir: _builtins.str
+    cumulative_compactions: _builtins.int
+    """succeeded since start"""
+    base_compactions: _builtins.int
+    """succeeded since start"""
+    compaction_failures: _builtins.int
+    """since start"""
+    compaction_running: _builtins.int
+    """compactions running now"""
+    @_builtins.property
+    def config(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """the BE's configs (StarRocks names), as started"""
+
     def __init__(
         self,
         *,
@@ -53,10 +90,15 @@ class GetBackendInfoResponse(_message.Message):
         start_time_ms: _builtins.int = ...,
         tablet_num: _builtins.int = ...,
         storage_dir: _builtins.str = ...,
+        config: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        cumulative_compactions: _builtins.int = ...,
+        base_compactions: _builtins.int = ...,
+        compaction_failures: _builtins.int = ...,
+        compaction_running: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend_id", b"backend_id", "start_time_ms", b"start_time_ms", "storage_dir", b"storage_dir", "tablet_num", b"tablet_num"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend_id", b"backend_id", "base_compactions", b"base_compactions", "compaction_failures", b"compaction_failures", "compaction_running", b"compaction_running", "config", b"config", "cumulative_compactions", b"cumulative_compactions", "start_time_ms", b"start_time_ms", "storage_dir", b"storage_dir", "tablet_num", b"tablet_num"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -544,6 +586,7 @@ class CloneTabletRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     INCREMENTAL_FIELD_NUMBER: _builtins.int
     TASK_ID_FIELD_NUMBER: _builtins.int
+    ALT_SRC_ADDRESSES_FIELD_NUMBER: _builtins.int
     src_address: _builtins.str
     src_backend_id: _builtins.int
     version: _builtins.int
@@ -555,6 +598,12 @@ class CloneTabletRequest(_message.Message):
     def meta(self) -> Global___TabletMeta:
         """the replica to make or complete (its ids and schema)"""
 
+    @_builtins.property
+    def alt_src_addresses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """other healthy replicas an INCREMENTAL clone may copy from when src_address no longer holds
+        the missing versions (compacted away); FULL from src_address only when none of them can
+        """
+
     def __init__(
         self,
         *,
@@ -564,10 +613,11 @@ class CloneTabletRequest(_message.Message):
         version: _builtins.int = ...,
         incremental: _builtins.bool = ...,
         task_id: _builtins.int = ...,
+        alt_src_addresses: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["incremental", b"incremental", "meta", b"meta", "src_address", b"src_address", "src_backend_id", b"src_backend_id", "task_id", b"task_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alt_src_addresses", b"alt_src_addresses", "incremental", b"incremental", "meta", b"meta", "src_address", b"src_address", "src_backend_id", b"src_backend_id", "task_id", b"task_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -583,12 +633,18 @@ class CloneTabletResponse(_message.Message):
     COPIED_VERSIONS_FIELD_NUMBER: _builtins.int
     COPIED_BYTES_FIELD_NUMBER: _builtins.int
     INCREMENTAL_FIELD_NUMBER: _builtins.int
+    SOURCE_ADDRESS_FIELD_NUMBER: _builtins.int
+    FALLBACK_REASON_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     row_count: _builtins.int
     data_size: _builtins.int
     copied_bytes: _builtins.int
     incremental: _builtins.bool
     """false when a requested incremental clone fell back to full"""
+    source_address: _builtins.str
+    """the replica it copied from"""
+    fallback_reason: _builtins.str
+    """why an incremental clone became full"""
     @_builtins.property
     def copied_versions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
@@ -600,10 +656,12 @@ class CloneTabletResponse(_message.Message):
         copied_versions: _abc.Iterable[_builtins.int] | None = ...,
         copied_bytes: _builtins.int = ...,
         incremental: _builtins.bool = ...,
+        source_address: _builtins.str = ...,
+        fallback_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["copied_bytes", b"copied_bytes", "copied_versions", b"copied_versions", "data_size", b"data_size", "incremental", b"incremental", "row_count", b"row_count", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["copied_bytes", b"copied_bytes", "copied_versions", b"copied_versions", "data_size", b"data_size", "fallback_reason", b"fallback_reason", "incremental", b"incremental", "row_count", b"row_count", "source_address", b"source_address", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -647,14 +705,19 @@ class RowsetChunk(_message.Message):
     ROWS_FIELD_NUMBER: _builtins.int
     ROW_COUNT_FIELD_NUMBER: _builtins.int
     ROWSET_BYTES_FIELD_NUMBER: _builtins.int
+    START_VERSION_FIELD_NUMBER: _builtins.int
     version: _builtins.int
+    """the rowset's end version"""
     txn_id: _builtins.int
+    """the rowset id: the load's txn id, or a compaction output's id"""
     chunk_index: _builtins.int
     chunk_count: _builtins.int
     rows: _builtins.bytes
     row_count: _builtins.int
     """rows of the whole rowset"""
     rowset_bytes: _builtins.int
+    start_version: _builtins.int
+    """the rowset covers [start_version, version] (compacted rowsets span several)"""
     def __init__(
         self,
         *,
@@ -665,10 +728,11 @@ class RowsetChunk(_message.Message):
         rows: _builtins.bytes = ...,
         row_count: _builtins.int = ...,
         rowset_bytes: _builtins.int = ...,
+        start_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_count", b"chunk_count", "chunk_index", b"chunk_index", "row_count", b"row_count", "rows", b"rows", "rowset_bytes", b"rowset_bytes", "txn_id", b"txn_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_count", b"chunk_count", "chunk_index", b"chunk_index", "row_count", b"row_count", "rows", b"rows", "rowset_bytes", b"rowset_bytes", "start_version", b"start_version", "txn_id", b"txn_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -321,12 +321,27 @@ class TabletReport(_message.Message):
     ROW_COUNT_FIELD_NUMBER: _builtins.int
     DATA_SIZE_FIELD_NUMBER: _builtins.int
     VERSION_COUNT_FIELD_NUMBER: _builtins.int
+    CUMULATIVE_POINT_FIELD_NUMBER: _builtins.int
+    LAST_CUMULATIVE_COMPACTION_MS_FIELD_NUMBER: _builtins.int
+    LAST_CUMULATIVE_COMPACTION_RESULT_FIELD_NUMBER: _builtins.int
+    LAST_BASE_COMPACTION_MS_FIELD_NUMBER: _builtins.int
+    LAST_BASE_COMPACTION_RESULT_FIELD_NUMBER: _builtins.int
+    STALE_ROWSET_NUM_FIELD_NUMBER: _builtins.int
     tablet_id: _builtins.int
     replica_id: _builtins.int
     version: _builtins.int
     row_count: _builtins.int
     data_size: _builtins.int
     version_count: _builtins.int
+    cumulative_point: _builtins.int
+    """compaction status (StarRocks: SHOW TABLET's CompactionStatus)"""
+    last_cumulative_compaction_ms: _builtins.int
+    """0: none yet"""
+    last_cumulative_compaction_result: _builtins.str
+    last_base_compaction_ms: _builtins.int
+    last_base_compaction_result: _builtins.str
+    stale_rowset_num: _builtins.int
+    """replaced rowsets kept for reads at older versions"""
     def __init__(
         self,
         *,
@@ -336,10 +351,16 @@ class TabletReport(_message.Message):
         row_count: _builtins.int = ...,
         data_size: _builtins.int = ...,
         version_count: _builtins.int = ...,
+        cumulative_point: _builtins.int = ...,
+        last_cumulative_compaction_ms: _builtins.int = ...,
+        last_cumulative_compaction_result: _builtins.str = ...,
+        last_base_compaction_ms: _builtins.int = ...,
+        last_base_compaction_result: _builtins.str = ...,
+        stale_rowset_num: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_size", b"data_size", "replica_id", b"replica_id", "row_count", b"row_count", "tablet_id", b"tablet_id", "version", b"version", "version_count", b"version_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cumulative_point", b"cumulative_point", "data_size", b"data_size", "last_base_compaction_ms", b"last_base_compaction_ms", "last_base_compaction_result", b"last_base_compaction_result", "last_cumulative_compaction_ms", b"last_cumulative_compaction_ms", "last_cumulative_compaction_result", b"last_cumulative_compaction_result", "replica_id", b"replica_id", "row_count", b"row_count", "stale_rowset_num", b"stale_rowset_num", "tablet_id", b"tablet_id", "version", b"version", "version_count", b"version_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
