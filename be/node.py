@@ -11,6 +11,7 @@ from be.clone.task import CloneRunner
 from be.load.coordinator import LoadCoordinator
 from be.load.routine_task import RoutineLoadRunner
 from be.service.backend import BackendServicer
+from be.storage.compaction import CompactionManager
 from be.storage.rowsets import RowsetStore
 from be.storage.store import BeStore
 from be.storage.tablets import TabletManager
@@ -30,7 +31,8 @@ class BackendNode:
         self.start_time_ms = now_ms()
         self.store = BeStore(config.storage_dir)
         self.tablets = TabletManager(self.store)
-        self.rowsets = RowsetStore(self.store, self.tablets)
+        self.rowsets = RowsetStore(self.store, self.tablets, lambda: config.storage.tablet_max_versions)
+        self.compaction = CompactionManager(self.store, self.tablets, self.rowsets, config.storage)
         self.link = FeLink(config, self.store, self.start_time_ms, lambda: len(self.tablets))
         self.peers = PeerClients(config.cluster_token)
         self.coordinator = LoadCoordinator(lambda: self.link.backend_id, self.link.stub, self.rowsets, self.peers)
@@ -43,7 +45,8 @@ class BackendNode:
 
     async def start(self) -> None:
         backend = BackendServicer(self.store, self.tablets, self.rowsets, self.coordinator, self.routine,
-                                  self.start_time_ms, lambda: self.link.backend_id)
+                                  self.start_time_ms, lambda: self.link.backend_id,
+                                  config=self.config.storage, compaction=self.compaction)
         backend.attach_cloner(self.cloner)
         self._server, health = build_server(
             SERVICES,
@@ -60,12 +63,14 @@ class BackendNode:
         await self.link.register()
         self.link.start()
         self.reporter.start()
+        self.compaction.start()
         log.info("backend %d started", self.link.backend_id)
 
     async def stop(self, grace_s: float = 2.0) -> None:
         if self._server is not None:
             await self._server.stop(grace_s)
         await self.routine.close()
+        await self.compaction.close()
         await self.reporter.close()
         await self.link.close()
         await self.peers.close()

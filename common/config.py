@@ -69,6 +69,11 @@ class StorageConfig:
     """Rowsets replaced by a compaction are kept this long for reads and incremental clones at
     older versions, then deleted (StarRocks: 1800)."""
 
+    compaction_write_limit_mb_per_sec: float = 0.0
+    """tabletsim's own: caps the bytes a compaction writes per second, 0 for no cap (StarRocks bounds
+    compaction by threads and memory instead). A low cap keeps compaction from crowding out loads
+    on a small laptop, and makes a compaction last long enough to kill a BE inside it."""
+
     @classmethod
     def from_overrides(cls, overrides: dict[str, str]) -> StorageConfig:
         """Build from ``name=value`` strings; an unknown name or a bad value raises ValueError
@@ -86,7 +91,8 @@ class StorageConfig:
                 raise ValueError(f"BE config {name}={raw!r}: expected a{'' if kind is int else ' '}"
                                  f"{'n integer' if kind is int else 'number'}") from None
             if value < 0 or (value == 0 and name not in ("base_cumulative_delta_ratio",
-                                                         "tablet_rowset_stale_sweep_time_sec")):
+                                                         "tablet_rowset_stale_sweep_time_sec",
+                                                         "compaction_write_limit_mb_per_sec")):
                 raise ValueError(f"BE config {name}={raw!r}: must be positive")
             values[name] = value
         built = cls(**values)  # type: ignore[arg-type]

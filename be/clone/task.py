@@ -2,8 +2,11 @@
 
 FULL: the replica (created when absent) becomes a copy of the source's rowsets up to the
 requested version, replacing what it had. INCREMENTAL: only the versions after the replica's own
-are copied; when the replica is gone or the source cannot serve those versions, the clone falls
-back to FULL and says so (``incremental=False`` in the answer).
+are copied. A source whose compactions merged those versions into a rowset that also covers
+versions the replica has cannot serve them; the clone then tries the other healthy replicas the FE
+named (``alt_src_addresses``), and only when none can - or the replica is gone - falls back to
+FULL from ``src_address`` and says why (``incremental=False``, ``fallback_reason``), as StarRocks
+does.
 
 Chunks arrive on a ReadRowsets stream and are written in RocksDB batches of a few MB off the event
 loop; the rowsets become visible in one synced batch at the end (:meth:`RowsetStore.install_clone`),
@@ -23,6 +26,7 @@ import grpc
 from rocksdict import WriteBatch
 
 from be.agent.peers import PeerClients
+from be.storage import versions as V
 from be.storage.rowsets import RowsetStore, StorageError, chunk_key
 from be.storage.store import BeStore
 from be.storage.tablets import TabletManager, TabletMeta
@@ -72,18 +76,30 @@ class CloneRunner:
                 return backend_pb2.CloneTabletResponse(
                     version=local.version, row_count=local.row_count, data_size=local.data_size,
                     incremental=True)
-            pulled = None
+            pulled, source, fallback = None, req.src_address, ""
+            if req.incremental and local is None:
+                fallback = f"the replica is not on backend {self._backend_id()}"
             if incremental:
-                try:
-                    pulled = await self._pull(req, local.version, deadline)
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                        raise
+                refusals = []
+                for address in [req.src_address, *[a for a in req.alt_src_addresses if a != req.src_address]]:
+                    try:
+                        pulled = await self._pull(req, address, local.version, deadline)
+                        source = address
+                        break
+                    except grpc.aio.AioRpcError as exc:
+                        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                            if address == req.src_address:
+                                raise
+                            refusals.append(f"{address}: {exc.code().name}")
+                            continue
+                        refusals.append(f"{address}: {exc.details()}")
+                if pulled is None:
+                    fallback = "no source holds the missing versions: " + "; ".join(refusals)
                     log.info("tablet %d: incremental clone impossible (%s); cloning in full",
-                             m.tablet_id, exc.details())
+                             m.tablet_id, fallback)
                     incremental = False
             if pulled is None:
-                pulled = await self._pull(req, 0, deadline)
+                pulled = await self._pull(req, req.src_address, 0, deadline)
             if self._tablets.get(m.tablet_id) is None:
                 await asyncio.to_thread(self._tablets.create, [template])
             try:
@@ -98,13 +114,14 @@ class CloneRunner:
                  len(pulled.rowsets), pulled.copied_bytes, time.monotonic() - started, meta.version)
         return backend_pb2.CloneTabletResponse(
             version=meta.version, row_count=meta.row_count, data_size=meta.data_size,
-            copied_versions=[rs[0] for rs in pulled.rowsets], copied_bytes=pulled.copied_bytes,
-            incremental=incremental)
+            copied_versions=[v for rs in pulled.rowsets for v in range(max(rs[V.START], 2), rs[V.END] + 1)],
+            copied_bytes=pulled.copied_bytes, incremental=incremental, source_address=source,
+            fallback_reason=fallback)
 
-    async def _pull(self, req: backend_pb2.CloneTabletRequest, version_from: int,
+    async def _pull(self, req: backend_pb2.CloneTabletRequest, address: str, version_from: int,
                     deadline: float) -> Pulled:
         tablet_id = req.meta.tablet_id
-        stream = self._peers.stub(req.src_address).ReadRowsets(
+        stream = self._peers.stub(address).ReadRowsets(
             backend_pb2.ReadRowsetsRequest(tablet_id=tablet_id, version_from=version_from,
                                            version_to=req.version),
             timeout=max(deadline - time.monotonic(), 1.0))
@@ -112,9 +129,10 @@ class CloneRunner:
         got: dict[int, int] = {}
         batch, batch_bytes, copied = WriteBatch(raw_mode=True), 0, 0
         async for c in stream:
-            rs = rowsets.setdefault(c.version, [c.version, c.txn_id, c.row_count, c.rowset_bytes, c.chunk_count])
-            if rs[1] != c.txn_id:
-                raise FailedPrecondition(f"tablet {tablet_id}: source sent two txns for version {c.version}")
+            rs = rowsets.setdefault(c.version, [c.start_version, c.version, c.txn_id, c.row_count,
+                                                c.rowset_bytes, c.chunk_count])
+            if rs[V.RID] != c.txn_id:
+                raise FailedPrecondition(f"tablet {tablet_id}: source sent two rowsets ending at version {c.version}")
             if c.chunk_count == 0:
                 continue
             batch.put(chunk_key(tablet_id, c.txn_id, c.chunk_index), c.rows)
@@ -127,11 +145,10 @@ class CloneRunner:
         if batch_bytes or len(batch):
             await asyncio.to_thread(self._store.db.write, batch, self._store.wal)
         ordered = [rowsets[v] for v in sorted(rowsets)]
-        want = list(range(max(version_from, 1) + 1, req.version + 1))
-        if [rs[0] for rs in ordered] != want:
+        if not V.covers(ordered, version_from, req.version):
             raise FailedPrecondition(f"tablet {tablet_id}: the source sent versions "
-                                     f"{[rs[0] for rs in ordered]}, expected {want}")
-        short = [rs[0] for rs in ordered if got.get(rs[0], 0) != rs[4]]
+                                     f"{[rs[:2] for rs in ordered]}, not a path over ({version_from}, {req.version}]")
+        short = [rs[V.END] for rs in ordered if got.get(rs[V.END], 0) != rs[V.CHUNKS]]
         if short:
             raise FailedPrecondition(f"tablet {tablet_id}: the stream ended before every chunk of "
                                      f"versions {short} arrived")

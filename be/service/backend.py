@@ -10,11 +10,13 @@ import orjson
 from be.load.coordinator import LoadCoordinator
 from be.load.routine_task import RoutineLoadRunner
 from be.service.clone_service import CloneServiceMixin
+from be.storage.compaction import CompactionManager
 from be.storage.rowsets import RowsetStore, StorageError
 from be.storage.scan import compile_predicates
 from be.storage.store import BeStore
 from be.storage.tablets import TabletManager, TabletMeta
 from common.coltypes import Column
+from common.config import StorageConfig
 from common.errors import FailedPrecondition, InvalidArgument
 from common.gen.tabletsim.v1 import backend_pb2, backend_pb2_grpc
 from common.rowcodec import encode_rows
@@ -24,8 +26,11 @@ from common.rpc import servicer
 @servicer
 class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer):
     def __init__(self, store: BeStore, tablets: TabletManager, rowsets: RowsetStore, coordinator: LoadCoordinator,
-                 routine: RoutineLoadRunner, start_time_ms: int, backend_id: Callable[[], int]) -> None:
+                 routine: RoutineLoadRunner, start_time_ms: int, backend_id: Callable[[], int], *,
+                 config: StorageConfig | None = None, compaction: CompactionManager | None = None) -> None:
         self._routine = routine
+        self._config = config or StorageConfig()
+        self._compaction = compaction
         self._store = store
         self._tablets = tablets
         self._rowsets = rowsets
@@ -34,11 +39,17 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
         self._backend_id = backend_id
 
     async def GetBackendInfo(self, request, context):
+        counters = self._compaction.counters if self._compaction else None
         return backend_pb2.GetBackendInfoResponse(
             backend_id=self._backend_id(),
             start_time_ms=self._start_time_ms,
             tablet_num=len(self._tablets),
             storage_dir=self._store.storage_dir,
+            config=self._config.show(),
+            cumulative_compactions=counters.cumulative if counters else 0,
+            base_compactions=counters.base if counters else 0,
+            compaction_failures=counters.failures if counters else 0,
+            compaction_running=len(counters.running) if counters else 0,
         )
 
     async def CreateTablets(self, request, context):

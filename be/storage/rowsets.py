@@ -1,27 +1,32 @@
-"""Rowsets of tablet replicas: pending by txn, visible by version (MVCC).
+"""Rowsets of tablet replicas: pending by txn, visible by version range (MVCC).
 
-    b"rs/"   + tablet(8) + txn(8) + chunk(4)  ->  encoded rows (common/rowcodec)
-    b"pend/" + tablet(8) + txn(8)             ->  orjson {partition_id, rows, bytes, chunks}
+    b"rs/"   + tablet(8) + rowset(8) + chunk(4)  ->  encoded rows (common/rowcodec)
+    b"pend/" + tablet(8) + txn(8)                ->  orjson {partition_id, rows, bytes, chunks}
 
-A write appends chunks to the txn's pending rowset. Publishing version V moves nothing: the
-tablet meta records [V, txn, rows, bytes, chunks] and the pending marker is deleted, in one
-batch. Versions of a replica are contiguous: version V publishes only on a replica at V-1
-(a replica that missed a version keeps its later pending rowsets and lags until a clone).
-Reads at version V see every rowset up to V.
+A write appends chunks to the txn's pending rowset (its rowset id is the txn id). Publishing
+version V moves nothing: the tablet meta records the rowset [V, V, txn, rows, bytes, chunks] and
+the pending marker is deleted, in one batch. Versions of a replica are contiguous: version V
+publishes only on a replica at V-1 (a replica that missed a version keeps its later pending
+rowsets and lags until a clone). A read at version V follows a path of rowsets covering [0, V]
+(be/storage/versions.py) through a RocksDB snapshot, so a compaction swapping rowsets or a sweep
+deleting stale ones never pulls chunks from under it. Compaction (be/storage/compaction.py)
+swaps rowsets through :meth:`RowsetStore.swap_compacted` and :meth:`RowsetStore.sweep_stale`.
 """
 
 from __future__ import annotations
 
 import logging
+import marshal
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import orjson
 from rocksdict import WriteBatch
 
+from be.storage import versions as V
 from be.storage.store import PENDING_PREFIX, ROWSET_PREFIX, BeStore
 from be.storage.tablets import TabletManager, TabletMeta
 from common.rowcodec import decode_rows
@@ -39,6 +44,15 @@ def chunk_key(tablet_id: int, txn_id: int, chunk: int) -> bytes:
 
 def pending_key(tablet_id: int, txn_id: int) -> bytes:
     return PENDING_PREFIX + _tt(tablet_id, txn_id)
+
+
+def delete_rowset_chunks(batch: WriteBatch, tablet_id: int, rowset_id: int) -> None:
+    start = ROWSET_PREFIX + _tt(tablet_id, rowset_id)
+    batch.delete_range(start, start + b"\xff" * 5)
+
+
+CHECKSUM_BLOCK_ROWS = 1024
+"""Rows per block of the row checksum: fixed, so the sum does not depend on how chunks are cut."""
 
 
 @dataclass
@@ -60,12 +74,20 @@ class StorageError(Exception):
     """A request the replica cannot serve (unknown tablet, version not reached)."""
 
 
-class RowsetStore:
-    """Pending and visible rowsets of every tablet on this BE. Thread-safe (one lock)."""
+def too_many_versions(tablet_id: int, count: int, limit: int) -> str:
+    """StarRocks' refusal of a load into a tablet with too many versions."""
+    return f"Too many versions. tablet_id: {tablet_id}, version_count: {count}, limit: {limit}"
 
-    def __init__(self, store: BeStore, tablets: TabletManager) -> None:
+
+class RowsetStore:
+    """Pending and visible rowsets of every tablet on this BE. Thread-safe: one lock, held only
+    for metadata (never while chunks are read or written)."""
+
+    def __init__(self, store: BeStore, tablets: TabletManager,
+                 max_versions: Callable[[], int] = lambda: 1000) -> None:
         self._store = store
         self._tablets = tablets
+        self._max_versions = max_versions
         self._lock = threading.Lock()
         self._pending: dict[tuple[int, int], Pending] = {}
         for key, raw in store.db.items(from_key=PENDING_PREFIX):
@@ -90,7 +112,10 @@ class RowsetStore:
                 meta = self._tablets.get(tablet_id)
                 if meta is None:
                     raise StorageError(f"tablet {tablet_id} does not exist on this backend")
-                if any(rs[1] == txn_id for rs in meta.rowsets):
+                count, limit = meta.version_count, self._max_versions()
+                if count >= limit:
+                    raise StorageError(too_many_versions(tablet_id, count, limit))
+                if any(rs[V.RID] == txn_id for rs in meta.rowsets):
                     raise StorageError(f"txn {txn_id} is already published on tablet {tablet_id}")
                 key = (tablet_id, txn_id)
                 pending = updated.get(key) or self._pending.get(key)
@@ -113,7 +138,7 @@ class RowsetStore:
             meta = self._tablets.get(tablet_id)
             if meta is None:
                 return PublishOutcome(False, 0, f"tablet {tablet_id} does not exist on this backend")
-            if any(rs[0] == version and rs[1] == txn_id for rs in meta.rowsets) or (
+            if any(rs[V.END] == version and rs[V.RID] == txn_id for rs in meta.rowsets) or (
                 meta.version >= version and (tablet_id, txn_id) not in self._pending
             ):
                 return PublishOutcome(True, meta.version)  # already published, or cloned past it
@@ -125,7 +150,7 @@ class RowsetStore:
                     False, meta.version,
                     f"version gap: replica at version {meta.version} cannot publish version {version}",
                 )
-            meta.rowsets.append([version, txn_id, pending.rows, pending.bytes, pending.chunks])
+            meta.rowsets.append(V.single(version, txn_id, pending.rows, pending.bytes, pending.chunks))
             meta.version = version
             meta.row_count += pending.rows
             meta.data_size += pending.bytes
@@ -144,8 +169,7 @@ class RowsetStore:
                 return 0
             batch = WriteBatch(raw_mode=True)
             for tablet_id, tid in keys:
-                start = ROWSET_PREFIX + _tt(tablet_id, tid)
-                batch.delete_range(start, start + b"\xff" * 5)
+                delete_rowset_chunks(batch, tablet_id, tid)
                 batch.delete(pending_key(tablet_id, tid))
             self._store.db.write(batch, self._store.wal)
             for key in keys:
@@ -171,30 +195,40 @@ class RowsetStore:
             raise StorageError(f"tablet {tablet_id} is at version {meta.version}, below the requested {version}")
         return meta
 
-    def chunks(self, tablet_id: int, version: int) -> Iterator[bytes]:
-        """Encoded row chunks of every rowset up to ``version``, in version order."""
+    def _path(self, meta: TabletMeta, version_from: int, version_to: int) -> list[list[int]] | None:
+        return V.find_path(meta.rowsets + meta.stale_rowsets, version_from, version_to)
+
+    def read_plan(self, tablet_id: int, version: int) -> tuple[list[list[int]], object]:
+        """The rowsets a read at ``version`` follows, and a RocksDB snapshot to read them through."""
         with self._lock:
-            rowsets = [rs for rs in self._meta_at(tablet_id, version).rowsets if rs[0] <= version]
-        for _version, txn_id, _rows, _bytes, n_chunks in sorted(rowsets):
-            for i in range(n_chunks):
-                payload = self._store.db.get(chunk_key(tablet_id, txn_id, i))
-                if payload is None:
-                    raise StorageError(f"tablet {tablet_id}: chunk {i} of txn {txn_id} is missing")
-                yield payload
+            meta = self._meta_at(tablet_id, version)
+            path = self._path(meta, 0, version)
+            if path is None:
+                raise StorageError(f"tablet {tablet_id}: version {version} was compacted away on this replica "
+                                   f"(live rowsets {[rs[:2] for rs in meta.rowsets]})")
+            return [list(rs[:6]) for rs in path], self._store.db.snapshot()
+
+    def chunks(self, tablet_id: int, version: int) -> Iterator[bytes]:
+        """Encoded row chunks of the rowsets covering ``[0, version]``, in version order."""
+        path, snap = self.read_plan(tablet_id, version)
+        yield from read_chunks(snap, tablet_id, path)
 
     def scan(self, tablet_id: int, version: int) -> Iterator[tuple]:
         for payload in self.chunks(tablet_id, version):
             yield from decode_rows(payload)
 
     def checksum(self, tablet_id: int, version: int) -> tuple[str, int]:
-        """CRC32 over the rows' bytes in version order, and the row count: equal on equal replicas."""
-        crc = 0
-        rows = 0
-        with self._lock:
-            meta = self._meta_at(tablet_id, version)
-            rows = sum(rs[2] for rs in meta.rowsets if rs[0] <= version)
-        for payload in self.chunks(tablet_id, version):
-            crc = zlib.crc32(payload, crc)
+        """CRC32 over the rows in version order, in fixed blocks of rows, and the row count: equal
+        on replicas with the same rows, however their compactions cut the chunks."""
+        crc, rows, block = 0, 0, []
+        for row in self.scan(tablet_id, version):
+            block.append(row)
+            rows += 1
+            if len(block) == CHECKSUM_BLOCK_ROWS:
+                crc = zlib.crc32(marshal.dumps(block, 2), crc)
+                block = []
+        if block:
+            crc = zlib.crc32(marshal.dumps(block, 2), crc)
         return f"{crc:08x}", rows
 
     # ------------------------------------------------------------------ clone
@@ -207,28 +241,35 @@ class RowsetStore:
             return out
 
     def clone_rowsets(self, tablet_id: int, version_from: int, version_to: int) -> list[list[int]]:
-        """The visible rowsets in (version_from, version_to] that a clone copies from this replica.
+        """The rowsets :meth:`clone_plan` would copy."""
+        return self.clone_plan(tablet_id, version_from, version_to)[0]
 
-        Versions start at 1 (empty) and are contiguous, so a replica at version_to has every one;
-        a StorageError says which are missing otherwise (the destination then clones in full)."""
+    def clone_plan(self, tablet_id: int, version_from: int, version_to: int) -> tuple[list[list[int]], object]:
+        """The rowsets that cover (version_from, version_to] on this replica, for a clone to copy,
+        and a snapshot to read their chunks through.
+
+        Live rowsets are preferred; stale ones (replaced by a compaction, not swept yet) fill in
+        older versions. When no path exists - the versions were compacted into a rowset that also
+        covers versions the destination has - a StorageError says so (the destination then tries
+        another source, then clones in full)."""
         with self._lock:
             meta = self._meta_at(tablet_id, version_to)
-            out = [list(rs) for rs in meta.rowsets if version_from < rs[0] <= version_to]
-        out.sort()
-        want = list(range(max(version_from, 1) + 1, version_to + 1))
-        if [rs[0] for rs in out] != want:
-            raise StorageError(f"tablet {tablet_id} has no rowsets for every version in "
-                               f"({version_from}, {version_to}]: it holds {[rs[0] for rs in out]}")
-        return out
+            path = self._path(meta, version_from, version_to)
+            if path is None:
+                raise StorageError(
+                    f"tablet {tablet_id} cannot serve versions ({version_from}, {version_to}]: they were "
+                    f"compacted into {[rs[:2] for rs in meta.rowsets if rs[V.END] > version_from][:3]}")
+            return [list(rs[:6]) for rs in path], self._store.db.snapshot()
 
     def install_clone(self, template: TabletMeta, rowsets: list[list[int]], incremental: bool) -> TabletMeta:
         """Make the rowsets a clone copied visible; their chunks are already written.
 
         INCREMENTAL: the rowsets continue the replica's version (those it has are skipped).
         FULL: the replica becomes ``template`` with exactly these rowsets, and the chunks of its
-        other rowsets are deleted - unless it already holds the cloned version (a stand-in replica
-        that kept publishing meanwhile is complete). Pending markers of the installed txns go
-        (their rows are visible now). One synced batch; returns a copy of the new meta."""
+        other rowsets (live and stale) are deleted - unless it already holds the cloned version (a
+        stand-in replica that kept publishing meanwhile is complete). Pending markers of the
+        installed txns go (their rows are visible now). One synced batch; returns a copy of the
+        new meta."""
         tablet_id = template.tablet_id
         with self._lock:
             meta = self._tablets.get(tablet_id)
@@ -236,31 +277,107 @@ class RowsetStore:
                 raise StorageError(f"tablet {tablet_id} does not exist on this backend")
             batch = WriteBatch(raw_mode=True)
             if incremental:
-                installed = [rs for rs in rowsets if rs[0] > meta.version]
-                if installed and installed[0][0] != meta.version + 1:
-                    raise StorageError(f"tablet {tablet_id}: cloned versions start at {installed[0][0]} "
+                installed = [rs for rs in rowsets if rs[V.END] > meta.version]
+                if installed and installed[0][V.START] not in V.first_starts(meta.version):
+                    raise StorageError(f"tablet {tablet_id}: cloned versions start at {installed[0][V.START]} "
                                        f"but the replica is at version {meta.version}")
                 meta.rowsets = meta.rowsets + [list(rs) for rs in installed]
-            elif meta.replica_id == template.replica_id and meta.version >= (rowsets[-1][0] if rowsets else 1):
+            elif meta.replica_id == template.replica_id and meta.version >= (rowsets[-1][V.END] if rowsets else 1):
                 installed = []
             else:
-                keep = {rs[1] for rs in rowsets}
-                for rs in meta.rowsets:
-                    if rs[1] not in keep and (tablet_id, rs[1]) not in self._pending:
-                        start = ROWSET_PREFIX + _tt(tablet_id, rs[1])
-                        batch.delete_range(start, start + b"\xff" * 5)
+                keep = {rs[V.RID] for rs in rowsets}
+                for rs in meta.rowsets + meta.stale_rowsets:
+                    if rs[V.RID] not in keep and (tablet_id, rs[V.RID]) not in self._pending:
+                        delete_rowset_chunks(batch, tablet_id, rs[V.RID])
                 installed = [list(rs) for rs in rowsets]
                 meta.replica_id, meta.db_id, meta.table_id = template.replica_id, template.db_id, template.table_id
                 meta.partition_id, meta.schema_json = template.partition_id, template.schema_json
                 meta.rowsets = installed
+                meta.stale_rowsets = []
+                meta.cumulative_point = installed[0][V.END] + 1 if installed and installed[0][V.START] == 0 else 2
                 meta.version = 1
             if meta.rowsets:
-                meta.version = max(meta.version, meta.rowsets[-1][0])
-            meta.row_count = sum(rs[2] for rs in meta.rowsets)
-            meta.data_size = sum(rs[3] for rs in meta.rowsets)
+                meta.version = max(meta.version, meta.rowsets[-1][V.END])
+            meta.row_count = sum(rs[V.ROWS] for rs in meta.rowsets)
+            meta.data_size = sum(rs[V.BYTES] for rs in meta.rowsets)
             for rs in installed:
-                if self._pending.pop((tablet_id, rs[1]), None) is not None:
-                    batch.delete(pending_key(tablet_id, rs[1]))
+                if self._pending.pop((tablet_id, rs[V.RID]), None) is not None:
+                    batch.delete(pending_key(tablet_id, rs[V.RID]))
             self._tablets.save(meta, batch)
             self._store.db.write(batch, self._store.sync)
             return TabletMeta.decode(meta.encode())
+
+    # ------------------------------------------------------------------ compaction
+    def compaction_view(self, tablet_id: int) -> tuple[TabletMeta, object] | None:
+        """A copy of the tablet's meta and a snapshot to read its rowsets through (None: gone)."""
+        with self._lock:
+            meta = self._tablets.get(tablet_id)
+            if meta is None:
+                return None
+            return TabletMeta.decode(meta.encode()), self._store.db.snapshot()
+
+    def swap_compacted(self, tablet_id: int, replica_id: int, inputs: list[list[int]], output: list[int],
+                       cumulative_point: int, marker: bytes, now_ms: int) -> bool:
+        """Replace ``inputs`` (consecutive live rowsets) by ``output``, whose chunks are written.
+
+        One synced batch: the meta with the output live and the inputs stale, and the in-progress
+        marker deleted. Returns False - and the caller deletes the output - when the inputs are no
+        longer live as they were (a clone replaced the replica, the tablet was dropped)."""
+        with self._lock:
+            meta = self._tablets.get(tablet_id)
+            if meta is None or meta.replica_id != replica_id:
+                return False
+            ids = [rs[V.RID] for rs in meta.rowsets]
+            want = [rs[V.RID] for rs in inputs]
+            try:
+                at = ids.index(want[0])
+            except ValueError:
+                return False
+            if ids[at:at + len(want)] != want:
+                return False
+            meta.rowsets[at:at + len(want)] = [list(output)]
+            meta.stale_rowsets.extend([*rs[:6], now_ms] for rs in inputs)
+            meta.cumulative_point = cumulative_point
+            meta.row_count = sum(rs[V.ROWS] for rs in meta.rowsets)
+            meta.data_size = sum(rs[V.BYTES] for rs in meta.rowsets)
+            batch = WriteBatch(raw_mode=True)
+            self._tablets.save(meta, batch)
+            batch.delete(marker)
+            self._store.db.write(batch, self._store.sync)
+            return True
+
+    def sweep_stale(self, older_than_ms: int) -> int:
+        """Delete stale rowsets replaced before ``older_than_ms``; returns how many went.
+
+        Reads in flight hold a RocksDB snapshot, so deleting their chunks does not disturb them."""
+        swept = 0
+        with self._lock:
+            batch = WriteBatch(raw_mode=True)
+            for meta in self._tablets.all():
+                if not any(rs[6] < older_than_ms for rs in meta.stale_rowsets):
+                    continue
+                live = {rs[V.RID] for rs in meta.rowsets}
+                keep = []
+                for rs in meta.stale_rowsets:
+                    if rs[6] >= older_than_ms:
+                        keep.append(rs)
+                        continue
+                    if rs[V.RID] not in live and (meta.tablet_id, rs[V.RID]) not in self._pending:
+                        delete_rowset_chunks(batch, meta.tablet_id, rs[V.RID])
+                    swept += 1
+                meta.stale_rowsets = keep
+                self._tablets.save(meta, batch)
+            if swept:
+                self._store.db.write(batch, self._store.sync)
+        return swept
+
+
+def read_chunks(snap, tablet_id: int, rowsets: list[list[int]]) -> Iterator[bytes]:
+    """Every chunk of ``rowsets`` in order, read through the snapshot ``snap``."""
+    for rs in rowsets:
+        for i in range(rs[V.CHUNKS]):
+            try:
+                yield snap[chunk_key(tablet_id, rs[V.RID], i)]
+            except Exception:  # noqa: BLE001 - rocksdict's snapshot raises a bare Exception for a missing key
+                raise StorageError(f"tablet {tablet_id}: chunk {i} of rowset {rs[V.RID]} "
+                                   f"(versions {rs[V.START]}-{rs[V.END]}) is missing") from None

@@ -17,6 +17,7 @@ import orjson
 from rocksdict import WriteBatch
 
 from be.storage.store import TABLET_PREFIX, BeStore, tablet_key
+from be.storage.versions import version_count
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,13 @@ class TabletMeta:
     schema_json: str
     row_count: int = 0
     data_size: int = 0
-    # visible rowsets, by version: [version, txn_id, rows, bytes, chunks]
+    # live rowsets in version order: [start, end, rowset_id, rows, bytes, chunks] (be/storage/versions)
     rowsets: list[list[int]] = field(default_factory=list)
+    # rowsets a compaction replaced, kept for reads and clones at older versions:
+    # [start, end, rowset_id, rows, bytes, chunks, stale_since_ms]
+    stale_rowsets: list[list[int]] = field(default_factory=list)
+    # rowsets starting at or above it wait for a cumulative compaction; below it, for a base one
+    cumulative_point: int = 2
 
     def encode(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -41,11 +47,27 @@ class TabletMeta:
     @classmethod
     def decode(cls, raw: bytes) -> TabletMeta:
         d: dict[str, Any] = orjson.loads(raw)
+        # rowsets written before compaction existed were [version, txn_id, rows, bytes, chunks]
+        d["rowsets"] = [rs if len(rs) == 6 else [rs[0], *rs] for rs in d.get("rowsets", [])]
         return cls(**d)
 
     @property
     def version_count(self) -> int:
-        return len(self.rowsets) + 1
+        return version_count(self.rowsets)
+
+
+@dataclass(frozen=True)
+class CompactionStatus:
+    """A replica's compaction state as its BE reports it (StarRocks: SHOW TABLET's CompactionStatus).
+    Times are epoch milliseconds, 0 when none ran since the BE started; results read "OK: ..." or
+    "FAILED: ..."."""
+
+    cumulative_point: int = 0
+    last_cumulative_ms: int = 0
+    last_cumulative_result: str = ""
+    last_base_ms: int = 0
+    last_base_result: str = ""
+    stale_rowset_num: int = 0
 
 
 class TabletManager:

@@ -30,6 +30,7 @@ class ClusterFactory:
         with_broker: bool = False,
         admin_token: str = "",
         fe_config: dict[str, str] | None = None,
+        be_config: dict[str, str] | None = None,
         name: str | None = None,
     ) -> LocalCluster:
         ports = free_ports(2 + bes)
@@ -43,6 +44,7 @@ class ClusterFactory:
             admin_token=admin_token,
             with_broker=with_broker,
             fe_config={**TEST_FE_CONFIG, **(fe_config or {})},
+            be_config=dict(be_config or {}),
         )
         cluster.start(spec, timeout_s=60)
         return cluster

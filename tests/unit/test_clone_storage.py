@@ -26,7 +26,7 @@ def load(rs: RowsetStore, txn: int, version: int, rows: list[tuple]) -> None:
 
 
 def copy(src_store: BeStore, dst_store: BeStore, rowsets: list[list[int]]) -> None:
-    for _v, txn, _rows, _bytes, n in rowsets:
+    for _start, _end, txn, _rows, _bytes, n in rowsets:
         for i in range(n):
             dst_store.db.put(chunk_key(1, txn, i), src_store.db.get(chunk_key(1, txn, i)))
 
@@ -40,7 +40,7 @@ def test_full_then_incremental_clone_gives_equal_checksums(tmp_path):
     with pytest.raises(StorageError):
         src.clone_rowsets(1, 0, 5)  # not reached
     first = src.clone_rowsets(1, 0, 3)
-    assert [r[0] for r in first] == [2, 3]
+    assert [r[:2] for r in first] == [[2, 2], [3, 3]]
     t2.create([meta(9)])  # the stand-in replica the FE made before the clone
     # the coordinator's write of txn 101 reached the stand-in replica too (the same bytes as the source's)
     dst.write(101, [(1, 3, s1.db.get(chunk_key(1, 101, 0)), 1)])
@@ -52,7 +52,7 @@ def test_full_then_incremental_clone_gives_equal_checksums(tmp_path):
     rest = src.clone_rowsets(1, 3, 4)
     copy(s1, s2, rest)
     with pytest.raises(StorageError):
-        dst.install_clone(meta(9), src.clone_rowsets(1, 3, 4)[1:] + [[6, 1, 1, 1, 0]], incremental=True)
+        dst.install_clone(meta(9), src.clone_rowsets(1, 3, 4)[1:] + [[6, 6, 1, 1, 1, 0]], incremental=True)
     assert dst.install_clone(meta(9), rest, incremental=True).version == 4
     assert dst.checksum(1, 4) == src.checksum(1, 4)
     assert list(dst.scan(1, 4)) == list(src.scan(1, 4))

@@ -1,0 +1,308 @@
+"""Compaction of a BE's tablets: the driver of :mod:`be.storage.compaction_policy`.
+
+Every ``cumulative_compaction_check_interval_seconds`` the scheduler (on the event loop, reading
+only counts) picks the tablets with the most rowsets waiting and hands each to a bounded thread
+pool: ``cumulative_compaction_num_threads_per_disk`` cumulative and
+``base_compaction_num_threads_per_disk`` base compactions at once, one at a time per tablet.
+
+A compaction, in its thread:
+
+1. copies the tablet's meta and takes a RocksDB snapshot (the rowset lock is held for the copy);
+2. picks its inputs on the copy, writes an in-progress marker ``cmp/<tablet><rowset>`` with the
+   first output chunks, merges the inputs' chunks (:func:`be.storage.merge.merge_chunks`) read
+   through the snapshot, and writes the output chunks - no lock held;
+3. swaps, in one synced batch under the rowset lock: the output becomes live, the inputs stale,
+   the marker goes (:meth:`RowsetStore.swap_compacted`). If the inputs changed meanwhile (a full
+   clone, a drop), the output is deleted instead.
+
+A SIGKILL before the swap leaves the old rowsets live and a marker: at start the output it names
+is deleted. After the swap the new rowset is live and the inputs stale: never both live, never
+neither. Stale rowsets serve reads and incremental clones at older versions until
+``tablet_rowset_stale_sweep_time_sec``, then they are deleted (reads in flight hold a snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+import struct
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from rocksdict import WriteBatch
+
+from be.storage import versions as V
+from be.storage.compaction_policy import (
+    CompactionType,
+    Pick,
+    cumulative_score,
+    pick_base,
+    pick_cumulative,
+    point_after,
+)
+from be.storage.merge import merge_chunks
+from be.storage.rowsets import RowsetStore, chunk_key, delete_rowset_chunks, read_chunks
+from be.storage.store import COMPACTION_MARKER_PREFIX, BeStore
+from be.storage.tablets import CompactionStatus, TabletManager
+from common.config import StorageConfig
+from common.daemon import PeriodicDaemon
+
+log = logging.getLogger(__name__)
+
+WRITE_BATCH_BYTES = 4 * 1024 * 1024
+SWEEP_INTERVAL_S = 5.0
+
+
+def marker_key(tablet_id: int, rowset_id: int) -> bytes:
+    return COMPACTION_MARKER_PREFIX + struct.pack(">QQ", tablet_id, rowset_id)
+
+
+def new_rowset_id() -> int:
+    """A compaction output's id: above every txn id (bit 62 set), random below, fits an int64."""
+    return (1 << 62) | secrets.randbits(62)
+
+
+@dataclass
+class _TabletStatus:
+    last_cumulative_ms: int = 0
+    last_cumulative_result: str = ""
+    last_base_ms: int = 0
+    last_base_result: str = ""
+
+
+@dataclass
+class CompactionCounters:
+    cumulative: int = 0
+    base: int = 0
+    failures: int = 0
+    running: dict[int, CompactionType] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    tablet_id: int
+    kind: CompactionType
+    ok: bool
+    message: str
+
+
+class CompactionManager:
+    def __init__(self, store: BeStore, tablets: TabletManager, rowsets: RowsetStore, cfg: StorageConfig,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._tablets = tablets
+        self._rowsets = rowsets
+        self._cfg = cfg
+        self._clock = clock
+        self._started_s = clock()
+        self._status: dict[int, _TabletStatus] = {}
+        self.counters = CompactionCounters()
+        self._record_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(
+            max_workers=cfg.cumulative_compaction_num_threads_per_disk + cfg.base_compaction_num_threads_per_disk,
+            thread_name_prefix="compaction")
+        self._futures: set[asyncio.Future] = set()
+        self._last_sweep_s = 0.0
+        limit = cfg.compaction_write_limit_mb_per_sec * 1024 * 1024
+        self._batch_bytes = int(min(WRITE_BATCH_BYTES, max(limit / 4, 64 * 1024))) if limit else WRITE_BATCH_BYTES
+        self._daemon = PeriodicDaemon("compaction", lambda: cfg.cumulative_compaction_check_interval_seconds,
+                                      self._round)
+        self.recover()
+
+    # ------------------------------------------------------------------ life cycle
+    def recover(self) -> int:
+        """Delete the outputs of compactions a kill interrupted before their swap."""
+        batch = WriteBatch(raw_mode=True)
+        n = 0
+        for key, _ in self._store.db.items(from_key=COMPACTION_MARKER_PREFIX):
+            if not key.startswith(COMPACTION_MARKER_PREFIX):
+                break
+            tablet_id, rowset_id = struct.unpack(">QQ", key[len(COMPACTION_MARKER_PREFIX):])
+            meta = self._tablets.get(tablet_id)
+            if meta is None or all(rs[V.RID] != rowset_id for rs in meta.rowsets + meta.stale_rowsets):
+                delete_rowset_chunks(batch, tablet_id, rowset_id)
+            batch.delete(key)
+            n += 1
+        if n:
+            self._store.db.write(batch, self._store.sync)
+            log.info("deleted the outputs of %d compactions interrupted before their swap", n)
+        return n
+
+    def start(self) -> None:
+        self._daemon.start()
+
+    async def close(self) -> None:
+        await self._daemon.close()
+        if self._futures:
+            await asyncio.gather(*self._futures, return_exceptions=True)
+        self._pool.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ status
+    def status(self, tablet_id: int) -> CompactionStatus:
+        meta = self._tablets.get(tablet_id)
+        st = self._status.get(tablet_id) or _TabletStatus()
+        return CompactionStatus(
+            cumulative_point=meta.cumulative_point if meta else 0,
+            last_cumulative_ms=st.last_cumulative_ms, last_cumulative_result=st.last_cumulative_result,
+            last_base_ms=st.last_base_ms, last_base_result=st.last_base_result,
+            stale_rowset_num=len(meta.stale_rowsets) if meta else 0)
+
+    # ------------------------------------------------------------------ scheduling
+    async def _round(self) -> None:
+        loop = asyncio.get_running_loop()
+        for kind, slots in ((CompactionType.CUMULATIVE, self._cfg.cumulative_compaction_num_threads_per_disk),
+                            (CompactionType.BASE, self._cfg.base_compaction_num_threads_per_disk)):
+            free = slots - sum(1 for k in self.counters.running.values() if k is kind)
+            for tablet_id in self._candidates(kind, free):
+                self.counters.running[tablet_id] = kind
+                fut = loop.run_in_executor(self._pool, self.compact, tablet_id, kind)
+                self._futures.add(fut)
+                fut.add_done_callback(functools.partial(self._done, tablet_id))
+        now = self._clock()
+        if now - self._last_sweep_s >= min(SWEEP_INTERVAL_S, self._cfg.tablet_rowset_stale_sweep_time_sec or 1):
+            self._last_sweep_s = now
+            older_than_ms = int((now - self._cfg.tablet_rowset_stale_sweep_time_sec) * 1000)
+            swept = await asyncio.to_thread(self._rowsets.sweep_stale, older_than_ms)
+            if swept:
+                log.info("deleted %d stale rowsets replaced more than %g s ago", swept,
+                         self._cfg.tablet_rowset_stale_sweep_time_sec)
+
+    def _candidates(self, kind: CompactionType, free: int) -> list[int]:
+        """Up to ``free`` tablets that need a compaction of ``kind``, neediest first. Reads only
+        counts of the live meta: the worker picks again on a consistent copy."""
+        if free <= 0:
+            return []
+        scored = []
+        now = self._clock()
+        for meta in self._tablets.all():
+            if meta.tablet_id in self.counters.running:
+                continue
+            live = list(meta.rowsets)
+            if kind is CompactionType.CUMULATIVE:
+                if pick_cumulative(live, meta.cumulative_point, self._cfg) is not None:
+                    scored.append((cumulative_score(live, meta.cumulative_point), meta.tablet_id))
+            elif pick_base(live, meta.cumulative_point, self._cfg, self._since_base(meta.tablet_id, now)):
+                scored.append((len(live), meta.tablet_id))
+        scored.sort(reverse=True)
+        return [tablet_id for _, tablet_id in scored[:free]]
+
+    def _since_base(self, tablet_id: int, now: float) -> float:
+        st = self._status.get(tablet_id)
+        last = st.last_base_ms / 1000 if st and st.last_base_ms else self._started_s
+        return now - last
+
+    def _done(self, tablet_id: int, fut: asyncio.Future) -> None:
+        self._futures.discard(fut)
+        self.counters.running.pop(tablet_id, None)
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:  # compact() reports its own failures; this is a bug
+            log.error("compaction worker failed: %s: %s", type(exc).__name__, exc)
+
+    # ------------------------------------------------------------------ one compaction (a worker thread)
+    def compact(self, tablet_id: int, kind: CompactionType) -> Outcome | None:
+        """Run one compaction of ``kind`` on the tablet now, if its rowsets call for one."""
+        started = time.monotonic()
+        view = self._rowsets.compaction_view(tablet_id)
+        if view is None:
+            return None
+        meta, snap = view
+        if kind is CompactionType.CUMULATIVE:
+            pick = pick_cumulative(meta.rowsets, meta.cumulative_point, self._cfg)
+        else:
+            pick = pick_base(meta.rowsets, meta.cumulative_point, self._cfg,
+                             self._since_base(tablet_id, self._clock()))
+        if pick is None:
+            return None
+        try:
+            ok, message = self._merge_and_swap(meta.tablet_id, meta.replica_id, meta.cumulative_point,
+                                               pick, snap, started)
+        except Exception as exc:  # noqa: BLE001 - a failed compaction is reported, the tablet keeps its rowsets
+            ok, message = False, f"{type(exc).__name__}: {exc}"
+        if not ok:
+            log.warning("compaction: tablet %d %s versions %d-%d failed: %s", tablet_id, kind.value,
+                        pick.start_version, pick.end_version, message)
+        self._record(tablet_id, kind, ok, message)
+        return Outcome(tablet_id, kind, ok, message)
+
+    def _merge_and_swap(self, tablet_id: int, replica_id: int, cumulative_point: int, pick: Pick, snap,
+                        started: float) -> tuple[bool, str]:
+        rowset_id = new_rowset_id()
+        marker = marker_key(tablet_id, rowset_id)
+        db, wal = self._store.db, self._store.wal
+        batch = WriteBatch(raw_mode=True)
+        batch.put(marker, b"")
+        batch_bytes = n_chunks = rows = nbytes = 0
+        try:
+            for payload, n in merge_chunks(read_chunks(snap, tablet_id, pick.inputs)):
+                batch.put(chunk_key(tablet_id, rowset_id, n_chunks), payload)
+                n_chunks += 1
+                rows += n
+                nbytes += len(payload)
+                batch_bytes += len(payload)
+                if batch_bytes >= self._batch_bytes:
+                    db.write(batch, wal)
+                    batch, batch_bytes = WriteBatch(raw_mode=True), 0
+                    self._throttle(nbytes, started)
+            db.write(batch, wal)
+            in_rows = sum(rs[V.ROWS] for rs in pick.inputs)
+            if rows != in_rows:
+                raise RuntimeError(f"merged {rows} rows from inputs that hold {in_rows}")
+            output = [pick.start_version, pick.end_version, rowset_id, rows, nbytes, n_chunks]
+            swapped = self._rowsets.swap_compacted(tablet_id, replica_id, pick.inputs, output,
+                                                   point_after(pick, cumulative_point), marker,
+                                                   int(self._clock() * 1000))
+        except BaseException:
+            self._discard(tablet_id, rowset_id, marker)
+            raise
+        if not swapped:
+            self._discard(tablet_id, rowset_id, marker)
+            return False, "the replica's rowsets changed meanwhile (clone or drop); output discarded"
+        elapsed = time.monotonic() - started
+        in_bytes = sum(rs[V.BYTES] for rs in pick.inputs)
+        log.info("compaction: tablet %d %s versions %d-%d (%d rowsets, %d bytes) -> rowset %d: %d rows, "
+                 "%d bytes, %d chunks in %.3f s", tablet_id, pick.kind.value, pick.start_version,
+                 pick.end_version, len(pick.inputs), in_bytes, rowset_id, rows, nbytes, n_chunks, elapsed)
+        return True, (f"OK: versions {pick.start_version}-{pick.end_version}, {len(pick.inputs)} rowsets, "
+                      f"{rows} rows, {nbytes} bytes, {elapsed * 1000:.0f} ms")
+
+    def _throttle(self, written: int, started: float) -> None:
+        """Sleep (this worker thread, never the event loop) until ``written`` bytes are within the
+        configured write rate."""
+        limit = self._cfg.compaction_write_limit_mb_per_sec * 1024 * 1024
+        if limit > 0:
+            ahead = written / limit - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+    def _discard(self, tablet_id: int, rowset_id: int, marker: bytes) -> None:
+        batch = WriteBatch(raw_mode=True)
+        delete_rowset_chunks(batch, tablet_id, rowset_id)
+        batch.delete(marker)
+        self._store.db.write(batch, self._store.wal)
+
+    def _record(self, tablet_id: int, kind: CompactionType, ok: bool, message: str) -> None:
+        with self._record_lock:
+            self._record_locked(tablet_id, kind, ok, message)
+
+    def _record_locked(self, tablet_id: int, kind: CompactionType, ok: bool, message: str) -> None:
+        st = self._status.setdefault(tablet_id, _TabletStatus())
+        now_ms = int(self._clock() * 1000)
+        result = message if ok else f"FAILED: {message}"
+        if kind is CompactionType.CUMULATIVE:
+            st.last_cumulative_ms, st.last_cumulative_result = now_ms, result
+        else:
+            st.last_base_ms, st.last_base_result = now_ms, result
+        if not ok:
+            self.counters.failures += 1
+        elif kind is CompactionType.CUMULATIVE:
+            self.counters.cumulative += 1
+        else:
+            self.counters.base += 1
+
