@@ -40,7 +40,8 @@ class BackendNode:
         self.cloner = CloneRunner(self.store, self.tablets, self.rowsets, self.peers, lambda: self.link.backend_id)
         self.reporter = TabletReporter(config.tablet_report_interval_s, lambda: self.link.backend_id,
                                        lambda: self.link.stub, self.tablets, self.rowsets,
-                                       lambda: set(self.cloner.cloning))
+                                       lambda: set(self.cloner.cloning),
+                                       compaction_status=self.compaction.status)
         self._server = None
 
     async def start(self) -> None:

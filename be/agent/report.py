@@ -1,5 +1,6 @@
 """Tablet reports: every report interval (and right after start) the BE tells the FE every tablet
-it holds, with versions, row counts and sizes, and the txns it keeps pending rowsets of.
+it holds, with versions, row counts, sizes, version counts and compaction status, and the txns it
+keeps pending rowsets of.
 
 The FE answers with orphan tablets to drop and finished txns whose pending rowsets to delete.
 Tablets being cloned (``busy``) are never dropped nor cleared here, whatever the answer says.
@@ -14,18 +15,25 @@ from collections.abc import Callable
 import grpc
 
 from be.storage.rowsets import RowsetStore
-from be.storage.tablets import TabletManager
+from be.storage.tablets import CompactionStatus, TabletManager, TabletMeta
 from common.daemon import PeriodicDaemon
 from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 
+def no_compaction_status(tablet_id: int) -> CompactionStatus:
+    """For a BE that runs no compaction: every field at its zero value."""
+    return CompactionStatus()
+
+
 class TabletReporter:
     def __init__(self, interval_s: float, backend_id: Callable[[], int],
                  stub: Callable[[], frontend_pb2_grpc.FrontendServiceStub], tablets: TabletManager,
-                 rowsets: RowsetStore, busy: Callable[[], set[int]]) -> None:
+                 rowsets: RowsetStore, busy: Callable[[], set[int]],
+                 compaction_status: Callable[[int], CompactionStatus] = no_compaction_status) -> None:
         self._interval_s = interval_s
+        self._compaction_status = compaction_status
         self._backend_id = backend_id
         self._stub = stub
         self._tablets = tablets
@@ -41,10 +49,20 @@ class TabletReporter:
     async def close(self) -> None:
         await self._daemon.close()
 
-    def _build(self) -> frontend_pb2.ReportTabletsRequest:
-        tablets = [frontend_pb2.TabletReport(
+    def _tablet(self, m: TabletMeta) -> frontend_pb2.TabletReport:
+        c = self._compaction_status(m.tablet_id)
+        return frontend_pb2.TabletReport(
             tablet_id=m.tablet_id, replica_id=m.replica_id, version=m.version, row_count=m.row_count,
-            data_size=m.data_size, version_count=m.version_count) for m in self._tablets.all()]
+            data_size=m.data_size, version_count=m.version_count,
+            cumulative_point=c.cumulative_point,
+            last_cumulative_compaction_ms=c.last_cumulative_ms,
+            last_cumulative_compaction_result=c.last_cumulative_result,
+            last_base_compaction_ms=c.last_base_ms,
+            last_base_compaction_result=c.last_base_result,
+            stale_rowset_num=c.stale_rowset_num)
+
+    def _build(self) -> frontend_pb2.ReportTabletsRequest:
+        tablets = [self._tablet(m) for m in self._tablets.all()]
         return frontend_pb2.ReportTabletsRequest(backend_id=self._backend_id(), tablets=tablets,
                                                  pending_txn_ids=sorted(self._rowsets.pending_txns()))
 

@@ -17,9 +17,9 @@ import grpc
 
 from be.agent.peers import PeerClients
 from be.load.router import Router, columns_of
-from be.load.writer import Chunk, encode_tablet_rows, replicate, rows_request
-from be.storage.rowsets import RowsetStore
-from common.errors import InvalidArgument, TabletsimError
+from be.load.writer import Chunk, TooManyVersions, encode_tablet_rows, replicate, rows_request
+from be.storage.rowsets import RowsetStore, StorageError
+from common.errors import FailedPrecondition, InvalidArgument, TabletsimError
 from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc, types_pb2
 from common.loadformat import BatchResult, FilteredRow, LoadPlan, LoadSpec, LoadSpecError, compile_load
 
@@ -90,7 +90,10 @@ class LoadCoordinator:
 
     async def send(self, backend_id: int, address: str, txn_id: int, chunks: list[Chunk]) -> None:
         if backend_id == self._backend_id():
-            await asyncio.to_thread(self._rowsets.write, txn_id, chunks)
+            try:
+                await asyncio.to_thread(self._rowsets.write, txn_id, chunks)
+            except StorageError as exc:  # as a peer's WriteRows answers it
+                raise FailedPrecondition(f"backend {backend_id}: {exc}") from None
             return
         await self._peers.stub(address).WriteRows(rows_request(txn_id, chunks), timeout=WRITE_RPC_TIMEOUT_S)
 
@@ -148,7 +151,15 @@ class LoadCoordinator:
                 )
                 result.number_loaded_rows = 0
                 return self._finish(result, started)
-            outcome = await replicate(txn_id, router, prepared.encoded, self.send, quorum=begun.target.quorum)
+            try:
+                outcome = await replicate(txn_id, router, prepared.encoded, self.send, quorum=begun.target.quorum)
+            except TooManyVersions as exc:
+                await self.abort(txn_id, str(exc))
+                result.status = "Fail"
+                result.message = (f"{exc}; nothing was loaded: compaction lowers the version count, retry "
+                                  "later or load less often in larger batches")
+                result.number_loaded_rows = 0
+                return self._finish(result, started)
             commit = await self.commit(txn_id, outcome.commit_infos, outcome.loaded_rows,
                                        wait_visible_ms=int(timeout_s * 1000), timeout_s=timeout_s + 30)
         except (TabletsimError, grpc.aio.AioRpcError, asyncio.CancelledError) as exc:

@@ -21,7 +21,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from be.load.coordinator import LoadCoordinator, spec_from_params
-from be.load.writer import replicate
+from be.load.writer import TooManyVersions, replicate
 from common import kafka
 from common.errors import TabletsimError, Unavailable
 from common.gen.tabletsim.v1 import backend_pb2, frontend_pb2, frontend_pb2_grpc, types_pb2
@@ -203,6 +203,9 @@ class RoutineLoadRunner:
         try:
             outcome = await replicate(begun.txn_id, router, prepared.encoded, coordinator.send,
                                       quorum=begun.target.quorum)
+        except TooManyVersions as exc:
+            # transient (compaction catches up): the FE retries with a backoff, the job keeps RUNNING
+            raise TaskFailed("TOO_MANY_VERSIONS", str(exc)) from None
         except Unavailable as exc:
             raise TaskFailed("TOO_FEW_REPLICAS", f"too few alive replicas for the write quorum: {exc}") from None
         attachment = {

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
 
 from be.load.router import Router
-from common.errors import Unavailable
+from common.errors import FailedPrecondition, TabletsimError, Unavailable
 from common.gen.tabletsim.v1 import backend_pb2, types_pb2
 from common.rowcodec import encode_rows
 
@@ -27,6 +28,19 @@ CHUNK_ROWS = 20_000
 
 Chunk = tuple[int, int, bytes, int]  # tablet_id, partition_id, encoded rows, row count
 SendFn = Callable[[int, str, int, list[Chunk]], Awaitable[None]]
+
+# a replica's refusal at the tablet_max_versions limit (StarRocks' message shape)
+VERSION_LIMIT = re.compile(r"Too many versions\. tablet_id: (\d+), version_count: \d+, limit: \d+")
+
+
+class TooManyVersions(FailedPrecondition):
+    """A tablet missed its write quorum only because replicas hold ``tablet_max_versions`` rowsets.
+
+    Transient: compaction lowers the version count, so a later retry may succeed. The message
+    starts with the replica's own "Too many versions. tablet_id: T, version_count: N, limit: L".
+    """
+
+    retriable = True
 
 
 @dataclass
@@ -70,7 +84,8 @@ async def replicate(
     quorum: int,
     batch_bytes: int = BATCH_BYTES,
 ) -> WriteOutcome:
-    """Write every tablet's chunks to its replicas; raise Unavailable below quorum on any tablet."""
+    """Write every tablet's chunks to its replicas; below quorum on any tablet, raise Unavailable,
+    or TooManyVersions when replicas refused only at the ``tablet_max_versions`` limit."""
     per_be: dict[int, tuple[str, list[Chunk]]] = {}
     for tablet_id, chunks in encoded.items():
         for backend_id, address in router.tablets[tablet_id].replicas:
@@ -87,28 +102,52 @@ async def replicate(
         if isinstance(res, BaseException):
             if isinstance(res, asyncio.CancelledError):
                 raise res
-            failed[backend_id] = _describe(res)
+            failed[backend_id] = _describe(res, backend_id)
     infos = []
+    short: list[tuple[int, str, bool]] = []  # tablets below quorum: (tablet, facts, version limit only)
     for tablet_id in encoded:
         replicas = router.tablets[tablet_id].replicas
         ok = [be for be, _ in replicas if be not in failed]
         if len(ok) < quorum:
             reasons = "; ".join(f"backend {be}: {failed[be]}" for be, _ in replicas if be in failed)
-            raise Unavailable(
-                f"tablet {tablet_id} reached {len(ok)} of the {quorum} replicas its write quorum needs "
-                f"({len(replicas)} replicas; {reasons})"
-            )
+            limited = sum(1 for be, _ in replicas if be in failed and VERSION_LIMIT.search(failed[be]))
+            facts = (f"tablet {tablet_id} reached {len(ok)} of the {quorum} replicas its write quorum needs "
+                     f"({len(replicas)} replicas; {reasons})")
+            short.append((tablet_id, facts, limited > 0 and len(ok) + limited >= quorum))
+            continue
         infos.append(types_pb2.TabletCommitInfo(tablet_id=tablet_id, backend_ids=ok))
+    if short:
+        _raise_below_quorum(txn_id, short, failed)
     if failed:
         log.warning("txn %d: replicas on backends %s missed the write: %s", txn_id, sorted(failed), failed)
     loaded = sum(c[3] for chunks in encoded.values() for c in chunks)
     return WriteOutcome(infos, loaded, failed)
 
 
-def _describe(exc: BaseException) -> str:
+def _raise_below_quorum(txn_id: int, short: list[tuple[int, str, bool]], failed: dict[int, str]) -> None:
+    """Raise for the tablets below quorum: TooManyVersions when every one of them would have
+    reached it but for replicas at the version limit, else Unavailable (too few replicas)."""
+    for _tablet, facts, limited in short:
+        if not limited:
+            raise Unavailable(facts)
+    refusals = [m for why in failed.values() if (m := VERSION_LIMIT.search(why))]
+    tablets = {tablet_id for tablet_id, _, _ in short}
+    # lead with a refusal naming a tablet below quorum (a BE's batch fails as a whole)
+    refusal = next((m for m in refusals if int(m.group(1)) in tablets), refusals[0])
+    facts = next((f for t, f, _ in short if t == int(refusal.group(1))), short[0][1])
+    log.info("txn %d: %d tablets below quorum at the version limit: %s", txn_id, len(short), refusal.group(0))
+    raise TooManyVersions(f"{refusal.group(0)}; {facts}")
+
+
+def _describe(exc: BaseException, backend_id: int) -> str:
+    """One line for the quorum message; a peer's own "backend <id>: " prefix is not repeated."""
     if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name} {exc.details()}"
-    return f"{type(exc).__name__}: {exc}"
+        code, details = exc.code().name, exc.details() or ""
+    elif isinstance(exc, TabletsimError):
+        code, details = exc.code.name, str(exc)
+    else:
+        return f"{type(exc).__name__}: {exc}"
+    return f"{code} {details.removeprefix(f'backend {backend_id}: ')}"
 
 
 def rows_request(txn_id: int, chunks: list[Chunk]) -> backend_pb2.WriteRowsRequest:

@@ -11,7 +11,10 @@ journal), as StarRocks' finishCloneTask does:
   cloned version; a version committed meanwhile that it missed leaves it VERSION_INCOMPLETE and
   an incremental clone follows. A CLONE replica is never read nor counted for quorum.
 - FULL or INCREMENTAL clone of an existing (lagging) replica: in place; the BE copies only the
-  missing versions, or all when it cannot (it says so and the history shows it).
+  missing versions, or all when it cannot (it says so and the history shows it). An INCREMENTAL
+  request also names the other healthy replicas at the wanted version (``alt_src_addresses``):
+  when compaction removed the missing versions' rowsets from the chosen source, the BE tries
+  them before it falls back to FULL.
 - DROP: the replica leaves the catalog first (no new read or write picks it), then after a short
   grace - reads already planned on it finish - the BE drops its data. A drop that would leave
   fewer than replication_num healthy replicas is refused here too, whatever the scheduler saw.
@@ -33,10 +36,11 @@ import orjson
 
 from common.gen.tabletsim.v1 import backend_pb2
 from fe.catalog.catalog import Catalog
-from fe.catalog.model import Replica, ReplicaState
+from fe.catalog.health import replica_is_healthy
+from fe.catalog.model import Replica, ReplicaState, TabletLocation
 from fe.clone.sched_ctx import CloneKind, CloneTask
 from fe.persist.ids import IdAllocator
-from fe.system.backends import BackendRegistry
+from fe.system.backends import Backend, BackendRegistry
 from fe.system.be_client import BackendClients
 
 log = logging.getLogger(__name__)
@@ -181,9 +185,11 @@ class CloneExecutor:
         else:
             meta.replica_id = replica.replica_id
         incremental = task.kind is CloneKind.INCREMENTAL
+        alternatives = self._alt_sources(loc, task) if incremental else []
         resp = await dest_stub.CloneTablet(backend_pb2.CloneTabletRequest(
             meta=meta, src_address=src.address, src_backend_id=src.backend_id,
-            version=task.version_to, incremental=incremental, task_id=task.task_id),
+            version=task.version_to, incremental=incremental, task_id=task.task_id,
+            alt_src_addresses=alternatives),
             timeout=task.timeout_s)
         loc = self._catalog.find_location(task.tablet_id)
         r = loc.tablet.replica_on(task.dest_backend_id) if loc else None
@@ -194,7 +200,9 @@ class CloneExecutor:
                   "state": ReplicaState.NORMAL.value, "version": version,
                   "last_success_version": version, "bad": False}
         if resp.version >= r.version:
-            update.update(row_count=resp.row_count, data_size=resp.data_size, version_count=resp.version)
+            # the version count is not in the answer (compaction makes it differ from the
+            # version): the destination's next tablet report syncs it
+            update.update(row_count=resp.row_count, data_size=resp.data_size)
         if r.last_failed_version >= 0 and r.last_failed_version <= version:
             update["last_failed_version"] = -1
         self._catalog.update_replicas([update])
@@ -203,11 +211,33 @@ class CloneExecutor:
         kind = "INCREMENTAL" if incremental and resp.incremental else "FULL"
         copied = (f"versions {versions[0]}-{versions[-1]} ({len(versions)} rowsets, "
                   f"{resp.copied_bytes} bytes)" if versions else "nothing (already caught up)")
-        detail = (f"{kind} clone from backend {src.backend_id} to backend {task.dest_backend_id} "
-                  f"copied {copied}; replica at version {version}")
+        detail = (f"{kind} clone from {self._source_text(src, resp.source_address)} to backend "
+                  f"{task.dest_backend_id} copied {copied}; replica at version {version}")
         if incremental and not resp.incremental:
-            detail += "; the incremental clone fell back to FULL (the source lacked versions)"
+            why = resp.fallback_reason or "the source lacked versions"
+            detail += f"; the incremental clone fell back to FULL ({why})"
         return TaskResult(True, detail=detail, copied_bytes=resp.copied_bytes)
+
+    def _alt_sources(self, loc: TabletLocation, task: CloneTask) -> list[str]:
+        """Addresses of the tablet's other healthy replicas at the wanted version or above (not the
+        source, not the destination), highest version first: where an INCREMENTAL clone may copy
+        the missing versions from when the chosen source compacted them away."""
+        found = []
+        for r in loc.tablet.replicas:
+            if r.backend_id in (task.src_backend_id, task.dest_backend_id) or r.version < task.version_to:
+                continue
+            be = self._backends.get(r.backend_id)
+            if be is not None and replica_is_healthy(r, loc.partition, self._backends):
+                found.append((-r.version, r.backend_id, be.address))
+        return [address for _, _, address in sorted(found)]
+
+    def _source_text(self, src: Backend, source_address: str) -> str:
+        """'backend N', or which replica the BE really copied from when it was another one."""
+        if not source_address or source_address == src.address:
+            return f"backend {src.backend_id}"
+        other = next((b for b in self._backends.all() if b.address == source_address), None)
+        named = f"backend {other.backend_id} ({source_address})" if other else source_address
+        return f"{named} instead of backend {src.backend_id}"
 
     def _drop(self, task: CloneTask) -> TaskResult:
         loc = self._catalog.find_location(task.tablet_id)

@@ -36,10 +36,13 @@ from fe.routineload.state import (
     JobState,
     JobStateMachine,
     PauseReasonKind,
+    RetryBackoff,
+    TaskErrorKind,
     check_alter,
     check_pause,
     check_resume,
     check_stop,
+    on_task_failure,
 )
 from fe.system.dynconfig import DynamicConfig
 from fe.txn.manager import CommitHook, TransactionManager
@@ -50,6 +53,7 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_FAILURE_MS = 1000
 TASK_ID_LEN = 36  # a uuid4 in text
 MAX_REPLACED_TASKS = 256
+MAX_SUCCESSORS = 4096
 
 
 def no_data_message(seconds: int) -> str:
@@ -67,6 +71,10 @@ class RoutineLoadManager:
         self._wall_ms = wall_ms
         self._jobs: dict[int, RoutineLoadJob] = {}
         self._txn_tasks: dict[int, tuple[int, str]] = {}  # txn -> (job, task), live only
+        # live only: renewed task -> the task that replaced it (a failure report after the abort
+        # that renewed the task reaches its successor); job -> backoff of "Too many versions" retries
+        self._successors: dict[str, str] = {}
+        self._backoff: dict[int, RetryBackoff] = {}
         self.on_change: list[Callable[[], None]] = []
         self._verbs = {
             "create": self._apply_create,
@@ -140,6 +148,7 @@ class RoutineLoadManager:
         job = self.job(db_name, name)
         _verb(check_resume, job)
         job.auto_resume.reset()
+        self._backoff.pop(job.job_id, None)
         self.set_state(job, JobState.NEED_SCHEDULE, "resumed by user")
         return job
 
@@ -227,6 +236,20 @@ class RoutineLoadManager:
         job.replaced[task.task_id] = None
         if len(job.replaced) > MAX_REPLACED_TASKS:
             del job.replaced[next(iter(job.replaced))]
+        self._successors[task.task_id] = fresh.task_id
+        if len(self._successors) > MAX_SUCCESSORS:
+            del self._successors[next(iter(self._successors))]
+
+    def _successor(self, job: RoutineLoadJob, task_id: str) -> RoutineLoadTask | None:
+        """The current task that replaced ``task_id`` (through one or more renewals), if any."""
+        for _ in range(MAX_REPLACED_TASKS):
+            task_id = self._successors.get(task_id, "")
+            if not task_id:
+                return None
+            task = job.task(task_id)
+            if task is not None:
+                return task
+        return None
 
     def _changed(self) -> None:
         for fn in self.on_change:
@@ -262,22 +285,30 @@ class RoutineLoadManager:
                 interval = job.props.max_batch_interval_s
                 self.renew(job, task, interval * 1000, no_data_message(interval))
             return
-        kinds = {
-            "OFFSET_OUT_OF_RANGE": PauseReasonKind.OFFSET_OUT_OF_RANGE,
-            "KAFKA_ERROR": PauseReasonKind.KAFKA_ERROR,
-            "TOO_FEW_REPLICAS": PauseReasonKind.TOO_FEW_REPLICAS,
-            "ERROR_ROWS": PauseReasonKind.ERROR_ROWS,
-        }
         if samples:
             job.error_samples = (job.error_samples + samples)[-MAX_ERROR_SAMPLES:]
-        kind = kinds.get(error_kind)
-        if kind is None:
-            job.other_msg = message
-            if task is not None:
-                self.renew(job, task, RETRY_AFTER_FAILURE_MS, f"task failed, retrying: {message}")
+        action = on_task_failure(TaskErrorKind.parse(error_kind))
+        if action.pause is not None:
+            # the task may have been renewed already (its txn's abort came first): the job still pauses
+            self.pause_for(job, action.pause, message)
             return
-        # the task may have been renewed already (its txn's abort came first): the job still pauses
-        self.pause_for(job, kind, message)
+        job.other_msg = message
+        now = self._wall_ms()
+        if action.backoff:
+            delay = self._backoff.setdefault(job.job_id, RetryBackoff()).on_failure(now)
+            note = f"task failed: {message}; retrying in {delay / 1000:g} s (backoff while the failures repeat)"
+            log.info("routine load job %s: task %s failed (%s), retried in %d ms", job.name, task_id,
+                     error_kind, delay)
+        else:
+            delay, note = RETRY_AFTER_FAILURE_MS, f"task failed, retrying: {message}"
+        if task is not None:
+            self.renew(job, task, delay, note)
+            return
+        # its txn's abort came first and renewed it: the successor waits as long
+        fresh = self._successor(job, task_id)
+        if fresh is not None and not fresh.submitted:
+            fresh.next_schedule_ms = max(fresh.next_schedule_ms, now + delay)
+            fresh.message = note
 
     # ------------------------------------------------------------------ commit hook (exactly once)
     def _check_commit(self, txn: TransactionState, att: dict[str, Any]) -> None:
@@ -339,6 +370,7 @@ class RoutineLoadManager:
             if task is not None:
                 self.renew(job, task, RETRY_AFTER_FAILURE_MS, f"previous task aborted: {txn.reason}"[:300])
             return
+        self._backoff.pop(job.job_id, None)  # a commit: the next failure waits the shortest again
         att = txn.attachment
         job.observe_highwater({int(p): int(h) for p, h in att.get("highwater", {}).items()})
         if task is not None:

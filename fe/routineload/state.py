@@ -261,3 +261,84 @@ def should_auto_resume(state: JobState, kind: PauseReasonKind | None, policy: Au
     """True when a PAUSED job's pause reason is auto-resumable and the policy allows it now."""
     return (state is JobState.PAUSED and kind is not None and kind.auto_resumable
             and policy.may_auto_resume(now_ms))
+
+
+# ---- a failed task: pause the job, or renew the task (with a backoff for transient limits) -------
+
+
+class TaskErrorKind(enum.Enum):
+    """The ``error_kind`` a BE reports with a FAILED routine load task."""
+
+    OFFSET_OUT_OF_RANGE = "OFFSET_OUT_OF_RANGE"
+    KAFKA_ERROR = "KAFKA_ERROR"
+    TOO_FEW_REPLICAS = "TOO_FEW_REPLICAS"
+    ERROR_ROWS = "ERROR_ROWS"
+    TOO_MANY_VERSIONS = "TOO_MANY_VERSIONS"
+    """A replica refused the write at tablet_max_versions: compaction will lower the count."""
+    OTHER = "OTHER"
+
+    @classmethod
+    def parse(cls, text: str) -> TaskErrorKind:
+        """An unknown or empty kind (a newer BE, a bug) is OTHER: retried, never a pause."""
+        try:
+            return cls(text)
+        except ValueError:
+            return cls.OTHER
+
+
+@dataclass(frozen=True)
+class TaskFailureAction:
+    """What a failed task does to its job: pause it (``pause`` is set) or renew the task, after
+    the job's growing :class:`RetryBackoff` when ``backoff`` is set, else after a fixed delay."""
+
+    pause: PauseReasonKind | None = None
+    backoff: bool = False
+
+
+_PAUSING = {
+    TaskErrorKind.OFFSET_OUT_OF_RANGE: PauseReasonKind.OFFSET_OUT_OF_RANGE,
+    TaskErrorKind.KAFKA_ERROR: PauseReasonKind.KAFKA_ERROR,
+    TaskErrorKind.TOO_FEW_REPLICAS: PauseReasonKind.TOO_FEW_REPLICAS,
+    TaskErrorKind.ERROR_ROWS: PauseReasonKind.ERROR_ROWS,
+}
+
+
+def on_task_failure(kind: TaskErrorKind) -> TaskFailureAction:
+    """Offsets out of range, Kafka errors, too few replicas and error rows pause the job (as in
+    StarRocks); "Too many versions" keeps it RUNNING and retries with a backoff; anything else
+    is retried after a fixed delay."""
+    if kind in _PAUSING:
+        return TaskFailureAction(pause=_PAUSING[kind])
+    return TaskFailureAction(backoff=kind is TaskErrorKind.TOO_MANY_VERSIONS)
+
+
+RETRY_BACKOFF_INITIAL_MS = 1000
+RETRY_BACKOFF_MAX_MS = 30_000
+
+
+@dataclass
+class RetryBackoff:
+    """The delay before a job's task is retried after a transient failure ("Too many versions").
+
+    It doubles from ``initial_ms`` up to ``max_ms`` while failures repeat, and ``reset()`` (a
+    commit, a manual RESUME) starts it again. Failures within the delay just given (the job's
+    other tasks failing in the same round) wait for the same moment and do not double it.
+    """
+
+    initial_ms: int = RETRY_BACKOFF_INITIAL_MS
+    max_ms: int = RETRY_BACKOFF_MAX_MS
+    failures: int = 0
+    retry_at_ms: int = 0
+
+    def on_failure(self, now_ms: int) -> int:
+        """Note a failure at ``now_ms``; returns how long to wait before the retry."""
+        if self.failures and now_ms < self.retry_at_ms:
+            return self.retry_at_ms - now_ms
+        delay = min(self.initial_ms << min(self.failures, 30), self.max_ms)
+        self.failures += 1
+        self.retry_at_ms = now_ms + delay
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
+        self.retry_at_ms = 0

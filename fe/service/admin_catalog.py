@@ -7,7 +7,7 @@ from common.gen.tabletsim.v1 import admin_pb2
 from common.timefmt import fmt_ms
 from fe.catalog.catalog import Catalog
 from fe.catalog.ddl import ColumnSpec, PartitionSpec, TableSpec
-from fe.catalog.model import Partition, Replica, Table, Tablet
+from fe.catalog.model import Partition, Replica, ReplicaCompaction, Table, Tablet
 from fe.catalog.stats import Statistics
 from fe.system.backends import BackendRegistry
 from fe.system.dynconfig import DynamicConfig
@@ -19,8 +19,21 @@ def _require(value: str, field: str) -> str:
     return value
 
 
+def compaction_status(c: ReplicaCompaction) -> admin_pb2.CompactionStatus:
+    """The replica's last reported compaction status; a time is empty when none ran yet."""
+    return admin_pb2.CompactionStatus(
+        cumulative_point=c.cumulative_point,
+        last_cumulative_compaction_time=fmt_ms(c.last_cumulative_ms) if c.last_cumulative_ms > 0 else "",
+        last_cumulative_compaction_result=c.last_cumulative_result,
+        last_base_compaction_time=fmt_ms(c.last_base_ms) if c.last_base_ms > 0 else "",
+        last_base_compaction_result=c.last_base_result,
+        stale_rowset_num=c.stale_rowset_num,
+    )
+
+
 def replica_row(tablet: Tablet, r: Replica, partition: Partition) -> admin_pb2.ReplicaRow:
-    return admin_pb2.ReplicaRow(
+    """One row of SHOW TABLET(S); compaction_status stays unset until the BE reported the replica."""
+    row = admin_pb2.ReplicaRow(
         tablet_id=tablet.tablet_id, replica_id=r.replica_id, backend_id=r.backend_id,
         schema_hash=-1, version=r.version, lst_success_version=r.last_success_version,
         lst_failed_version=r.last_failed_version,
@@ -28,6 +41,9 @@ def replica_row(tablet: Tablet, r: Replica, partition: Partition) -> admin_pb2.R
         data_size=r.data_size, row_count=r.row_count, state=r.state.value, is_bad=r.bad,
         version_count=r.version_count, partition_name=partition.name,
     )
+    if r.compaction is not None:
+        row.compaction_status.CopyFrom(compaction_status(r.compaction))
+    return row
 
 
 def create_table_stmt(table: Table) -> str:

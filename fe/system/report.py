@@ -15,7 +15,11 @@ its catalog through the journal:
   whose answer was lost) is raised, with its row count and size, and its lastFailedVersion is
   cleared once covered;
 - pending txns that are VISIBLE, ABORTED or unknown are answered in ``finished_txn_ids``: the BE
-  deletes those pending rowsets.
+  deletes those pending rowsets;
+- row count, size and version count at the same version (compaction lowers the version count) are
+  synced when one of them changed, and only then: an unchanged report journals nothing;
+- each replica's compaction status is kept in memory (``Replica.compaction``), never journaled:
+  runtime state that every report refreshes.
 
 Replicas in state CLONE, and tablets with a clone or drop task in flight on that BE (``busy``),
 belong to the clone executor and are left alone. Two strikes (not one) because a report is built
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 
 from common.errors import NotFound
 from fe.catalog.catalog import Catalog
-from fe.catalog.model import Replica, ReplicaState
+from fe.catalog.model import Replica, ReplicaCompaction, ReplicaState
 from fe.system.backends import BackendRegistry
 from fe.txn.manager import TransactionManager
 from fe.txn.state import TxnStatus
@@ -46,6 +50,7 @@ class ReportedTablet:
     row_count: int
     data_size: int
     version_count: int
+    compaction: ReplicaCompaction | None = None
 
 
 @dataclass
@@ -99,6 +104,8 @@ class TabletReportHandler:
         updates: list[dict] = []
         for tablet_id, r in mine.items():
             rep = held.get(tablet_id)
+            if rep is not None and rep.compaction is not None and rep.replica_id == r.replica_id:
+                r.compaction = rep.compaction  # in memory only: not a journaled change
             if r.state is ReplicaState.CLONE or self._busy(backend_id, tablet_id):
                 strikes.pop(tablet_id, None)
                 continue

@@ -77,6 +77,10 @@ def test_compaction_keeps_rows_and_replica_checksums(cluster_factory):
         rows = tablets(admin)
         assert all(int(r["version"]) == 13 for r in rows), rows
         assert max(int(r["version_count"]) for r in rows) <= 4, [r["version_count"] for r in rows]
+        status = [r.get("compaction_status", {}) for r in rows]
+        assert all(s.get("last_cumulative_compaction_result", "").startswith("OK: versions ") for s in status), status
+        assert all(int(s.get("cumulative_point", 0)) > 2 and s.get("last_cumulative_compaction_time")
+                   for s in status), status
         return True
     assert_eventually(compacted, timeout_s=30, what="every replica to compact its 12 load versions")
     assert sum(int(be_info(cluster, i).get("cumulative_compactions", 0)) for i in range(3)) >= 6

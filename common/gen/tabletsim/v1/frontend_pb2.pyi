@@ -461,7 +461,7 @@ class RoutineLoadTaskReport(_message.Message):
     outcome: _builtins.str
     """NO_DATA | FAILED"""
     error_kind: _builtins.str
-    """OFFSET_OUT_OF_RANGE | KAFKA_ERROR | TOO_FEW_REPLICAS | ERROR_ROWS | OTHER"""
+    """OFFSET_OUT_OF_RANGE | KAFKA_ERROR | TOO_FEW_REPLICAS | TOO_MANY_VERSIONS | ERROR_ROWS | OTHER"""
     message: _builtins.str
     @_builtins.property
     def highwater(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]: ...
