@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -217,6 +218,24 @@ def _crash_logs(cluster: LocalCluster) -> list[str]:
     return found
 
 
+_COMPACTION_LINE = re.compile(r"compaction: tablet \d+ (cumulative|base) versions \d+-\d+ \(")
+
+
+def compaction_counts(cluster: LocalCluster) -> dict[str, int]:
+    """Compactions the BEs logged over the whole run (their logs outlive restarts)."""
+    counts = {"cumulative": 0, "base": 0, "interrupted_by_kill": 0}
+    for node in [n for n in cluster.nodes() if n.startswith("be")]:
+        try:
+            with open(cluster.log_path(node), errors="replace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        for kind in _COMPACTION_LINE.findall(text):
+            counts[kind] += 1
+        counts["interrupted_by_kill"] += len(re.findall(r"deleted the outputs of (\d+) compactions", text))
+    return counts
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -287,10 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         for line in _crash_logs(cluster):
             rec.event("observed", f"log check: {line}")
     report = build_report(args, schedule, rec, result, run_dir, timings, setup_error)
+    report["compactions"] = compaction_counts(cluster)
     write_report(report, report_dir)
     print_verdict(report, result)
     print(f"report: {os.path.join(report_dir, 'report.json')}   timeline: {os.path.join(report_dir, 'timeline.txt')}")
-    print(f"total {timings['total']} s (cluster start {timings.get('cluster_start', '-')} s)")
+    print(f"total {timings['total']} s (cluster start {timings.get('cluster_start', '-')} s); "
+          f"compactions logged by the BEs: {report['compactions']}")
     if report["verdict"] == "PASS" and not args.keep_run_dir:
         shutil.rmtree(run_dir, ignore_errors=True)
     else:

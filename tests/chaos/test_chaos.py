@@ -3,7 +3,7 @@
 Runs ``python -m deploy.chaos`` as a subprocess, as an operator would: its own cluster on free
 ports in a temporary run dir, four faults in 45 s (seed 7: a job pause, a BE SIGKILL, an FE
 SIGKILL and a BE restarted with its storage wiped), then the checker. Exit 0 and a report with
-nothing missing and nothing duplicated.
+nothing missing and nothing duplicated, while the BEs compact their tablets.
 """
 
 from __future__ import annotations
@@ -47,3 +47,5 @@ def test_seeded_chaos_run_loses_and_duplicates_nothing(tmp_path):
         assert {"fault", "recover"} <= kinds, f"fault #{f['index']} {f['kind']}: events {kinds}"
     assert len(report["timeline"]) >= DURATION * 0.8
     assert (report_dir / "timeline.txt").read_text().count("VERDICT: PASS") == 1
+    # ... with compaction running on the BEs all along
+    assert report["compactions"]["cumulative"] > 0, report["compactions"]
