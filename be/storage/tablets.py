@@ -18,6 +18,9 @@ from rocksdict import WriteBatch
 
 from be.storage.store import TABLET_PREFIX, BeStore, tablet_key
 from be.storage.versions import version_count
+from common.compaction_status import CompactionStatus
+
+__all__ = ["CompactionStatus", "TabletManager", "TabletMeta", "tablet_id_of"]
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +57,6 @@ class TabletMeta:
     @property
     def version_count(self) -> int:
         return version_count(self.rowsets)
-
-
-@dataclass(frozen=True)
-class CompactionStatus:
-    """A replica's compaction state as its BE reports it (StarRocks: SHOW TABLET's CompactionStatus).
-    Times are epoch milliseconds, 0 when none ran since the BE started; results read "OK: ..." or
-    "FAILED: ..."."""
-
-    cumulative_point: int = 0
-    last_cumulative_ms: int = 0
-    last_cumulative_result: str = ""
-    last_base_ms: int = 0
-    last_base_result: str = ""
-    stale_rowset_num: int = 0
 
 
 class TabletManager:

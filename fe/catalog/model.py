@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.coltypes import Column
+from common.compaction_status import CompactionStatus
 
 
 class WriteQuorum(enum.Enum):
@@ -43,22 +44,6 @@ class ReplicaState(enum.Enum):
     DECOMMISSION = "DECOMMISSION"
 
 
-@dataclass(frozen=True)
-class ReplicaCompaction:
-    """A replica's compaction status as its BE last reported it (SHOW TABLET's CompactionStatus).
-
-    Runtime state, refreshed by every tablet report: kept in memory only, never journaled (a
-    restarted FE shows it again after the next report). Times are epoch millis, 0 = none yet.
-    """
-
-    cumulative_point: int = 0
-    last_cumulative_ms: int = 0
-    last_cumulative_result: str = ""
-    last_base_ms: int = 0
-    last_base_result: str = ""
-    stale_rowset_num: int = 0
-
-
 @dataclass
 class Replica:
     replica_id: int
@@ -73,7 +58,7 @@ class Replica:
     row_count: int = 0
     version_count: int = 1
     # in memory only (not in to_dict): the last reported compaction status, None until a report
-    compaction: ReplicaCompaction | None = field(default=None, compare=False, repr=False)
+    compaction: CompactionStatus | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

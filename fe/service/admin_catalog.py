@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from common.compaction_status import CompactionStatus
 from common.errors import InvalidArgument, NotFound
 from common.gen.tabletsim.v1 import admin_pb2
 from common.timefmt import fmt_ms
 from fe.catalog.catalog import Catalog
 from fe.catalog.ddl import ColumnSpec, PartitionSpec, TableSpec
-from fe.catalog.model import Partition, Replica, ReplicaCompaction, Table, Tablet
+from fe.catalog.model import Partition, Replica, Table, Tablet
 from fe.catalog.stats import Statistics
 from fe.system.backends import BackendRegistry
 from fe.system.dynconfig import DynamicConfig
@@ -19,7 +20,7 @@ def _require(value: str, field: str) -> str:
     return value
 
 
-def compaction_status(c: ReplicaCompaction) -> admin_pb2.CompactionStatus:
+def compaction_status(c: CompactionStatus) -> admin_pb2.CompactionStatus:
     """The replica's last reported compaction status; a time is empty when none ran yet."""
     return admin_pb2.CompactionStatus(
         cumulative_point=c.cumulative_point,

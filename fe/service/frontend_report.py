@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from common.compaction_status import CompactionStatus
 from common.errors import InvalidArgument
 from common.gen.tabletsim.v1 import frontend_pb2
-from fe.catalog.model import ReplicaCompaction
 from fe.system.report import ReportedTablet, TabletReportHandler
 
 
 def reported_tablet(t: frontend_pb2.TabletReport) -> ReportedTablet:
     return ReportedTablet(
         t.tablet_id, t.replica_id, t.version, t.row_count, t.data_size, t.version_count,
-        ReplicaCompaction(
+        CompactionStatus(
             cumulative_point=t.cumulative_point,
             last_cumulative_ms=t.last_cumulative_compaction_ms,
             last_cumulative_result=t.last_cumulative_compaction_result,

@@ -32,9 +32,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from common.compaction_status import CompactionStatus
 from common.errors import NotFound
 from fe.catalog.catalog import Catalog
-from fe.catalog.model import Replica, ReplicaCompaction, ReplicaState
+from fe.catalog.model import Replica, ReplicaState
 from fe.system.backends import BackendRegistry
 from fe.txn.manager import TransactionManager
 from fe.txn.state import TxnStatus
@@ -50,7 +51,7 @@ class ReportedTablet:
     row_count: int
     data_size: int
     version_count: int
-    compaction: ReplicaCompaction | None = None
+    compaction: CompactionStatus | None = None
 
 
 @dataclass
