@@ -33,6 +33,7 @@ from fe.txn.publish import Publisher
 log = logging.getLogger(__name__)
 
 SERVICES = ("tabletsim.v1.AdminService", "tabletsim.v1.FrontendService")
+TXN_CLEAN_INTERVAL_S = 30.0  # StarRocks' transaction_clean_interval_second
 
 
 class FrontendNode:
@@ -110,7 +111,7 @@ class FrontendNode:
             ),
             self.publish_daemon,
             PeriodicDaemon("txn-timeout", lambda: 1.0, self.txns.abort_expired),
-            PeriodicDaemon("txn-label-clean", lambda: 60.0, self.txns.clean_finished),
+            PeriodicDaemon("txn-label-clean", lambda: TXN_CLEAN_INTERVAL_S, self.txns.clean_finished),
             PeriodicDaemon("routine-load-scheduler", lambda: 0.2, self.routine_scheduler.run_once),
             PeriodicDaemon("routine-load-lag", lambda: LAG_REFRESH_S, self.routine_scheduler.refresh_lag),
         ]
@@ -150,5 +151,6 @@ class FrontendNode:
         if self._server is not None:
             await self._server.stop(grace_s)
         await self.clients.close()
+        await self.journal.drain()  # a checkpoint in flight finishes off the loop
         self.journal.close()
         log.info("FE stopped")

@@ -1,12 +1,22 @@
-"""The FE edit log and image, kept in one RocksDB under the FE meta dir.
+"""The FE edit log in RocksDB and the image beside it, under the FE meta dir.
 
-Layout (raw keys):
-    b"log/" + 8-byte big-endian seq  ->  orjson {"op": str, "data": {...}}
-    b"image"                         ->  orjson {"seq": last seq folded in, "state": {...}}
+Layout:
+    editlog/ (RocksDB, raw keys)
+        b"log/" + 8-byte big-endian seq  ->  orjson {"op": str, "data": {...}}
+        b"image"                         ->  orjson {"seq": last seq folded in, "file": "image.<seq>"}
+    image/image.<seq>                    ->  orjson {"seq": seq, "state": {...}}
 
 Every append is a synced write: once ``append`` returns, the record survives a SIGKILL.
-A checkpoint writes the image and deletes the records it folds in, in one synced batch, so
-start-up is "load the image, replay the tail".
+A checkpoint writes the image file (temporary name, fsync, rename, fsync of the directory), then
+points the log at it and deletes the records it folds in, in one synced batch; an image that is
+not pointed at yet is ignored, so a crash at any step leaves the previous image and its tail.
+Start-up is "load the image, replay the tail". (An image stored inline under b"image" with a
+"state" field, as earlier versions wrote it, is still read.)
+
+``checkpoint`` may run in a worker thread while the event loop appends: the image goes to a
+plain file, whose writes release the GIL, and is encoded in pieces of bounded size
+(:func:`encode_chunks`), so the loop gets the interpreter back between pieces. RocksDB writes
+through rocksdict keep the GIL, which is why a 50 MB image is not a RocksDB value.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +35,12 @@ log = logging.getLogger(__name__)
 
 _LOG_PREFIX = b"log/"
 _IMAGE_KEY = b"image"
+_IMAGE_PREFIX = "image."
+_TMP_SUFFIX = ".part"
+# a piece of the image is encoded in one orjson call, which holds the GIL: about 20k values
+# (~0.5 MB of JSON) take a few milliseconds
+CHUNK_VALUES = 20_000
+_WRITE_BYTES = 1 << 20
 
 
 def _log_key(seq: int) -> bytes:
@@ -44,11 +61,82 @@ class Loaded:
     tail: list[Record]
 
 
+def _weight(obj: Any) -> int:
+    """About how many JSON values ``obj`` holds, sampling the first element of each list."""
+    if isinstance(obj, dict):
+        return 1 + sum(1 + _weight(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return 1 + (len(obj) * _weight(obj[0]) if obj else 0)
+    return 1
+
+
+def encode_chunks(obj: Any, budget: int = CHUNK_VALUES) -> Iterator[bytes]:
+    """``orjson.dumps(obj)`` in pieces: a container heavier than ``budget`` is opened and its
+    members are encoded apart (list members in runs under the budget). The concatenation is
+    byte-for-byte what ``orjson.dumps`` gives."""
+    if _weight(obj) <= budget or not isinstance(obj, dict | list | tuple) or not obj:
+        yield orjson.dumps(obj)
+        return
+    if isinstance(obj, dict):
+        sep = b"{"
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise TypeError(f"Dict key must be str, not {type(key).__name__} (key {key!r})")
+            yield sep + orjson.dumps(key) + b":"
+            yield from encode_chunks(value, budget)
+            sep = b","
+        yield b"}"
+        return
+    yield b"["
+    sep = b""
+    run: list[Any] = []
+    run_weight = 0
+    for item in obj:
+        w = _weight(item)
+        if run and (w > budget or run_weight + w > budget):
+            yield sep + orjson.dumps(run)[1:-1]
+            sep, run, run_weight = b",", [], 0
+        if w > budget:
+            yield sep
+            yield from encode_chunks(item, budget)
+            sep = b","
+        else:
+            run.append(item)
+            run_weight += w
+    if run:
+        yield sep + orjson.dumps(run)[1:-1]
+    yield b"]"
+
+
+def release(obj: Any, budget: int = CHUNK_VALUES) -> None:
+    """Empty a big JSON-like state in place, piece by piece, so that no single free of it holds
+    the GIL for long (dropping the last reference to a 50 MB tree frees it in one go)."""
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        if _weight(node) <= budget:
+            continue
+        if isinstance(node, dict):
+            while node:
+                _, value = node.popitem()
+                if isinstance(value, dict | list):
+                    stack.append(value)
+        elif isinstance(node, list):
+            while node:
+                weight = _weight(node[-1])
+                if weight > budget:
+                    stack.append(node.pop())
+                else:
+                    del node[-max(1, budget // weight):]
+
+
 class EditLog:
     """Append-only, synced log of metadata records plus the latest image."""
 
     def __init__(self, meta_dir: str) -> None:
         os.makedirs(meta_dir, exist_ok=True)
+        self._image_dir = os.path.join(meta_dir, "image")
+        os.makedirs(self._image_dir, exist_ok=True)
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
         self._db = Rdict(os.path.join(meta_dir, "editlog"), opts)
@@ -61,8 +149,12 @@ class EditLog:
         raw_image = self._db.get(_IMAGE_KEY)
         image_state, image_seq = None, 0
         if raw_image is not None:
-            image = orjson.loads(raw_image)
-            image_state, image_seq = image["state"], image["seq"]
+            pointer = orjson.loads(raw_image)
+            image_seq = pointer["seq"]
+            if "state" in pointer:
+                image_state = pointer["state"]
+            else:
+                image_state = self._read_image(pointer["file"], image_seq)
         tail: list[Record] = []
         for key, value in self._db.items(from_key=_log_key(image_seq + 1)):
             if not key.startswith(_LOG_PREFIX):
@@ -73,6 +165,20 @@ class EditLog:
         last = tail[-1].seq if tail else image_seq
         self._next_seq = last + 1
         return Loaded(image_state, image_seq, tail)
+
+    def _read_image(self, name: str, seq: int) -> dict[str, Any]:
+        path = os.path.join(self._image_dir, name)
+        try:
+            with open(path, "rb") as f:
+                image = orjson.loads(f.read())
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"the edit log points at image {path} (seq {seq}), which is missing: the meta dir "
+                "was changed by hand; restore that file or the whole meta dir from a backup"
+            ) from None
+        if image.get("seq") != seq:
+            raise RuntimeError(f"image {path} holds seq {image.get('seq')} but the edit log expects {seq}")
+        return image["state"]
 
     @property
     def last_seq(self) -> int:
@@ -85,13 +191,55 @@ class EditLog:
         self._next_seq = seq + 1
         return seq
 
-    def checkpoint(self, state: dict[str, Any], seq: int) -> None:
-        """Store ``state`` as the image covering records up to ``seq`` and drop those records."""
+    def checkpoint(self, state: dict[str, Any], seq: int) -> int:
+        """Store ``state`` as the image covering records up to ``seq`` and drop those records.
+
+        Safe in a worker thread while the event loop appends (records after ``seq`` are kept).
+        ``state`` must not change meanwhile. Returns the image's size in bytes.
+        """
+        name = f"{_IMAGE_PREFIX}{seq}"
+        path = os.path.join(self._image_dir, name)
+        tmp = path + _TMP_SUFFIX
+        size = 0
+        with open(tmp, "wb") as f:
+            pending: list[bytes] = []
+            pending_bytes = 0
+            for piece in encode_chunks({"seq": seq, "state": state}):
+                pending.append(piece)
+                pending_bytes += len(piece)
+                if pending_bytes >= _WRITE_BYTES:
+                    f.write(b"".join(pending))
+                    size += pending_bytes
+                    pending, pending_bytes = [], 0
+            f.write(b"".join(pending))
+            size += pending_bytes
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self._fsync_dir()
         batch = WriteBatch(raw_mode=True)
-        batch.put(_IMAGE_KEY, orjson.dumps({"seq": seq, "state": state}))
+        batch.put(_IMAGE_KEY, orjson.dumps({"seq": seq, "file": name}))
         batch.delete_range(_log_key(0), _log_key(seq + 1))
         self._db.write(batch, self._sync)
-        log.info("checkpoint: image at seq %d written, log records up to %d dropped", seq, seq)
+        self._drop_images_but(name)
+        log.info("checkpoint: image at seq %d written (%d bytes), log records up to %d dropped",
+                 seq, size, seq)
+        return size
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self._image_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _drop_images_but(self, keep: str) -> None:
+        for name in os.listdir(self._image_dir):
+            if name.startswith(_IMAGE_PREFIX) and name != keep:
+                try:
+                    os.remove(os.path.join(self._image_dir, name))
+                except FileNotFoundError:
+                    pass
 
     def close(self) -> None:
         self._db.close()

@@ -7,21 +7,36 @@ the same code and reach the same state; unit tests check it anyway.
 
 Ops are named ``<domain>.<verb>``; each domain keeps its own small table of verbs, so there is
 no central switch over op codes.
+
+Every ``edit_log_roll_num`` records an image is written. On an event loop, only the snapshot
+(every domain's ``dump()``, taken at one sequence number between two records) runs on the loop;
+encoding and writing it run in a worker thread, one checkpoint at a time, while records go on
+being appended. Without a running loop (tools, synchronous tests) the image is written in place.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import gc
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fe.persist.editlog import EditLog
+from fe.persist.editlog import EditLog, release
 
 log = logging.getLogger(__name__)
 
 
 class Domain(Protocol):
-    """What a journaled domain provides."""
+    """What a journaled domain provides.
+
+    ``dump()`` builds fresh containers: the image is encoded from it in another thread after
+    the loop has moved on, so it must share no list or dict that a later ``apply`` changes in
+    place (sharing one that applies only ever replace is fine).
+    """
 
     def apply(self, verb: str, data: dict[str, Any]) -> Any: ...
 
@@ -30,12 +45,26 @@ class Domain(Protocol):
     def load(self, state: dict[str, Any]) -> None: ...
 
 
+@dataclass(frozen=True)
+class CheckpointStats:
+    """The last checkpoint: its seq, the time the loop spent on the snapshot, the time the
+    worker spent encoding and writing, and the image size."""
+
+    seq: int
+    snapshot_ms: float
+    write_ms: float
+    image_bytes: int
+
+
 class Journal:
     def __init__(self, editlog: EditLog, checkpoint_every: Callable[[], int] = lambda: 1000) -> None:
         self._editlog = editlog
         self._domains: dict[str, Domain] = {}
         self._since_checkpoint = 0
         self._checkpoint_every = checkpoint_every
+        self._worker: concurrent.futures.ThreadPoolExecutor | None = None
+        self._inflight: concurrent.futures.Future | None = None
+        self.last_checkpoint: CheckpointStats | None = None
         self.replayed = 0
         self.replaying = False  # domains skip live-only side effects (notifications) while True
 
@@ -67,14 +96,91 @@ class Journal:
         result = self._apply(op, data)
         self._since_checkpoint += 1
         every = self._checkpoint_every()
-        if every > 0 and self._since_checkpoint >= every:
-            self.checkpoint()
+        if every > 0 and self._since_checkpoint >= every and not self.checkpoint_running:
+            self._start_checkpoint()
         return result
 
-    def checkpoint(self) -> None:
-        state = {name: domain.dump() for name, domain in self._domains.items()}
-        self._editlog.checkpoint(state, self._editlog.last_seq)
+    @property
+    def checkpoint_running(self) -> bool:
+        return self._inflight is not None and not self._inflight.done()
+
+    def _start_checkpoint(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self.checkpoint()  # no event loop to keep free
+            return
+        gc_was_on = gc.isenabled()
+        gc.disable()  # until the snapshot is freed: see _write
+        try:
+            seq, state, snapshot_ms = self._snapshot()
+            if self._worker is None:
+                self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                                     thread_name_prefix="fe-checkpoint")
+            self._inflight = self._worker.submit(self._write, [state], seq, snapshot_ms, gc_was_on, True)
+        except BaseException:
+            if gc_was_on:
+                gc.enable()
+            raise
+
+    def _snapshot(self) -> tuple[int, dict[str, Any], float]:
+        """Every domain's state at the last appended seq."""
+        started = time.perf_counter()
+        state = self.dump()
         self._since_checkpoint = 0
+        return self._editlog.last_seq, state, (time.perf_counter() - started) * 1000
+
+    def _write(self, holder: list[dict[str, Any]], seq: int, snapshot_ms: float, gc_was_on: bool,
+               in_worker: bool) -> None:
+        """Encode and write the image, then free the snapshot piece by piece (``holder`` is its
+        only reference). The cyclic GC stays off from the snapshot to here: the snapshot's
+        million acyclic containers would otherwise be traced, with the GIL held, by collections
+        on the loop."""
+        started = time.perf_counter()
+        try:
+            size = self._editlog.checkpoint(holder[0], seq)
+        except Exception:
+            log.exception("checkpoint at seq %d failed; the records stay in the log and the next "
+                          "checkpoint tries again", seq)
+            raise
+        finally:
+            release(holder.pop())
+            if gc_was_on:
+                gc.enable()
+        write_ms = (time.perf_counter() - started) * 1000
+        self.last_checkpoint = CheckpointStats(seq, snapshot_ms, write_ms, size)
+        if in_worker:
+            log.info("checkpoint at seq %d: snapshot %.0f ms on the event loop, encode+write %.0f ms in a "
+                     "worker (%d bytes)", seq, snapshot_ms, write_ms, size)
+        else:
+            log.info("checkpoint at seq %d: snapshot %.0f ms, encode+write %.0f ms, in place (%d bytes)",
+                     seq, snapshot_ms, write_ms, size)
+
+    def checkpoint(self) -> None:
+        """Write an image now, in this thread (after any checkpoint in flight)."""
+        self._wait_inflight()
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            seq, state, snapshot_ms = self._snapshot()
+        except BaseException:
+            if gc_was_on:
+                gc.enable()
+            raise
+        self._write([state], seq, snapshot_ms, gc_was_on, False)
+
+    async def drain(self) -> None:
+        """Wait, without blocking the loop, for the checkpoint in flight (if any). A failed one
+        was logged by the worker and changes nothing: the log still holds every record."""
+        if self._inflight is not None:
+            done = asyncio.wrap_future(self._inflight)
+            await asyncio.wait([done])
+            done.exception()  # retrieved: logged already
+
+    def _wait_inflight(self) -> None:
+        if self._inflight is not None:
+            concurrent.futures.wait([self._inflight])
+            self._inflight = None
 
     def dump(self) -> dict[str, Any]:
         return {name: domain.dump() for name, domain in self._domains.items()}
@@ -87,4 +193,8 @@ class Journal:
         return domain.apply(verb, data)
 
     def close(self) -> None:
+        self._wait_inflight()
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
         self._editlog.close()

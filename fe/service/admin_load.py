@@ -48,6 +48,23 @@ def _text(value: object) -> str:
     return str(value)
 
 
+def _query_response(answers: list[backend_pb2.ScanTabletsResponse], limit: int, names: list[str],
+                    projection: list[int], read_from: list[str]) -> admin_pb2.QueryResponse:
+    """Merge the BEs' scans into the answer: the total count and at most ``limit`` rows as text."""
+    out = admin_pb2.QueryResponse(count=sum(a.count for a in answers),
+                                  column_names=[names[i] for i in projection], read_from=read_from)
+    add = out.rows.add
+    left = limit
+    for answer in answers:
+        if left <= 0:
+            break
+        rows = decode_rows(answer.rows)[:left]
+        left -= len(rows)
+        for row in rows:
+            add(values=[_text(row[i]) for i in projection])
+    return out
+
+
 class LoadAdmin:
     _backends: BackendRegistry
     _catalog: Catalog
@@ -108,7 +125,7 @@ class LoadAdmin:
             except ValueError:
                 raise InvalidArgument(
                     f"invalid status '{request.status}'; allowed: {', '.join(s.value for s in TxnStatus)}") from None
-        txns = [t for t in self._txns.all() if t.db_id == db.db_id]
+        txns = self._txns.of_db(db.db_id)  # its running txns and the finished ones still kept
         if request.txn_id:
             txns = [t for t in txns if t.txn_id == request.txn_id]
             if not txns:
@@ -187,18 +204,10 @@ class LoadAdmin:
         for a in answers:
             if isinstance(a, BaseException):
                 raise a
-        results = answers
-        count, rows = 0, []
-        for resp in results:
-            count += resp.count
-            if len(rows) < limit:
-                rows.extend(decode_rows(resp.rows)[: limit - len(rows)])
-        return admin_pb2.QueryResponse(
-            count=count, column_names=[names[i] for i in projection],
-            rows=[admin_pb2.QueryRow(values=[_text(row[i]) for i in projection]) for row in rows],
-            read_from=[f"tablet {t} @ version {v} from backend {be}"
-                       for be, ts in sorted(plan.items()) for t, v in ts][:50],
-        )
+        read_from = list(itertools.islice((f"tablet {t} @ version {v} from backend {be}"
+                                           for be, ts in sorted(plan.items()) for t, v in ts), 50))
+        # decoding and converting a million rows takes seconds: in a worker thread, off the FE loop
+        return await asyncio.to_thread(_query_response, answers, limit, names, projection, read_from)
 
     async def CheckConsistency(self, request, context):
         _, table = self._catalog.table(_require(request.db, "db"), _require(request.table, "table"))

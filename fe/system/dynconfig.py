@@ -64,6 +64,11 @@ SETTINGS: tuple[Setting, ...] = (
             "default timeout of a stream load transaction"),
     Setting("label_keep_max_second", int, 3 * 86400, 1, 30 * 86400, "259200",
             "finished transactions and their labels are kept this long"),
+    Setting("label_keep_max_num", int, 1000, 1, 10_000_000, "1000",
+            "a database keeps at most this many transactions; the oldest finished ones go first"),
+    Setting("max_running_txn_num_per_db", int, 1000, 1, 1_000_000, "1000",
+            "running (PREPARE or COMMITTED) transactions per database beyond which a begin is refused; "
+            "routine load tasks are not counted"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

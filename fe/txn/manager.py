@@ -5,12 +5,21 @@ replica versions and lastFailedVersion), so the live path and replay agree. A co
 attachment (a routine load task's offsets): commit hooks registered per source type check it
 before the commit and apply it inside the same record, which makes the txn state and the job's
 progress move together.
+
+Running and finished transactions are indexed apart, as in StarRocks' DatabaseTransactionMgr
+(idToRunningTransactionState beside finalStatusTransactionStateDeque): the publish daemon and
+the PREPARE timeout look at running ones only, so their cost does not grow with history. The
+finished ones of each database sit in finish order and are cleaned oldest first, past
+``label_keep_max_second`` or beyond ``label_keep_max_num`` (one ``txn.clean`` record); a cleaned
+label may be used again. ``max_running_txn_num_per_db`` bounds the running non-routine-load
+transactions of a database, as StarRocks' checkRunningTxnExceedLimit does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,9 +63,14 @@ class TransactionManager:
         self._backends = backends
         self._config = config
         self._wall_ms = wall_ms
-        self._txns: dict[int, TransactionState] = {}
-        self._labels: dict[tuple[int, str], int] = {}
-        self._finished: dict[int, asyncio.Event] = {}
+        self._txns: dict[int, TransactionState] = {}  # every kept txn by id (lookups only, never scanned)
+        self._running: dict[int, TransactionState] = {}  # PREPARE and COMMITTED
+        # per database, VISIBLE and ABORTED in the order they finished (oldest first)
+        self._final: dict[int, OrderedDict[int, TransactionState]] = {}
+        self._running_num: dict[int, int] = {}  # per database, running txns that count against the limit
+        self._labels: dict[tuple[int, str], int] = {}  # the label's non-aborted txn
+        self._aborted_labels: dict[tuple[int, str], int] = {}  # the label's newest aborted txn
+        self._waiters: dict[int, asyncio.Event] = {}
         self._hooks: dict[SourceType, CommitHook] = {}
         self.on_aborted: list[Callable[[TransactionState], None]] = []
         self.on_committed: list[Callable[[TransactionState], None]] = []
@@ -85,16 +99,30 @@ class TransactionManager:
     def by_label(self, db_id: int, label: str) -> TransactionState | None:
         """The non-aborted txn of a label, or the newest aborted one."""
         txn_id = self._labels.get((db_id, label))
-        if txn_id is not None:
-            return self._txns[txn_id]
-        aborted = [t for t in self._txns.values() if t.db_id == db_id and t.label == label]
-        return max(aborted, key=lambda t: t.txn_id) if aborted else None
+        if txn_id is None:
+            txn_id = self._aborted_labels.get((db_id, label))
+        return self._txns[txn_id] if txn_id is not None else None
+
+    def running(self) -> list[TransactionState]:
+        """PREPARE and COMMITTED txns (never the finished ones), in the order they began."""
+        return list(self._running.values())
 
     def with_status(self, status: TxnStatus) -> list[TransactionState]:
-        return sorted((t for t in self._txns.values() if t.status is status), key=lambda t: t.txn_id)
+        """Txns in ``status`` by id. A running status reads the running index only."""
+        if status.is_final:
+            pool = [t for final in self._final.values() for t in final.values() if t.status is status]
+        else:
+            pool = [t for t in self._running.values() if t.status is status]
+        return sorted(pool, key=lambda t: t.txn_id)
 
-    def all(self) -> list[TransactionState]:
-        return sorted(self._txns.values(), key=lambda t: t.txn_id)
+    def of_db(self, db_id: int) -> list[TransactionState]:
+        """A database's running txns and its kept finished ones, by id."""
+        running = [t for t in self._running.values() if t.db_id == db_id]
+        return sorted(running + list(self._final.get(db_id, {}).values()), key=lambda t: t.txn_id)
+
+    def counts(self, db_id: int) -> tuple[int, int]:
+        """(running txns counted against max_running_txn_num_per_db, kept finished txns) of a database."""
+        return self._running_num.get(db_id, 0), len(self._final.get(db_id, ()))
 
     # ------------------------------------------------------------------ live path
     def begin(self, db_name: str, table_name: str, label: str, timeout_s: int, coordinator: str,
@@ -111,6 +139,7 @@ class TransactionManager:
                 f"Label Already Exists: label [{label}] has already been used, relate to txn [{other.txn_id}], "
                 f"status [{other.status.value}]"
             )
+        self._check_running_limit(db.db_id, source_type)
         txn = TransactionState(
             txn_id=self._ids.next(), db_id=db.db_id, table_id=table.table_id, label=label,
             coordinator=coordinator, source_type=source_type, timeout_ms=timeout_s * 1000,
@@ -146,6 +175,20 @@ class TransactionManager:
         for fn in self.on_committed:
             fn(txn)
         return txn
+
+    def _check_running_limit(self, db_id: int, source_type: SourceType) -> None:
+        """StarRocks' checkRunningTxnExceedLimit. Routine load txns are neither counted nor refused:
+        max_routine_load_task_num_per_be bounds them, and counting them would let routine load
+        take every slot from the other loads."""
+        if source_type is SourceType.ROUTINE_LOAD_TASK:
+            return
+        running = self._running_num.get(db_id, 0)
+        limit = self._config.max_running_txn_num_per_db
+        if running >= limit:
+            raise FailedPrecondition(
+                f"current running txns on db {db_id} is {running}, larger than limit {limit} "
+                "(max_running_txn_num_per_db): retry once some of them finish"
+            )
 
     def _check_commit(self, txn: TransactionState,
                       tablet_backends: dict[int, list[int]]) -> tuple[dict[int, int], list[int]]:
@@ -207,30 +250,47 @@ class TransactionManager:
         self._run_final_hooks()
 
     def abort_expired(self) -> list[int]:
+        """Abort the PREPARE txns past their timeout (running ones only are looked at)."""
         now = self._wall_ms()
-        expired = [t for t in self._txns.values() if t.expired(now)]
+        expired = [t for t in self._running.values() if t.expired(now)]
         for txn in expired:
             self.abort(txn.txn_id, f"timeout by txn manager: PREPARE for more than {txn.timeout_ms // 1000} s")
         return [t.txn_id for t in expired]
 
     def clean_finished(self) -> int:
+        """StarRocks' removeExpiredTxns, per database: drop finished txns oldest first while the
+        oldest is past label_keep_max_second or the database keeps more than label_keep_max_num
+        txns (running ones included in the count, as StarRocks does). One record for them all."""
         keep_ms = self._config.label_keep_max_second * 1000
+        keep_num = self._config.label_keep_max_num
         now = self._wall_ms()
-        old = [t.txn_id for t in self._txns.values()
-               if t.status.is_final and t.finish_time_ms and now - t.finish_time_ms > keep_ms]
+        running: dict[int, int] = {}
+        for t in self._running.values():
+            running[t.db_id] = running.get(t.db_id, 0) + 1
+        old: list[int] = []
+        for db_id, final in self._final.items():
+            over = len(final) + running.get(db_id, 0) - keep_num
+            for txn in final.values():
+                if over <= 0 and now - txn.finish_time_ms <= keep_ms:
+                    break
+                old.append(txn.txn_id)
+                over -= 1
         if old:
             self._journal.log("txn.clean", {"txn_ids": old})
+            log.info("cleaned %d finished transactions (label_keep_max_second %d, label_keep_max_num %d)",
+                     len(old), keep_ms // 1000, keep_num)
         return len(old)
 
     async def wait_finished(self, txn_id: int, timeout_s: float) -> TransactionState:
+        """The txn once VISIBLE or ABORTED, or as it is when ``timeout_s`` passes."""
         txn = self.get(txn_id)
         if not txn.status.is_final:
-            event = self._finished.setdefault(txn_id, asyncio.Event())
+            event = self._waiters.setdefault(txn_id, asyncio.Event())
             try:
                 await asyncio.wait_for(event.wait(), timeout_s)
             except TimeoutError:
                 pass
-        return self.get(txn_id)
+        return txn  # the same object the applies update, even if cleaned meanwhile
 
     # ------------------------------------------------------------------ journal domain
     def apply(self, verb: str, data: dict[str, Any]) -> Any:
@@ -239,8 +299,7 @@ class TransactionManager:
     def _apply_begin(self, d: dict[str, Any]) -> None:
         txn = TransactionState.from_dict(d)
         self._ids.observe(txn.txn_id)
-        self._txns[txn.txn_id] = txn
-        self._labels[(txn.db_id, txn.label)] = txn.txn_id
+        self._add(txn)
 
     def _apply_commit(self, d: dict[str, Any]) -> None:
         txn = self._txns[d["txn_id"]]
@@ -270,6 +329,7 @@ class TransactionManager:
         txn = self._txns[d["txn_id"]]
         txn.transition_to(TxnStatus.VISIBLE)
         txn.publish_time_ms = txn.finish_time_ms = d["time_ms"]
+        self._to_final(txn)
         for tablet_id, backend_id, version, rows, size in d["published"]:
             loc = self._catalog.find_location(tablet_id)
             replica = loc.tablet.replica_on(backend_id) if loc else None
@@ -299,8 +359,7 @@ class TransactionManager:
         txn.transition_to(TxnStatus.ABORTED)
         txn.finish_time_ms = d["time_ms"]
         txn.reason = d["reason"]
-        if self._labels.get((txn.db_id, txn.label)) == txn.txn_id:
-            del self._labels[(txn.db_id, txn.label)]
+        self._to_final(txn)
         hook = self._hooks.get(txn.source_type)
         if hook is not None:
             hook.apply_abort(txn)
@@ -308,12 +367,56 @@ class TransactionManager:
 
     def _apply_clean(self, d: dict[str, Any]) -> None:
         for txn_id in d["txn_ids"]:
-            txn = self._txns.pop(txn_id, None)
-            if txn is not None and self._labels.get((txn.db_id, txn.label)) == txn_id:
-                del self._labels[(txn.db_id, txn.label)]
+            txn = self._txns.get(txn_id)
+            if txn is None or not txn.status.is_final:
+                continue  # already gone, or (a record of an older FE) not finished: kept
+            del self._txns[txn_id]
+            final = self._final[txn.db_id]
+            del final[txn_id]
+            if not final:
+                del self._final[txn.db_id]
+            key = (txn.db_id, txn.label)
+            if self._labels.get(key) == txn_id:
+                del self._labels[key]
+            if self._aborted_labels.get(key) == txn_id:
+                del self._aborted_labels[key]
+
+    # ------------------------------------------------------------------ indexes (apply and load only)
+    def _add(self, txn: TransactionState) -> None:
+        """Index a txn in its current state (a begin, or a txn of the image)."""
+        self._txns[txn.txn_id] = txn
+        key = (txn.db_id, txn.label)
+        if txn.status.is_final:
+            self._final.setdefault(txn.db_id, OrderedDict())[txn.txn_id] = txn
+        else:
+            self._running[txn.txn_id] = txn
+            if txn.source_type is not SourceType.ROUTINE_LOAD_TASK:
+                self._running_num[txn.db_id] = self._running_num.get(txn.db_id, 0) + 1
+        if txn.status is TxnStatus.ABORTED:
+            if txn.txn_id > self._aborted_labels.get(key, 0):
+                self._aborted_labels[key] = txn.txn_id
+        else:
+            self._labels[key] = txn.txn_id
+
+    def _to_final(self, txn: TransactionState) -> None:
+        """Move a txn that just became VISIBLE or ABORTED from the running index to its database's
+        finished ones (newest last)."""
+        del self._running[txn.txn_id]
+        if txn.source_type is not SourceType.ROUTINE_LOAD_TASK:
+            left = self._running_num[txn.db_id] - 1
+            if left:
+                self._running_num[txn.db_id] = left
+            else:
+                del self._running_num[txn.db_id]
+        self._final.setdefault(txn.db_id, OrderedDict())[txn.txn_id] = txn
+        if txn.status is TxnStatus.ABORTED:
+            key = (txn.db_id, txn.label)
+            if self._labels.get(key) == txn.txn_id:
+                del self._labels[key]
+            self._aborted_labels[key] = txn.txn_id
 
     def _finish(self, txn: TransactionState) -> None:
-        event = self._finished.pop(txn.txn_id, None)
+        event = self._waiters.pop(txn.txn_id, None)
         if event is not None:
             event.set()
         if not self._journal.replaying:
@@ -327,6 +430,10 @@ class TransactionManager:
             if hook is not None:
                 hook.on_final(txn)
 
+    def partition_of(self, txn: TransactionState, partition_id: int):
+        """The catalog partition a txn loads into, or None once its table or database is dropped."""
+        return self._partition(txn, partition_id)
+
     def _partition(self, txn: TransactionState, partition_id: int):
         db = self._catalog.db_by_id(txn.db_id)
         if db is None:
@@ -337,14 +444,17 @@ class TransactionManager:
         return next((p for p in table.partitions if p.partition_id == partition_id), None)
 
     def dump(self) -> dict[str, Any]:
-        return {"txns": [t.to_dict() for t in self.all()]}
+        """Running txns by id, then each database's finished ones in finish order (which ``load``
+        keeps, so that cleaning after a restart drops the same txns as before it)."""
+        running = sorted(self._running.values(), key=lambda t: t.txn_id)
+        final = [t for db_id in sorted(self._final) for t in self._final[db_id].values()]
+        return {"txns": [t.to_dict() for t in running + final]}
 
     def load(self, state: dict[str, Any]) -> None:
-        self._txns.clear()
-        self._labels.clear()
+        for index in (self._txns, self._running, self._final, self._running_num, self._labels,
+                      self._aborted_labels):
+            index.clear()
         for d in state.get("txns", []):
             txn = TransactionState.from_dict(d)
             self._ids.observe(txn.txn_id)
-            self._txns[txn.txn_id] = txn
-            if txn.status is not TxnStatus.ABORTED:
-                self._labels[(txn.db_id, txn.label)] = txn.txn_id
+            self._add(txn)

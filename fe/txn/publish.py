@@ -5,6 +5,9 @@ touch, sends PublishVersion to the replicas that took their rows (one call per B
 txn VISIBLE once every tablet has a quorum of replicas at the version. Replicas that answer with
 a gap or do not answer lag behind (lastFailedVersion) until a clone catches them up. A txn that
 cannot reach quorum stays COMMITTED and is tried again next round.
+
+A round looks at the running txns only (the manager keeps finished ones apart), so its cost
+follows the loads in flight, not the history kept for labels.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ class Publisher:
         self._backends = backends
         self._clients = clients
         self._waiting_logged: set[int] = set()
-        self._partitions: dict = {}
 
     def ready(self) -> list[TransactionState]:
         """Committed txns that are next in line on every partition they touch.
@@ -52,7 +54,7 @@ class Publisher:
         for txn in committed:
             ok = True
             for partition_id, version in txn.partition_versions.items():
-                partition = self._partition(partition_id)
+                partition = self._txns.partition_of(txn, partition_id)
                 if head[partition_id][1] != txn.txn_id or (
                         partition is not None and partition.visible_version != version - 1):
                     ok = False
@@ -60,19 +62,10 @@ class Publisher:
                 out.append(txn)
         return out
 
-    def _partition(self, partition_id: int):
-        return self._partitions.get(partition_id)
-
     async def run_once(self, max_rounds: int = 1000) -> int:
         """Publish until nothing is ready (a txn made visible may let the next version go)."""
         done = 0
         for _ in range(max_rounds):
-            if not self._txns.with_status(TxnStatus.COMMITTED):
-                break
-            self._partitions = {
-                p.partition_id: p for db in self._catalog.databases() for t in db.tables.values()
-                for p in t.partitions
-            }
             ready = self.ready()
             if not ready:
                 break
