@@ -11,7 +11,7 @@ BE_PORT ?= 9060
 BROKER_PORT ?= 9092
 CLUSTER := $(PY) -m deploy.cluster --run-dir $(RUN_DIR)
 
-.PHONY: venv proto test unit integration lint demo bench cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
+.PHONY: venv proto test unit integration lint demo bench soak many-loads cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
 
 venv: $(STAMP)
 
@@ -51,6 +51,20 @@ bench: $(STAMP)
 	$(PY) -m bench.repair
 	$(PY) -m bench.txn_rate
 	$(PY) bench/sched_scale.py
+
+# A long steady run on its own cluster (bench/soak.py): routine load at RATE rows/s plus one-row
+# stream loads one after another; one line every INTERVAL s; PASS/FAIL against the targets.
+# DURATION defaults to 600 here (300 is chaos's default); e.g. make soak DURATION=120 INTERVAL=20
+INTERVAL ?= 60
+RATE ?= 2000
+soak: $(STAMP)
+	$(PY) -m bench.soak --duration $(if $(filter command line environment,$(origin DURATION)),$(DURATION),600) \
+		--interval $(INTERVAL) --rate $(RATE)
+
+# LOADS one-row stream loads one after another on a fresh cluster (bench/many_loads.py)
+LOADS ?= 5000
+many-loads: $(STAMP)
+	$(PY) -m bench.many_loads --loads $(LOADS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
