@@ -103,6 +103,7 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
                 out.append(backend_pb2.PublishResult(
                     tablet_id=t.tablet_id, ok=outcome.ok, version=outcome.version, error=outcome.error,
                     row_count=meta.row_count if meta else 0, data_size=meta.data_size if meta else 0,
+                    version_count=meta.version_count if meta else 0,
                 ))
             return out
 

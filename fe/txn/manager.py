@@ -240,9 +240,9 @@ class TransactionManager:
         self._run_final_hooks()
         return txn
 
-    def mark_visible(self, txn_id: int, published: list[tuple[int, int, int, int, int]],
+    def mark_visible(self, txn_id: int, published: list[tuple[int, int, int, int, int, int]],
                      lagging: list[tuple[int, int]]) -> None:
-        """``published``: (tablet, backend, version, rows, bytes); ``lagging``: (tablet, backend)."""
+        """``published``: (tablet, backend, version, rows, bytes, version count); ``lagging``: (tablet, backend)."""
         self._journal.log("txn.visible", {
             "txn_id": txn_id, "time_ms": self._wall_ms(),
             "published": [list(p) for p in published], "lagging": [list(x) for x in lagging],
@@ -330,14 +330,15 @@ class TransactionManager:
         txn.transition_to(TxnStatus.VISIBLE)
         txn.publish_time_ms = txn.finish_time_ms = d["time_ms"]
         self._to_final(txn)
-        for tablet_id, backend_id, version, rows, size in d["published"]:
+        for tablet_id, backend_id, version, rows, size, *count in d["published"]:
             loc = self._catalog.find_location(tablet_id)
             replica = loc.tablet.replica_on(backend_id) if loc else None
             if replica is not None and version > replica.version:
                 replica.version = version
                 replica.last_success_version = version
                 replica.row_count, replica.data_size = rows, size
-                replica.version_count += 1
+                # the BE's own count (its compactions lower it); records written before it said, +1
+                replica.version_count = count[0] if count and count[0] else replica.version_count + 1
                 if replica.last_failed_version >= 0 and replica.version >= replica.last_failed_version:
                     replica.last_failed_version = -1
         for tablet_id, backend_id in d["lagging"]:

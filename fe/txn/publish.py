@@ -107,7 +107,7 @@ class Publisher:
                 return be_id, None
             return be_id, resp
 
-        published: list[tuple[int, int, int, int, int]] = []
+        published: list[tuple[int, int, int, int, int, int]] = []
         lagging: list[tuple[int, int]] = []
         reached: dict[int, int] = dict.fromkeys(quorum_of, 0)
         for be_id, resp in await asyncio.gather(*(send(be, ts) for be, ts in per_be.items())):
@@ -115,7 +115,7 @@ class Publisher:
             for t in per_be[be_id]:
                 r = answered.get(t.tablet_id)
                 if r is not None and r.ok and r.version >= t.version:
-                    published.append((t.tablet_id, be_id, t.version, r.row_count, r.data_size))
+                    published.append((t.tablet_id, be_id, t.version, r.row_count, r.data_size, r.version_count))
                     reached[t.tablet_id] += 1
                 else:
                     lagging.append((t.tablet_id, be_id))

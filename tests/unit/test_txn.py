@@ -46,10 +46,11 @@ async def test_commit_publish_abort_and_replay(tmp_path):
     assert t1.status is TxnStatus.COMMITTED and t1.partition_versions == {table.partitions[0].partition_id: 2}
     failed = [r for t in table.partitions[0].tablets for r in t.replicas if r.backend_id == bes[2]]
     assert all(r.last_failed_version == 2 for r in failed) and len(t1.error_replicas) == 2
-    published = [(tid, be, 2, 5, 50) for tid, bs in t1.tablet_backends.items() for be in bs]
+    published = [(tid, be, 2, 5, 50, 2) for tid, bs in t1.tablet_backends.items() for be in bs]
     txns.mark_visible(t1.txn_id, published, [])
     assert t1.status is TxnStatus.VISIBLE and table.partitions[0].visible_version == 2
-    assert all(r.version == 2 for t in table.partitions[0].tablets for r in t.replicas if r.backend_id != bes[2])
+    assert all(r.version == 2 and r.version_count == 2
+               for t in table.partitions[0].tablets for r in t.replicas if r.backend_id != bes[2])
 
     # below quorum: refused and aborted
     t2, _, _ = txns.begin("d", "t", "l2", 60, "BE: 1", SourceType.BACKEND_STREAMING)
@@ -85,3 +86,25 @@ def test_state_transitions_are_a_closed_table():
     assert TRANSITIONS[TxnStatus.PREPARE] == {TxnStatus.COMMITTED, TxnStatus.ABORTED}
     assert TRANSITIONS[TxnStatus.COMMITTED] == {TxnStatus.VISIBLE}
     assert TxnStatus.VISIBLE.is_final and TxnStatus.ABORTED.is_final and not TxnStatus.COMMITTED.is_final
+
+
+async def test_publish_takes_the_version_count_the_backend_reports(tmp_path):
+    """A BE's compactions lower its version count: the FE takes the count each publish answers
+    with, never counts up on its own (an old record without it still counts up by one)."""
+    clock = Clock()
+    journal, catalog, txns = await setup(tmp_path, clock)
+    catalog.create_database("d")
+    table = await catalog.create_table("d", spec("t", buckets=1))
+    bes = [b.backend_id for b in catalog._backends.all()]
+    replicas = table.partitions[0].tablets[0].replicas
+    for version, count in ((2, 2), (3, 3), (4, 1), (5, 2)):
+        txn, _, _ = txns.begin("d", "t", f"l{version}", 60, "BE: 1", SourceType.BACKEND_STREAMING)
+        txns.commit(txn.txn_id, infos(table, bes), {}, 1)
+        txns.mark_visible(txn.txn_id, [(tid, be, version, 1, 1, count) for tid, bs in txn.tablet_backends.items()
+                                       for be in bs], [])
+        assert {r.version_count for r in replicas} == {count}
+    txn, _, _ = txns.begin("d", "t", "old", 60, "BE: 1", SourceType.BACKEND_STREAMING)
+    txns.commit(txn.txn_id, infos(table, bes), {}, 1)
+    txns.mark_visible(txn.txn_id, [(tid, be, 6, 1, 1) for tid, bs in txn.tablet_backends.items() for be in bs], [])
+    assert {r.version_count for r in replicas} == {3}
+    journal.close()

@@ -363,6 +363,7 @@ class PublishResult(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     ROW_COUNT_FIELD_NUMBER: _builtins.int
     DATA_SIZE_FIELD_NUMBER: _builtins.int
+    VERSION_COUNT_FIELD_NUMBER: _builtins.int
     tablet_id: _builtins.int
     ok: _builtins.bool
     version: _builtins.int
@@ -370,6 +371,8 @@ class PublishResult(_message.Message):
     error: _builtins.str
     row_count: _builtins.int
     data_size: _builtins.int
+    version_count: _builtins.int
+    """the replica's rowsets after the publish (compaction lowers it)"""
     def __init__(
         self,
         *,
@@ -379,10 +382,11 @@ class PublishResult(_message.Message):
         error: _builtins.str = ...,
         row_count: _builtins.int = ...,
         data_size: _builtins.int = ...,
+        version_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_size", b"data_size", "error", b"error", "ok", b"ok", "row_count", b"row_count", "tablet_id", b"tablet_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_size", b"data_size", "error", b"error", "ok", b"ok", "row_count", b"row_count", "tablet_id", b"tablet_id", "version", b"version", "version_count", b"version_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
