@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -45,7 +45,7 @@ class TabletMeta:
     cumulative_point: int = 2
 
     def encode(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson serialises a dataclass natively, without asdict's deep copy
 
     @classmethod
     def decode(cls, raw: bytes) -> TabletMeta:
