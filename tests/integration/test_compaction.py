@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
+import time
 
+import grpc
 import pytest
 
+from common.gen.tabletsim.v1 import backend_pb2, backend_pb2_grpc
 from deploy.cluster import LocalCluster
 from tests.support import Admin, assert_eventually, grpcurl
 
@@ -151,3 +155,51 @@ def test_versions_compacted_away_on_every_source_need_a_full_clone(cluster_facto
                       what="the victim at version 7")
     assert count(admin) == 600
     consistent(admin)
+
+
+def test_compaction_never_delays_a_heartbeat(cluster_factory):
+    """Compactions run in the BE's thread pool: while they merge a million rows, every BE answers
+    within a second and its heartbeats keep reaching the FE (a prober in its own process)."""
+    from tests.integration.test_event_loop import Prober  # the FE-side prober of item 6
+
+    cluster = cluster_factory(3, fe_config=FAST, be_config={"min_cumulative_compaction_num_singleton_deltas": "5"})
+    admin = Admin(cluster.fe_address)
+    create_table(admin)
+    worst = [0.0] * 3
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def probe_backends() -> None:
+        channels = [grpc.insecure_channel(cluster.be_address(i)) for i in range(3)]
+        stubs = [backend_pb2_grpc.BackendServiceStub(c) for c in channels]
+        token = (("x-cluster-token", cluster.spec.cluster_token),)
+        deadline = time.monotonic() + 300
+        while not stop.is_set() and time.monotonic() < deadline:
+            for i, stub in enumerate(stubs):
+                started = time.monotonic()
+                try:
+                    stub.GetBackendInfo(backend_pb2.GetBackendInfoRequest(), timeout=1.0, metadata=token)
+                except grpc.RpcError as exc:
+                    failures.append(f"be{i}: {exc.code().name}")
+                worst[i] = max(worst[i], time.monotonic() - started)
+            stop.wait(0.05)
+        for c in channels:
+            c.close()
+
+    prober = threading.Thread(target=probe_backends, daemon=True)
+    with Prober(cluster.fe_address) as fe_probe:
+        prober.start()
+        try:
+            for i in range(5):
+                load(admin, i * 200_000, 200_000)
+            assert_eventually(lambda: all(int(be_info(cluster, i).get("cumulative_compactions", 0)) >= 1
+                                          for i in range(3)), timeout_s=60,
+                              what="every BE to compact the 5 versions of 200k rows")
+        finally:
+            stop.set()
+            prober.join(timeout=10)
+    fe_probe.check()  # no BE declared dead, every FE call answered within 1 s
+    assert not failures, f"BE calls missed their 1 s deadline: {failures[:5]}"
+    assert max(worst) < 1.0, f"a BE took {max(worst):.2f} s to answer"
+    print(f"\nslowest BE answer during loads and compactions: {max(worst) * 1000:.0f} ms")
+    assert count(admin) == 1_000_000
