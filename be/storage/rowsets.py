@@ -27,7 +27,7 @@ import orjson
 from rocksdict import WriteBatch
 
 from be.storage import versions as V
-from be.storage.store import PENDING_PREFIX, ROWSET_PREFIX, BeStore
+from be.storage.store import PENDING_PREFIX, ROWSET_PREFIX, STALE_PREFIX, BeStore
 from be.storage.tablets import TabletManager, TabletMeta
 from common.rowcodec import decode_rows
 
@@ -44,6 +44,10 @@ def chunk_key(tablet_id: int, txn_id: int, chunk: int) -> bytes:
 
 def pending_key(tablet_id: int, txn_id: int) -> bytes:
     return PENDING_PREFIX + _tt(tablet_id, txn_id)
+
+
+def stale_key(tablet_id: int, rowset_id: int) -> bytes:
+    return STALE_PREFIX + _tt(tablet_id, rowset_id)
 
 
 def delete_rowset_chunks(batch: WriteBatch, tablet_id: int, rowset_id: int) -> None:
@@ -97,6 +101,18 @@ class RowsetStore:
             self._pending[(tablet_id, txn_id)] = Pending(**orjson.loads(raw))
         if self._pending:
             log.info("kept %d pending rowsets across the restart", len(self._pending))
+        stale = 0
+        for key, raw in store.db.items(from_key=STALE_PREFIX):
+            if not key.startswith(STALE_PREFIX):
+                break
+            meta = tablets.get(struct.unpack(">Q", key[len(STALE_PREFIX):len(STALE_PREFIX) + 8])[0])
+            if meta is not None:
+                meta.stale_rowsets.append(orjson.loads(raw))
+                stale += 1
+        for meta in tablets.all():
+            meta.stale_rowsets.sort()
+        if stale:
+            log.info("kept %d stale rowsets across the restart", stale)
 
     # ------------------------------------------------------------------ writes
     def write(self, txn_id: int, chunks: list[tuple[int, int, bytes, int]]) -> int:
@@ -289,6 +305,8 @@ class RowsetStore:
                 for rs in meta.rowsets + meta.stale_rowsets:
                     if rs[V.RID] not in keep and (tablet_id, rs[V.RID]) not in self._pending:
                         delete_rowset_chunks(batch, tablet_id, rs[V.RID])
+                for rs in meta.stale_rowsets:
+                    batch.delete(stale_key(tablet_id, rs[V.RID]))
                 installed = [list(rs) for rs in rowsets]
                 meta.replica_id, meta.db_id, meta.table_id = template.replica_id, template.db_id, template.table_id
                 meta.partition_id, meta.schema_json = template.partition_id, template.schema_json
@@ -336,11 +354,14 @@ class RowsetStore:
             if ids[at:at + len(want)] != want:
                 return False
             meta.rowsets[at:at + len(want)] = [list(output)]
-            meta.stale_rowsets.extend([*rs[:6], now_ms] for rs in inputs)
+            replaced = [[*rs[:6], now_ms] for rs in inputs]
+            meta.stale_rowsets.extend(replaced)
             meta.cumulative_point = cumulative_point
             meta.row_count = sum(rs[V.ROWS] for rs in meta.rowsets)
             meta.data_size = sum(rs[V.BYTES] for rs in meta.rowsets)
             batch = WriteBatch(raw_mode=True)
+            for rs in replaced:
+                batch.put(stale_key(tablet_id, rs[V.RID]), orjson.dumps(rs))
             self._tablets.save(meta, batch)
             batch.delete(marker)
             self._store.db.write(batch, self._store.sync)
@@ -364,9 +385,9 @@ class RowsetStore:
                         continue
                     if rs[V.RID] not in live and (meta.tablet_id, rs[V.RID]) not in self._pending:
                         delete_rowset_chunks(batch, meta.tablet_id, rs[V.RID])
+                    batch.delete(stale_key(meta.tablet_id, rs[V.RID]))
                     swept += 1
                 meta.stale_rowsets = keep
-                self._tablets.save(meta, batch)
             if swept:
                 self._store.db.write(batch, self._store.sync)
         return swept

@@ -3,7 +3,8 @@
 Key space (raw bytes, prefixes keep each kind in its own range):
     b"meta/backend_id"            -> decimal BackendId given by the FE
     b"tablet/" + 8-byte tablet id -> tablet meta (added with the catalog)
-    b"rs/", b"pend/", b"cmp/"     -> rowset chunks, pending rowsets, compaction markers (rowsets.py)
+    b"rs/", b"pend/", b"cmp/", b"stale/"
+                                  -> rowset chunks, pending rowsets, compaction markers, stale rowsets (rowsets.py)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ TABLET_PREFIX = b"tablet/"
 ROWSET_PREFIX = b"rs/"  # + tablet (8) + txn (8) + chunk (4): encoded rows
 PENDING_PREFIX = b"pend/"  # + tablet (8) + txn (8): pending rowset meta
 COMPACTION_MARKER_PREFIX = b"cmp/"  # + tablet (8) + rowset (8): a compaction output not swapped in yet
+STALE_PREFIX = b"stale/"  # + tablet (8) + rowset (8): a rowset a compaction replaced, kept for a while
 
 
 def tablet_key(tablet_id: int) -> bytes:
@@ -51,7 +53,7 @@ class BeStore:
     def tablet_data_prefixes(self, tablet_id: int) -> list[bytes]:
         """Key prefixes holding a tablet's data (its rowsets, visible and pending)."""
         tid = struct.pack(">Q", tablet_id)
-        return [ROWSET_PREFIX + tid, PENDING_PREFIX + tid, COMPACTION_MARKER_PREFIX + tid]
+        return [ROWSET_PREFIX + tid, PENDING_PREFIX + tid, COMPACTION_MARKER_PREFIX + tid, STALE_PREFIX + tid]
 
     def disk_usage(self, capacity_override: int | None) -> tuple[int, int, int]:
         """(total, data used, available) bytes of the storage dir, as a BE reports them."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -38,18 +38,20 @@ class TabletMeta:
     data_size: int = 0
     # live rowsets in version order: [start, end, rowset_id, rows, bytes, chunks] (be/storage/versions)
     rowsets: list[list[int]] = field(default_factory=list)
-    # rowsets a compaction replaced, kept for reads and clones at older versions:
-    # [start, end, rowset_id, rows, bytes, chunks, stale_since_ms]
-    stale_rowsets: list[list[int]] = field(default_factory=list)
     # rowsets starting at or above it wait for a cumulative compaction; below it, for a base one
     cumulative_point: int = 2
+    # rowsets a compaction replaced, kept for reads and clones at older versions:
+    # [start, end, rowset_id, rows, bytes, chunks, stale_since_ms]. Each is stored under its own key
+    # (be/storage/rowsets.py), not in the meta: a publish rewrites the meta, which stays small.
+    stale_rowsets: list[list[int]] = field(default_factory=list)
 
     def encode(self) -> bytes:
-        return orjson.dumps(self)  # orjson serialises a dataclass natively, without asdict's deep copy
+        return orjson.dumps({name: getattr(self, name) for name in _STORED})
 
     @classmethod
     def decode(cls, raw: bytes) -> TabletMeta:
         d: dict[str, Any] = orjson.loads(raw)
+        d.pop("stale_rowsets", None)
         # rowsets written before compaction existed were [version, txn_id, rows, bytes, chunks]
         d["rowsets"] = [rs if len(rs) == 6 else [rs[0], *rs] for rs in d.get("rowsets", [])]
         return cls(**d)
@@ -57,6 +59,9 @@ class TabletMeta:
     @property
     def version_count(self) -> int:
         return version_count(self.rowsets)
+
+
+_STORED = [f.name for f in fields(TabletMeta) if f.name != "stale_rowsets"]
 
 
 class TabletManager:

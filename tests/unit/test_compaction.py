@@ -195,9 +195,13 @@ def test_incremental_clone_from_a_compacted_source_uses_stale_rowsets_then_needs
     for v in range(2, 9):
         load(src, v, v, [(v,)])
     assert cmp.compact(1, CompactionType.CUMULATIVE).ok  # [2-8]
+    _s.close()
+    _s, tablets, src, cmp = open_store(tmp_path / "src", clock=clock)  # stale rowsets kept across a restart
+    assert len(tablets.get(1).stale_rowsets) == 7 and b"stale" not in _s.db.get(b"tablet/" + (1).to_bytes(8, "big"))
     assert [r[:2] for r in src.clone_rowsets(1, 4, 8)] == [[5, 5], [6, 6], [7, 7], [8, 8]]
     assert [r[:2] for r in src.clone_rowsets(1, 0, 8)] == [[2, 8]]
     src.sweep_stale(int(clock.now * 1000) + 1)
+    assert not [k for k, _ in _s.db.items(from_key=b"stale/") if k.startswith(b"stale/")]
     with pytest.raises(StorageError, match=r"cannot serve versions \(4, 8\]"):
         src.clone_rowsets(1, 4, 8)
     assert [r[:2] for r in src.clone_rowsets(1, 1, 8)] == [[2, 8]]  # a full clone still can
