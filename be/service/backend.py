@@ -107,7 +107,10 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
                 ))
             return out
 
-        return backend_pb2.PublishVersionResponse(results=await asyncio.to_thread(publish_all))
+        results = await asyncio.to_thread(publish_all)
+        if self._compaction is not None:
+            self._compaction.notify([r.tablet_id for r in results if r.ok])
+        return backend_pb2.PublishVersionResponse(results=results)
 
     async def ClearTransaction(self, request, context):
         cleared = await asyncio.to_thread(self._rowsets.clear, request.txn_id, list(request.tablet_ids) or None)

@@ -4,6 +4,9 @@ Every ``cumulative_compaction_check_interval_seconds`` the scheduler (on the eve
 only counts) picks the tablets with the most rowsets waiting and hands each to a bounded thread
 pool: ``cumulative_compaction_num_threads_per_disk`` cumulative and
 ``base_compaction_num_threads_per_disk`` base compactions at once, one at a time per tablet.
+Between those rounds it is event-driven, as StarRocks' event-based compaction framework: a publish
+that leaves a tablet with enough rowsets to compact, or a compaction that ends, wakes it for that
+tablet alone, so a tablet loaded many times a second never waits for the next round.
 
 A compaction, in its thread:
 
@@ -48,7 +51,7 @@ from be.storage.compaction_policy import (
 from be.storage.merge import merge_chunks
 from be.storage.rowsets import RowsetStore, chunk_key, delete_rowset_chunks, read_chunks
 from be.storage.store import COMPACTION_MARKER_PREFIX, BeStore
-from be.storage.tablets import CompactionStatus, TabletManager
+from be.storage.tablets import CompactionStatus, TabletManager, TabletMeta
 from common.config import StorageConfig
 from common.daemon import PeriodicDaemon
 
@@ -108,6 +111,8 @@ class CompactionManager:
             thread_name_prefix="compaction")
         self._futures: set[asyncio.Future] = set()
         self._last_sweep_s = 0.0
+        self._last_full_s = 0.0
+        self._hot: set[int] = set()
         limit = cfg.compaction_write_limit_mb_per_sec * 1024 * 1024
         self._batch_bytes = int(min(WRITE_BATCH_BYTES, max(limit / 4, 64 * 1024))) if limit else WRITE_BATCH_BYTES
         self._daemon = PeriodicDaemon("compaction", lambda: cfg.cumulative_compaction_check_interval_seconds,
@@ -119,13 +124,13 @@ class CompactionManager:
         """Delete the outputs of compactions a kill interrupted before their swap."""
         batch = WriteBatch(raw_mode=True)
         n = 0
-        for key, _ in self._store.db.items(from_key=COMPACTION_MARKER_PREFIX):
+        for key, value in self._store.db.items(from_key=COMPACTION_MARKER_PREFIX):
             if not key.startswith(COMPACTION_MARKER_PREFIX):
                 break
             tablet_id, rowset_id = struct.unpack(">QQ", key[len(COMPACTION_MARKER_PREFIX):])
-            meta = self._tablets.get(tablet_id)
-            if meta is None or all(rs[V.RID] != rowset_id for rs in meta.rowsets + meta.stale_rowsets):
-                delete_rowset_chunks(batch, tablet_id, rowset_id)
+            # a marker outlives only a compaction that never swapped: its output chunks go (those
+            # after the base's own when it extended a base rowset)
+            delete_rowset_chunks(batch, tablet_id, rowset_id, int.from_bytes(value or b"\0", "big"))
             batch.delete(key)
             n += 1
         if n:
@@ -153,17 +158,36 @@ class CompactionManager:
             stale_rowset_num=len(meta.stale_rowsets) if meta else 0)
 
     # ------------------------------------------------------------------ scheduling
+    def notify(self, tablet_ids: list[int]) -> None:
+        """Tablets just published a version (on the event loop): wake the scheduler for those that
+        now hold enough rowsets above their cumulative point."""
+        need = self._cfg.min_cumulative_compaction_num_singleton_deltas
+        for tablet_id in tablet_ids:
+            meta = self._tablets.get(tablet_id)
+            if meta is not None and tablet_id not in self.counters.running and \
+                    cumulative_score(list(meta.rowsets), meta.cumulative_point) >= need:
+                self._hot.add(tablet_id)
+        if self._hot:
+            self._daemon.wake()
+
     async def _round(self) -> None:
         loop = asyncio.get_running_loop()
+        now = self._clock()
+        full = now - self._last_full_s >= self._cfg.cumulative_compaction_check_interval_seconds
+        if full:
+            self._last_full_s = now
+            metas = self._tablets.all()
+        else:
+            metas = [m for m in map(self._tablets.get, self._hot) if m is not None]
+        self._hot.clear()
         for kind, slots in ((CompactionType.CUMULATIVE, self._cfg.cumulative_compaction_num_threads_per_disk),
                             (CompactionType.BASE, self._cfg.base_compaction_num_threads_per_disk)):
             free = slots - sum(1 for k in self.counters.running.values() if k is kind)
-            for tablet_id in self._candidates(kind, free):
+            for tablet_id in self._candidates(metas, kind, free):
                 self.counters.running[tablet_id] = kind
                 fut = loop.run_in_executor(self._pool, self.compact, tablet_id, kind)
                 self._futures.add(fut)
                 fut.add_done_callback(functools.partial(self._done, tablet_id))
-        now = self._clock()
         if now - self._last_sweep_s >= min(SWEEP_INTERVAL_S, self._cfg.tablet_rowset_stale_sweep_time_sec or 1):
             self._last_sweep_s = now
             older_than_ms = int((now - self._cfg.tablet_rowset_stale_sweep_time_sec) * 1000)
@@ -172,14 +196,14 @@ class CompactionManager:
                 log.info("deleted %d stale rowsets replaced more than %g s ago", swept,
                          self._cfg.tablet_rowset_stale_sweep_time_sec)
 
-    def _candidates(self, kind: CompactionType, free: int) -> list[int]:
-        """Up to ``free`` tablets that need a compaction of ``kind``, neediest first. Reads only
+    def _candidates(self, metas: list[TabletMeta], kind: CompactionType, free: int) -> list[int]:
+        """Up to ``free`` of ``metas`` that need a compaction of ``kind``, neediest first. Reads only
         counts of the live meta: the worker picks again on a consistent copy."""
         if free <= 0:
             return []
         scored = []
         now = self._clock()
-        for meta in self._tablets.all():
+        for meta in metas:
             if meta.tablet_id in self.counters.running:
                 continue
             live = list(meta.rowsets)
@@ -199,6 +223,8 @@ class CompactionManager:
     def _done(self, tablet_id: int, fut: asyncio.Future) -> None:
         self._futures.discard(fut)
         self.counters.running.pop(tablet_id, None)
+        self._hot.add(tablet_id)  # loads went on meanwhile; and a slot is free for the next tablet
+        self._daemon.wake()
         if fut.cancelled():
             return
         exc = fut.exception()
@@ -233,23 +259,31 @@ class CompactionManager:
 
     def _merge_and_swap(self, tablet_id: int, replica_id: int, cumulative_point: int, pick: Pick, snap,
                         started: float) -> tuple[bool, str]:
-        rowset_id = new_rowset_id()
+        # A base compaction extends the base rowset [0-M] in place: a DUPLICATE KEY merge is a
+        # concatenation, so the base's chunks stay as they are and the merged cumulative rowsets
+        # are appended under its id. Readers of the old base (now a stale [0-M] entry with M's
+        # chunk count) read the same chunks as before; the work is the new data, not the base.
+        base = pick.inputs[0] if pick.kind is CompactionType.BASE and pick.inputs[0][V.START] == 0 else None
+        rowset_id = base[V.RID] if base else new_rowset_id()
+        first = base[V.CHUNKS] if base else 0
         marker = marker_key(tablet_id, rowset_id)
         db, wal = self._store.db, self._store.wal
         batch = WriteBatch(raw_mode=True)
-        batch.put(marker, b"")
-        batch_bytes = n_chunks = rows = nbytes = 0
+        batch.put(marker, first.to_bytes(8, "big"))
+        batch_bytes = written = 0
+        n_chunks, rows, nbytes = (first, base[V.ROWS], base[V.BYTES]) if base else (0, 0, 0)
         try:
-            for payload, n in merge_chunks(read_chunks(snap, tablet_id, pick.inputs)):
+            for payload, n in merge_chunks(read_chunks(snap, tablet_id, pick.inputs[1:] if base else pick.inputs)):
                 batch.put(chunk_key(tablet_id, rowset_id, n_chunks), payload)
                 n_chunks += 1
                 rows += n
                 nbytes += len(payload)
+                written += len(payload)
                 batch_bytes += len(payload)
                 if batch_bytes >= self._batch_bytes:
                     db.write(batch, wal)
                     batch, batch_bytes = WriteBatch(raw_mode=True), 0
-                    self._throttle(nbytes, started)
+                    self._throttle(written, started)
             db.write(batch, wal)
             in_rows = sum(rs[V.ROWS] for rs in pick.inputs)
             if rows != in_rows:
@@ -259,16 +293,17 @@ class CompactionManager:
                                                    point_after(pick, cumulative_point), marker,
                                                    int(self._clock() * 1000))
         except BaseException:
-            self._discard(tablet_id, rowset_id, marker)
+            self._discard(tablet_id, rowset_id, first, marker)
             raise
         if not swapped:
-            self._discard(tablet_id, rowset_id, marker)
+            self._discard(tablet_id, rowset_id, first, marker)
             return False, "the replica's rowsets changed meanwhile (clone or drop); output discarded"
         elapsed = time.monotonic() - started
         in_bytes = sum(rs[V.BYTES] for rs in pick.inputs)
         log.info("compaction: tablet %d %s versions %d-%d (%d rowsets, %d bytes) -> rowset %d: %d rows, "
-                 "%d bytes, %d chunks in %.3f s", tablet_id, pick.kind.value, pick.start_version,
-                 pick.end_version, len(pick.inputs), in_bytes, rowset_id, rows, nbytes, n_chunks, elapsed)
+                 "%d bytes, %d chunks in %.3f s (%d bytes written)", tablet_id, pick.kind.value,
+                 pick.start_version, pick.end_version, len(pick.inputs), in_bytes, rowset_id, rows, nbytes,
+                 n_chunks, elapsed, written)
         return True, (f"OK: versions {pick.start_version}-{pick.end_version}, {len(pick.inputs)} rowsets, "
                       f"{rows} rows, {nbytes} bytes, {elapsed * 1000:.0f} ms")
 
@@ -281,9 +316,9 @@ class CompactionManager:
             if ahead > 0:
                 time.sleep(ahead)
 
-    def _discard(self, tablet_id: int, rowset_id: int, marker: bytes) -> None:
+    def _discard(self, tablet_id: int, rowset_id: int, first_chunk: int, marker: bytes) -> None:
         batch = WriteBatch(raw_mode=True)
-        delete_rowset_chunks(batch, tablet_id, rowset_id)
+        delete_rowset_chunks(batch, tablet_id, rowset_id, first_chunk)
         batch.delete(marker)
         self._store.db.write(batch, self._store.wal)
 

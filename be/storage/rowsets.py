@@ -46,13 +46,16 @@ def pending_key(tablet_id: int, txn_id: int) -> bytes:
     return PENDING_PREFIX + _tt(tablet_id, txn_id)
 
 
-def stale_key(tablet_id: int, rowset_id: int) -> bytes:
-    return STALE_PREFIX + _tt(tablet_id, rowset_id)
+def stale_key(tablet_id: int, rowset: list[int]) -> bytes:
+    """A stale rowset's key: by id and end version (a base rowset a base compaction extended keeps
+    its id, so its shorter past versions are stale under the same id)."""
+    return STALE_PREFIX + _tt(tablet_id, rowset[V.RID]) + struct.pack(">Q", rowset[V.END])
 
 
-def delete_rowset_chunks(batch: WriteBatch, tablet_id: int, rowset_id: int) -> None:
-    start = ROWSET_PREFIX + _tt(tablet_id, rowset_id)
-    batch.delete_range(start, start + b"\xff" * 5)
+def delete_rowset_chunks(batch: WriteBatch, tablet_id: int, rowset_id: int, from_chunk: int = 0) -> None:
+    """Delete a rowset's chunks (those from ``from_chunk`` on)."""
+    prefix = ROWSET_PREFIX + _tt(tablet_id, rowset_id)
+    batch.delete_range(prefix + struct.pack(">I", from_chunk), prefix + b"\xff" * 5)
 
 
 CHECKSUM_BLOCK_ROWS = 1024
@@ -306,7 +309,7 @@ class RowsetStore:
                     if rs[V.RID] not in keep and (tablet_id, rs[V.RID]) not in self._pending:
                         delete_rowset_chunks(batch, tablet_id, rs[V.RID])
                 for rs in meta.stale_rowsets:
-                    batch.delete(stale_key(tablet_id, rs[V.RID]))
+                    batch.delete(stale_key(tablet_id, rs))
                 installed = [list(rs) for rs in rowsets]
                 meta.replica_id, meta.db_id, meta.table_id = template.replica_id, template.db_id, template.table_id
                 meta.partition_id, meta.schema_json = template.partition_id, template.schema_json
@@ -336,7 +339,8 @@ class RowsetStore:
 
     def swap_compacted(self, tablet_id: int, replica_id: int, inputs: list[list[int]], output: list[int],
                        cumulative_point: int, marker: bytes, now_ms: int) -> bool:
-        """Replace ``inputs`` (consecutive live rowsets) by ``output``, whose chunks are written.
+        """Replace ``inputs`` (consecutive live rowsets) by ``output``, whose chunks are written. The
+        output may keep the id of a base rowset it extends (its new chunks follow the base's own).
 
         One synced batch: the meta with the output live and the inputs stale, and the in-progress
         marker deleted. Returns False - and the caller deletes the output - when the inputs are no
@@ -361,7 +365,7 @@ class RowsetStore:
             meta.data_size = sum(rs[V.BYTES] for rs in meta.rowsets)
             batch = WriteBatch(raw_mode=True)
             for rs in replaced:
-                batch.put(stale_key(tablet_id, rs[V.RID]), orjson.dumps(rs))
+                batch.put(stale_key(tablet_id, rs), orjson.dumps(rs))
             self._tablets.save(meta, batch)
             batch.delete(marker)
             self._store.db.write(batch, self._store.sync)
@@ -385,7 +389,7 @@ class RowsetStore:
                         continue
                     if rs[V.RID] not in live and (meta.tablet_id, rs[V.RID]) not in self._pending:
                         delete_rowset_chunks(batch, meta.tablet_id, rs[V.RID])
-                    batch.delete(stale_key(meta.tablet_id, rs[V.RID]))
+                    batch.delete(stale_key(meta.tablet_id, rs))
                     swept += 1
                 meta.stale_rowsets = keep
             if swept:

@@ -36,6 +36,9 @@ class BeStore:
         os.makedirs(storage_dir, exist_ok=True)
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
+        # 32 MB memtables (RocksDB's default is 64 MB, two of them): a BE's memory stays bounded
+        # on a laptop while loads and compactions write continuously
+        opts.set_write_buffer_size(32 * 1024 * 1024)
         self.db = Rdict(os.path.join(storage_dir, "rocksdb"), opts)
         self.sync = WriteOptions()
         self.sync.sync = True

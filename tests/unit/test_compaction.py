@@ -205,3 +205,40 @@ def test_incremental_clone_from_a_compacted_source_uses_stale_rowsets_then_needs
     with pytest.raises(StorageError, match=r"cannot serve versions \(4, 8\]"):
         src.clone_rowsets(1, 4, 8)
     assert [r[:2] for r in src.clone_rowsets(1, 1, 8)] == [[2, 8]]  # a full clone still can
+
+
+def test_base_compaction_extends_the_base_in_place_and_a_kill_before_its_swap_keeps_the_base(tmp_path):
+    clock = Clock()
+    cfg = StorageConfig(min_cumulative_compaction_num_singleton_deltas=2, min_base_compaction_num_singleton_deltas=1)
+    store, tablets, rowsets, cmp = open_store(tmp_path, cfg, clock)
+    tablets.create([TabletMeta(1, 2, 1, 2, 3, 1, "[]")])
+    big = [(i, f"{i:060d}") for i in range(2000)]  # one chunk above the pass-through size
+    load(rowsets, 2, 2, big)
+    load(rowsets, 3, 3, rows_of(3))
+    assert cmp.compact(1, CompactionType.CUMULATIVE).ok and cmp.compact(1, CompactionType.BASE).ok
+    base = list(tablets.get(1).rowsets[0])
+    assert base[:2] == [0, 3]
+    chunks_before = {i: store.db.get(chunk_key(1, base[V.RID], i)) for i in range(base[V.CHUNKS])}
+    for v in (4, 5):
+        load(rowsets, v, v, rows_of(v))
+    assert cmp.compact(1, CompactionType.CUMULATIVE).ok
+    out = cmp.compact(1, CompactionType.BASE)
+    assert out.ok
+    grown = tablets.get(1).rowsets[0]
+    assert grown[:3] == [0, 5, base[V.RID]] and grown[V.CHUNKS] == base[V.CHUNKS] + 1  # appended, same id
+    assert {i: store.db.get(chunk_key(1, base[V.RID], i)) for i in range(base[V.CHUNKS])} == chunks_before
+    assert list(rowsets.scan(1, 3)) == big + rows_of(3)  # the old base, a stale [0-3], reads as before
+    assert list(rowsets.scan(1, 5)) == big + rows_of(3) + rows_of(4) + rows_of(5)
+    # a base compaction killed after writing its appended chunks, before the swap
+    checksum = rowsets.checksum(1, 5)
+    first = grown[V.CHUNKS]
+    store.db.put(marker_key(1, grown[V.RID]), first.to_bytes(8, "big"))
+    store.db.put(chunk_key(1, grown[V.RID], first), encode_rows([(99,)]))
+    store.close()
+    store, tablets, rowsets, cmp = open_store(tmp_path, cfg, clock)
+    assert store.db.get(chunk_key(1, grown[V.RID], first)) is None  # the appended chunk went
+    assert store.db.get(chunk_key(1, grown[V.RID], first - 1)) is not None  # the base's own stayed
+    assert rowsets.checksum(1, 5) == checksum and list(rowsets.scan(1, 3)) == big + rows_of(3)
+    # sweeping the stale [0-3] keeps the live base's chunks
+    rowsets.sweep_stale(int(clock.now * 1000) + 1)
+    assert rowsets.checksum(1, 5) == checksum and not tablets.get(1).stale_rowsets
