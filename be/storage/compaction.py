@@ -14,7 +14,7 @@ A compaction, in its thread:
 2. picks its inputs on the copy, writes an in-progress marker ``cmp/<tablet><rowset>`` with the
    first output chunks, merges the inputs' chunks (:func:`be.storage.merge.merge_chunks`) read
    through the snapshot, and writes the output chunks - no lock held;
-3. swaps, in one synced batch under the rowset lock: the output becomes live, the inputs stale,
+3. swaps, in one RocksDB batch under the rowset lock: the output becomes live, the inputs stale,
    the marker goes (:meth:`RowsetStore.swap_compacted`). If the inputs changed meanwhile (a full
    clone, a drop), the output is deleted instead.
 

@@ -342,8 +342,8 @@ class RowsetStore:
         """Replace ``inputs`` (consecutive live rowsets) by ``output``, whose chunks are written. The
         output may keep the id of a base rowset it extends (its new chunks follow the base's own).
 
-        One synced batch: the meta with the output live and the inputs stale, and the in-progress
-        marker deleted. Returns False - and the caller deletes the output - when the inputs are no
+        One batch through the WAL, like a publish (durable against a killed process): the meta with
+        the output live and the inputs stale, and the in-progress marker deleted. Returns False - and the caller deletes the output - when the inputs are no
         longer live as they were (a clone replaced the replica, the tablet was dropped)."""
         with self._lock:
             meta = self._tablets.get(tablet_id)
@@ -368,7 +368,7 @@ class RowsetStore:
                 batch.put(stale_key(tablet_id, rs), orjson.dumps(rs))
             self._tablets.save(meta, batch)
             batch.delete(marker)
-            self._store.db.write(batch, self._store.sync)
+            self._store.db.write(batch, self._store.wal)
             return True
 
     def sweep_stale(self, older_than_ms: int) -> int:
@@ -393,7 +393,7 @@ class RowsetStore:
                     swept += 1
                 meta.stale_rowsets = keep
             if swept:
-                self._store.db.write(batch, self._store.sync)
+                self._store.db.write(batch, self._store.wal)
         return swept
 
 
