@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 import time
 import traceback
@@ -36,8 +37,10 @@ import grpc
 from bench.common import (
     BackendInfo,
     LoadResult,
+    be_nodes,
     bench_cluster,
     cluster_rss_mb,
+    cpu_seconds,
     create_one_row_table,
     format_table,
     interrupt_on_sigterm,
@@ -89,6 +92,8 @@ class Probe:
     compactions: int | None = None
     fe_rss_mb: float | None = None
     be_rss_mb: list[float | None] = field(default_factory=list)
+    cpu_pct: dict[str, float | None] = field(default_factory=dict)
+    """CPU use since the previous probe, in % of one core: "fe", "be" (all BEs), "broker"."""
     errors: list[str] = field(default_factory=list)
 
 
@@ -122,12 +127,16 @@ def interval_row(index: int, start_t: float, end_t: float, loads: list[LoadResul
         "fe_rss_mb": _round(probe.fe_rss_mb),
         "be_rss_sum_mb": _round(sum(be_rss)) if be_rss else None,
         "be_rss_max_mb": _round(max(be_rss)) if be_rss else None,
+        "fe_cpu_pct": _round(probe.cpu_pct.get("fe"), 0),
+        "be_cpu_pct": _round(probe.cpu_pct.get("be"), 0),
+        "broker_cpu_pct": _round(probe.cpu_pct.get("broker"), 0),
         "job": probe.job_state,
     }
 
 
 TABLE_COLUMNS = ["interval", "t_s", "loads", "failed", "p50_ms", "p95_ms", "rl_rows_per_s", "lag",
-                 "max_version_count", "compactions", "fe_rss_mb", "be_rss_sum_mb", "be_rss_max_mb", "job"]
+                 "max_version_count", "compactions", "fe_rss_mb", "be_rss_sum_mb", "be_rss_max_mb",
+                 "fe_cpu_pct", "be_cpu_pct", "broker_cpu_pct", "job"]
 # wide enough for a long run, so that lines printed one at a time stay aligned
 MIN_WIDTHS = {"t_s": 6, "loads": 5, "failed": 6, "p50_ms": 6, "p95_ms": 6, "lag": 7, "compactions": 11}
 
@@ -233,6 +242,8 @@ class Soak:
         self.stop_loads = asyncio.Event()
         self.backends = BackendInfo(cluster)
         self.t0 = time.monotonic()
+        self._cpu: dict[str, float | None] = {}
+        self._cpu_t = 0.0
 
     # ------------------------------------------------------------------ workloads
     async def setup(self) -> tuple[workload.Producer, asyncio.Task]:
@@ -273,6 +284,21 @@ class Soak:
                 await asyncio.sleep(0.1)  # a failing cluster is not hammered
 
     # ------------------------------------------------------------------ sampling
+    def _cpu_pct(self, t: float) -> dict[str, float | None]:
+        """% of one core each kind of process used since the last call."""
+        groups = {"fe": ["fe"], "be": be_nodes(self.cluster), "broker": ["broker"]}
+        now: dict[str, float | None] = {}
+        for kind, nodes in groups.items():
+            used = [cpu_seconds(self.cluster.pid(n)) for n in nodes]
+            now[kind] = None if any(u is None for u in used) else sum(u for u in used if u is not None)
+        out: dict[str, float | None] = {}
+        for kind, used in now.items():
+            before = self._cpu.get(kind)
+            dt = t - self._cpu_t
+            out[kind] = 100 * (used - before) / dt if used is not None and before is not None and dt > 0 else None
+        self._cpu, self._cpu_t = now, t
+        return out
+
     async def probe(self) -> Probe:
         p = Probe(t=time.monotonic() - self.t0)
         try:
@@ -294,6 +320,7 @@ class Soak:
         except grpc.aio.AioRpcError as exc:
             p.errors.append(f"GetBackendInfo: {exc.code().name}: {exc.details()}")
         p.fe_rss_mb, p.be_rss_mb = cluster_rss_mb(self.cluster)
+        p.cpu_pct = self._cpu_pct(p.t)
         gone = [n for n in self.cluster.nodes() if self.cluster.pid(n) is None]
         if gone:
             p.errors.append(f"not running: {', '.join(gone)}")
@@ -388,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=60.0, help="seconds per printed line")
     p.add_argument("--rate", type=float, default=2000.0, help="routine load produce rate, rows/s over all partitions")
     p.add_argument("--bes", type=int, default=3)
+    p.add_argument("--broker-nice", type=int, default=10,
+                   help="niceness of the embedded broker (0: as the cluster). Its memory engine spends CPU per "
+                        "request in proportion to the record batches it holds, so over a long run on a small "
+                        "machine it would take the cores from the FE and BEs this soak measures (default 10)")
     p.add_argument("--catch-up-bound", type=float, default=180.0,
                    help="seconds after the producer stops for lag 0, everything visible, tablets healthy")
     args = p.parse_args(argv)
@@ -411,6 +442,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with bench_cluster(args.bes, with_broker=True) as cluster:
             print(f"cluster up: FE {cluster.fe_address}, broker {cluster.broker_address}", flush=True)
+            broker_pid = cluster.pid("broker")
+            if args.broker_nice and broker_pid is not None:
+                os.setpriority(os.PRIO_PROCESS, broker_pid, args.broker_nice)
+                print(f"broker (pid {broker_pid}) at nice {args.broker_nice}: see --broker-nice", flush=True)
             asyncio.run(run(cluster, args, out))
     except KeyboardInterrupt:
         interrupted, failure = True, "interrupted"

@@ -55,7 +55,8 @@ def test_interval_row_counts_only_loads_that_ended_in_the_interval():
                    (20.0, 30.0, True), (20.5, 1.0, True))
     prev = Probe(t=10.0, loaded_rows=1000)
     probe = Probe(t=20.0, loaded_rows=21_000, lag=12, job_state="RUNNING", max_version_count=55, compactions=3,
-                  fe_rss_mb=100.04, be_rss_mb=[200.0, None, 210.0])
+                  fe_rss_mb=100.04, be_rss_mb=[200.0, None, 210.0],
+                  cpu_pct={"fe": 31.26, "be": 80.0, "broker": None})
     row = interval_row(2, 10.0, 20.0, loads, prev, probe)
     assert row["interval"] == 2 and row["t_s"] == 20.0
     assert row["loads"] == 2 and row["failed"] == 1  # 12 s and 20 s ok, 15 s failed; 10 s was the last interval's
@@ -65,6 +66,7 @@ def test_interval_row_counts_only_loads_that_ended_in_the_interval():
     assert (row["lag"], row["max_version_count"], row["compactions"]) == (12, 55, 3)
     assert row["fe_rss_mb"] == 100.0
     assert (row["be_rss_sum_mb"], row["be_rss_max_mb"]) == (410.0, 210.0)  # a BE that is gone is left out
+    assert (row["fe_cpu_pct"], row["be_cpu_pct"], row["broker_cpu_pct"]) == (31.0, 80.0, None)
     assert row["job"] == "RUNNING"
 
 
