@@ -56,7 +56,7 @@ bench: $(STAMP)
 # stream loads one after another; one line every INTERVAL s; PASS/FAIL against the targets.
 # DURATION defaults to 600 here (300 is chaos's default); e.g. make soak DURATION=120 INTERVAL=20
 INTERVAL ?= 60
-RATE ?= 2000
+RATE ?= 1000
 soak: $(STAMP)
 	$(PY) -m bench.soak --duration $(if $(filter command line environment,$(origin DURATION)),$(DURATION),600) \
 		--interval $(INTERVAL) --rate $(RATE)

@@ -1,6 +1,6 @@
 """`make soak DURATION=s`: a long steady run that shows whether loads slow down, versions pile up or memory grows.
 
-    .venv/bin/python -m bench.soak [--duration 600] [--interval 60] [--rate 2000] [--bes 3]
+    .venv/bin/python -m bench.soak [--duration 600] [--interval 60] [--rate 1000] [--broker-nice 10] [--bes 3]
                                    [--catch-up-bound 180]
 
 Starts its own cluster (embedded broker, FE, --bes BEs) on free loopback ports in a temporary
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tabletsim-soak", description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=600.0, help="seconds of steady load")
     p.add_argument("--interval", type=float, default=60.0, help="seconds per printed line")
-    p.add_argument("--rate", type=float, default=2000.0, help="routine load produce rate, rows/s over all partitions")
+    p.add_argument("--rate", type=float, default=1000.0, help="routine load produce rate, rows/s over all partitions")
     p.add_argument("--bes", type=int, default=3)
     p.add_argument("--broker-nice", type=int, default=10,
                    help="niceness of the embedded broker (0: as the cluster). Its memory engine spends CPU per "
