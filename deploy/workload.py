@@ -57,7 +57,8 @@ async def create_topic(broker: str, topic: str, partitions: int) -> None:
 
 @dataclass
 class Producer:
-    """Produces ids [start, end) at about ``rate`` messages/s in batches (linger + lz4)."""
+    """Produces ids [start, end) at about ``rate`` messages/s in batches (linger + lz4), one round of
+    sends every ``tick_s`` (each round is about one record batch per partition)."""
 
     broker: str
     topic: str
@@ -65,6 +66,7 @@ class Producer:
     start: int
     end: int
     rate: float
+    tick_s: float = 0.02
     produced: int = 0
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -86,7 +88,7 @@ class Producer:
                 due = int((time.monotonic() - began) * self.rate) - self.produced
                 if due <= 0:
                     try:
-                        await asyncio.wait_for(self._stop.wait(), 0.02)
+                        await asyncio.wait_for(self._stop.wait(), self.tick_s)
                     except TimeoutError:
                         pass
                     continue
