@@ -264,17 +264,10 @@ class Soak:
         return producer, asyncio.create_task(producer.run())
 
     async def wait_first_rows(self, produce: asyncio.Task) -> None:
-        deadline = time.monotonic() + FIRST_ROWS_TIMEOUT_S
-        while True:
-            snap = await workload.snapshot(self.admin)
-            if snap.loaded > 0:
-                return
-            if produce.done():
-                raise SetupError(f"the producer stopped before the first rows were loaded: {produce.exception()!r}")
-            if time.monotonic() > deadline:
-                raise SetupError(f"no row loaded within {FIRST_ROWS_TIMEOUT_S:.0f} s (job {snap.job_state}, "
-                                 f"{snap.error or 'no error'})")
-            await asyncio.sleep(0.5)
+        try:
+            await workload.wait_first_rows(self.admin, produce, FIRST_ROWS_TIMEOUT_S)
+        except RuntimeError as exc:
+            raise SetupError(str(exc)) from None
 
     async def one_row_loads(self, deadline: float) -> None:
         """One-row loads one after another until stopped or past ``deadline`` (monotonic)."""

@@ -97,17 +97,10 @@ async def _faults_and_check(cluster, admin, schedule: Schedule, producer: worklo
                             topic: str) -> tuple[Recorder, CheckResult | None]:
     print(f"topic {topic} ({TOPIC_PARTITIONS} partitions), table {workload.DB}.{workload.TABLE} (RF=3, MAJORITY), "
           f"job {workload.JOB}; producing ~{producer.rate:,.0f} events/s", flush=True)
-    deadline = time.monotonic() + FIRST_ROWS_TIMEOUT_S
-    while True:
-        snap = await workload.snapshot(admin)
-        if snap.loaded > 0:
-            break
-        if produce.done():
-            raise SetupError(f"the producer stopped before the first rows were loaded: {produce.exception()!r}")
-        if time.monotonic() > deadline:
-            raise SetupError(f"no row loaded within {FIRST_ROWS_TIMEOUT_S:.0f} s (job {snap.job_state}, "
-                             f"{snap.error or 'no error'})")
-        await asyncio.sleep(0.5)
+    try:
+        await workload.wait_first_rows(admin, produce, FIRST_ROWS_TIMEOUT_S)
+    except RuntimeError as exc:
+        raise SetupError(str(exc)) from None
 
     rec = Recorder()  # the chaos clock starts now: every time in the report is relative to it
     runner = ChaosRunner(cluster, admin, schedule, producer, rec)

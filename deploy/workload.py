@@ -101,6 +101,21 @@ class Producer:
             await producer.stop()
 
 
+async def wait_first_rows(admin: admin_pb2_grpc.AdminServiceStub, produce: asyncio.Task, timeout_s: float) -> None:
+    """Wait (deadline-bound) until the job has loaded a row; RuntimeError says why it did not."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        snap = await snapshot(admin)
+        if snap.loaded > 0:
+            return
+        if produce.done():
+            raise RuntimeError(f"the producer stopped before the first rows were loaded: {produce.exception()!r}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no row loaded within {timeout_s:.0f} s (job {snap.job_state}, "
+                               f"{snap.error or 'no error'})")
+        await asyncio.sleep(0.5)
+
+
 async def create_schema(admin: admin_pb2_grpc.AdminServiceStub, buckets: int = 6) -> None:
     await admin.CreateDatabase(admin_pb2.CreateDatabaseRequest(db=DB, if_not_exists=True))
     await admin.CreateTable(admin_pb2.CreateTableRequest(

@@ -19,6 +19,7 @@ from fe.routineload.state import (
 from fe.txn.manager import TransactionManager
 from fe.txn.state import SourceType, TxnStatus
 from tests.unit.test_catalog import FakeClients, build, spec
+from tests.unit.test_txn import Clock
 
 REFUSAL = "Too many versions. tablet_id: 10012, version_count: 5, limit: 5"
 
@@ -75,11 +76,6 @@ def test_backoff_never_overflows():
 
 
 # ---- the manager: report after the abort that renewed the task ----------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.ms = 1_700_000_000_000
 
 
 async def setup(tmp_path, clock: Clock):
