@@ -57,11 +57,13 @@ from deploy.chaos_schedule import Schedule
 from deploy.cluster import LocalCluster
 
 PARTITIONS = 8
-# one round of sends every 0.5 s: about 2 record batches per partition per second. The embedded
-# broker's memory engine spends CPU per fetch and ListOffsets in proportion to the batches a
-# partition holds; at the chaos producer's 50 rounds/s it held 90k of them after 30 minutes and
-# its CPU climbed past the FE's and BEs' together. Production stays steady at --rate.
+# one round of sends every 0.5 s, each round one record batch per partition (the linger outlasts
+# the round's sends; with a 20 ms linger a round of 500 sends became 3-4 batches per partition).
+# The embedded broker's memory engine spends CPU per fetch and ListOffsets in proportion to the
+# batches a partition holds; at the chaos producer's 50 rounds/s it held 90k of them after 30
+# minutes and its CPU climbed past the FE's and BEs' together. Production stays steady at --rate.
 PRODUCE_TICK_S = 0.5
+PRODUCE_LINGER_MS = 250
 TOPIC = "soak_events"
 ONE_ROW_DB, ONE_ROW_TABLE = "soak", "one_row"
 FIRST_ROWS_TIMEOUT_S = 90.0
@@ -260,7 +262,8 @@ class Soak:
             await workload.create_job(self.admin, broker, TOPIC, desired=self.args.bes, interval_s=1)
         except grpc.aio.AioRpcError as exc:
             raise SetupError(f"schema or job: {exc.code().name}: {exc.details()}") from None
-        producer = workload.Producer(broker, TOPIC, PARTITIONS, 0, 10**12, self.args.rate, tick_s=PRODUCE_TICK_S)
+        producer = workload.Producer(broker, TOPIC, PARTITIONS, 0, 10**12, self.args.rate, tick_s=PRODUCE_TICK_S,
+                                     linger_ms=PRODUCE_LINGER_MS)
         return producer, asyncio.create_task(producer.run())
 
     async def wait_first_rows(self, produce: asyncio.Task) -> None:
