@@ -190,8 +190,11 @@ class Check:
     ok: bool
 
 
-def checks(rows: list[dict], lost: int | None, duplicated: int | None, targets: Targets) -> list[Check]:
-    """The soak's targets; anything that could not be measured fails."""
+def checks(rows: list[dict], lost: int | None, duplicated: int | None, targets: Targets,
+           violations: list[str] | None = None) -> list[Check]:
+    """The soak's targets; anything that could not be measured fails. ``violations`` are the chaos
+    checker's (tablets healthy, no open txn, job RUNNING, lag 0, equal checksums); None: it never
+    gave a verdict."""
     out = []
     ratio = p50_ratio(rows)
     first = rows[0]["p50_ms"] if rows else None
@@ -214,6 +217,12 @@ def checks(rows: list[dict], lost: int | None, duplicated: int | None, targets: 
     measured = lost is not None and duplicated is not None
     out.append(Check("routine load exactly once", f"lost {lost}, duplicated {duplicated}" if measured
                      else "not measured", "0 lost, 0 duplicated", measured and lost == 0 and duplicated == 0))
+    if violations is None:
+        seen = "not measured"
+    else:
+        seen = "none" if not violations else f"{len(violations)}: " + "; ".join(violations)[:200]
+    out.append(Check("checker: healthy, no open txn, RUNNING, lag 0", seen, "none",
+                     violations is not None and not violations))
     return out
 
 
@@ -459,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
     out["total_s"] = round(time.monotonic() - began, 1)
     rows = out["intervals"]
-    results = checks(rows, out.get("lost"), out.get("duplicated"), targets)
+    checker = out.get("checker")
+    results = checks(rows, out.get("lost"), out.get("duplicated"), targets,
+                     None if checker is None else list(checker.get("violations", [])))
     result = "FAIL" if failure else verdict(results)
     out["summary"] = {
         "verdict": result, "failure": failure,
