@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Callable
 
@@ -33,6 +34,9 @@ class FeLink:
         self.interval_ms = config.heartbeat_interval_ms
         self._task: asyncio.Task | None = None
         self._failures = 0
+        # the heartbeat's own thread: scans, checksums and writes fill the loop's default
+        # executor for seconds at a time, and a heartbeat queued behind them arrives too late
+        self._disk_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="heartbeat-disk")
 
     @property
     def stub(self) -> frontend_pb2_grpc.FrontendServiceStub:
@@ -76,7 +80,8 @@ class FeLink:
         self._task = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
 
     async def _heartbeat_once(self) -> None:
-        total, used, avail = await asyncio.to_thread(self._store.disk_usage, self._config.capacity_bytes)
+        total, used, avail = await asyncio.get_running_loop().run_in_executor(
+            self._disk_pool, self._store.disk_usage, self._config.capacity_bytes)
         resp = await self._stub.Heartbeat(
             frontend_pb2.HeartbeatRequest(
                 backend_id=self.backend_id,
@@ -126,4 +131,5 @@ class FeLink:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        self._disk_pool.shutdown(wait=False, cancel_futures=True)
         await self._channel.close()
