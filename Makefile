@@ -42,8 +42,10 @@ demo: $(STAMP)
 SEED ?= 1
 DURATION ?= 300
 CHAOS_BES ?= 4
+# KINDS=be_kill,fe_kill narrows the fault kinds (default: every kind)
+KINDS ?=
 chaos: $(STAMP)
-	$(PY) -m deploy.chaos --seed $(SEED) --duration $(DURATION) --bes $(if $(filter command line,$(origin BES)),$(BES),$(CHAOS_BES))
+	$(PY) -m deploy.chaos --seed $(SEED) --duration $(DURATION) --bes $(if $(filter command line,$(origin BES)),$(BES),$(CHAOS_BES)) --kinds "$(KINDS)"
 
 bench: $(STAMP)
 	$(PY) -m bench.routine_load

@@ -36,7 +36,7 @@ from common.rpc import CHANNEL_OPTIONS
 from deploy import workload
 from deploy.chaos_checker import Bounds, Checker, CheckResult
 from deploy.chaos_runner import ChaosRunner, Recorder
-from deploy.chaos_schedule import Schedule, generate, quorum_tolerance
+from deploy.chaos_schedule import KINDS, Schedule, generate, parse_kinds, quorum_tolerance
 from deploy.cluster import ClusterSpec, LocalCluster
 from deploy.ports import free_ports
 
@@ -48,6 +48,9 @@ CHAOS_FE_CONFIG = {
     "routine_load_task_consume_second": "1",
     "routine_load_task_timeout_second": "10",
 }
+# compactions written at 1 MB/s last tens of milliseconds instead of a few, so that a
+# be_kill_in_compaction fault (which polls the BE for a running one) can land inside one
+CHAOS_BE_CONFIG = {"compaction_write_limit_mb_per_sec": "1"}
 # the driver's channel to the FE: reconnect quickly after the FE is killed and restarted
 DRIVER_CHANNEL_OPTIONS = CHANNEL_OPTIONS + [
     ("grpc.initial_reconnect_backoff_ms", 200),
@@ -139,7 +142,7 @@ def build_report(args, schedule: Schedule, rec: Recorder | None, result: CheckRe
         "verdict": "PASS" if not violations and result is not None else "FAIL",
         "violations": violations,
         "seed": args.seed, "duration_s": args.duration, "bes": args.bes, "max_down": schedule.max_down,
-        "rate": args.rate, "fe_config": CHAOS_FE_CONFIG, "run_dir": run_dir, "timings_s": timings,
+        "rate": args.rate, "fe_config": CHAOS_FE_CONFIG, "be_config": CHAOS_BE_CONFIG, "run_dir": run_dir, "timings_s": timings,
         "schedule_text": schedule.text(), "schedule": schedule.to_json(),
         "check": result.to_json() if result else None,
         "events": rec.to_json()["events"] if rec else [],
@@ -245,11 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--healthy-bound", type=float, default=120.0, help="seconds for every tablet to be HEALTHY")
     p.add_argument("--catch-up-bound", type=float, default=120.0, help="seconds for the job to reach lag 0")
     p.add_argument("--keep-run-dir", action="store_true", help="keep the cluster's run dir even on PASS")
+    p.add_argument("--kinds", default="", help=f"comma-separated fault kinds (default: all of {', '.join(KINDS)})")
     args = p.parse_args(argv)
+    try:
+        kinds = parse_kinds(args.kinds)
+    except ValueError as exc:
+        p.error(str(exc))
     max_down = quorum_tolerance(3, "MAJORITY") if args.max_down is None else args.max_down
     if args.bes < 3:
         p.error("--bes must be at least 3 (the table has 3 replicas)")
-    schedule = generate(args.seed, args.duration, args.bes, max_down)
+    schedule = generate(args.seed, args.duration, args.bes, max_down, kinds)
     report_dir = args.report_dir or os.path.join("bench", "results", f"chaos-{args.seed}")
     bounds = Bounds(catch_up_s=args.catch_up_bound, healthy_s=args.healthy_bound,
                     txns_s=max(60.0, 3 * float(CHAOS_FE_CONFIG["routine_load_task_timeout_second"])))
@@ -260,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = LocalCluster(run_dir)
     ports = free_ports(2 + args.bes)
     spec = ClusterSpec(bes=args.bes, fe_port=ports[0], broker_port=ports[1], be_ports=ports[2:],
-                       with_broker=True, fe_config=dict(CHAOS_FE_CONFIG))
+                       with_broker=True, fe_config=dict(CHAOS_FE_CONFIG), be_config=dict(CHAOS_BE_CONFIG))
     # SIGTERM is handled like Ctrl-C: unwind through the finally below, which stops the cluster
     signal.signal(signal.SIGTERM, _interrupt)
     state: dict = {}

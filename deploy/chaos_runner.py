@@ -24,9 +24,10 @@ from dataclasses import asdict, dataclass, field
 
 import grpc
 
-from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc
+from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc, backend_pb2, backend_pb2_grpc
+from common.rpc import cluster_channel
 from deploy import workload
-from deploy.chaos_schedule import Fault, Schedule
+from deploy.chaos_schedule import COMPACTION_WAIT_S, Fault, Schedule
 from deploy.cluster import LocalCluster
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 SAMPLE_INTERVAL_S = 1.0
 RATE_WINDOW_S = 5.0
 SNAPSHOT_TIMEOUT_S = 3.0
+COMPACTION_POLL_S = 0.02
+INTERRUPTED_LINE = "compactions interrupted before their swap"
+INTERRUPTED_WAIT_S = 15.0
 
 
 @dataclass
@@ -117,7 +121,10 @@ class ChaosRunner:
         except Exception as exc:  # a fault that could not be injected is reported, never hidden
             self.rec.violation(f"fault #{f.index} {f.kind} {f.target} could not be injected: "
                                f"{type(exc).__name__}: {exc}")
-        await self._sleep_until(f.end_s)
+        if f.kind == "be_kill_in_compaction":
+            await asyncio.sleep(f.duration_s)  # counted from the kill, which waited for a compaction
+        else:
+            await self._sleep_until(f.end_s)
         try:
             await self._recover(f)
         except Exception as exc:
@@ -126,7 +133,14 @@ class ChaosRunner:
 
     async def _inject(self, f: Fault) -> None:
         node = f.target
-        if f.kind in ("be_kill", "be_wipe", "fe_kill"):
+        if f.kind == "be_kill_in_compaction":
+            running = await self._wait_for_compaction(node)
+            self.held_down.add(node)
+            pid = await asyncio.to_thread(self.cluster.kill_node, node)
+            self.rec.event("fault", f"#{f.index} SIGKILL {node} (pid {pid}) "
+                           + (f"while {running} compaction(s) ran" if running else
+                              f"with no compaction running: none started within {COMPACTION_WAIT_S:g} s"), f.index)
+        elif f.kind in ("be_kill", "be_wipe", "fe_kill", "be_quick_restart"):
             self.held_down.add(node)
             pid = await asyncio.to_thread(self.cluster.kill_node, node)
             self.rec.event("fault", f"#{f.index} SIGKILL {node} (pid {pid})", f.index)
@@ -146,11 +160,14 @@ class ChaosRunner:
 
     async def _recover(self, f: Fault) -> None:
         node = f.target
-        if f.kind in ("be_kill", "be_wipe", "fe_kill"):
+        if f.kind in ("be_kill", "be_wipe", "fe_kill", "be_quick_restart", "be_kill_in_compaction"):
+            log_from = self._log_size(node)
             pid = await asyncio.to_thread(self.cluster.start_node, node)
             self.held_down.discard(node)
             self.rec.event("recover", f"#{f.index} restarted {node} (pid {pid})"
                            + (" with an empty storage dir" if f.kind == "be_wipe" else ""), f.index)
+            if f.kind == "be_kill_in_compaction":
+                await self._observe_interrupted(f, node, log_from)
         elif f.kind == "be_stop":
             pid = self.cluster.signal_node(node, signal.SIGCONT)
             self.stopped.discard(node)
@@ -160,6 +177,54 @@ class ChaosRunner:
             await self._call_with_retry(lambda: self.admin.ResumeRoutineLoad(
                 admin_pb2.RoutineLoadRequest(db=workload.DB, name=workload.JOB), timeout=10), "ResumeRoutineLoad")
             self.rec.event("recover", f"#{f.index} RESUME ROUTINE LOAD {workload.JOB}", f.index)
+
+    async def _wait_for_compaction(self, node: str) -> int:
+        """Poll the BE (GetBackendInfo) until a compaction runs on it, at most COMPACTION_WAIT_S;
+        returns how many ran at that moment (0: none started in time)."""
+        address = self.cluster.be_address(int(node[2:]))
+        channel = cluster_channel(address, self.cluster.spec.cluster_token)
+        stub = backend_pb2_grpc.BackendServiceStub(channel)
+        deadline = self.rec.now() + COMPACTION_WAIT_S
+        try:
+            while self.rec.now() < deadline:
+                try:
+                    info = await stub.GetBackendInfo(backend_pb2.GetBackendInfoRequest(), timeout=1.0)
+                    if info.compaction_running > 0:
+                        return info.compaction_running
+                except grpc.aio.AioRpcError:
+                    pass  # a BE that does not answer now may next poll
+                await asyncio.sleep(COMPACTION_POLL_S)
+            return 0
+        finally:
+            await channel.close()
+
+    def _log_size(self, node: str) -> int:
+        try:
+            with open(self.cluster.log_path(node), "rb") as f:
+                return f.seek(0, 2)
+        except OSError:
+            return 0
+
+    async def _observe_interrupted(self, f: Fault, node: str, log_from: int) -> None:
+        """Report whether the restarted BE found the killed compaction's output and deleted it
+        (it does so while starting, before it serves)."""
+        deadline = self.rec.now() + INTERRUPTED_WAIT_S
+        while self.rec.now() < deadline:
+            try:
+                with open(self.cluster.log_path(node), "rb") as log_file:
+                    log_file.seek(log_from)
+                    for line in log_file.read().decode(errors="replace").splitlines():
+                        if INTERRUPTED_LINE in line:
+                            self.rec.event("observed", f"#{f.index} {node}: {line.split(': ', 1)[-1]}", f.index)
+                            return
+                        if "BE serving on" in line:
+                            self.rec.event("observed", f"#{f.index} {node} restarted with no unswapped "
+                                                       "compaction output (the kill came before or after the swap)",
+                                           f.index)
+                            return
+            except OSError:
+                pass
+            await asyncio.sleep(0.2)
 
     async def _call_with_retry(self, call, what: str, attempts: int = 10) -> None:
         for attempt in range(attempts):

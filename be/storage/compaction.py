@@ -285,6 +285,7 @@ class CompactionManager:
                     batch, batch_bytes = WriteBatch(raw_mode=True), 0
                     self._throttle(written, started)
             db.write(batch, wal)
+            self._throttle(written, started)  # the last batch counts too: small outputs are limited as well
             in_rows = sum(rs[V.ROWS] for rs in pick.inputs)
             if rows != in_rows:
                 raise RuntimeError(f"merged {rows} rows from inputs that hold {in_rows}")

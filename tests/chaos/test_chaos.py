@@ -1,9 +1,10 @@
 """A short seeded chaos run in the suite (`make chaos` is the long one).
 
 Runs ``python -m deploy.chaos`` as a subprocess, as an operator would: its own cluster on free
-ports in a temporary run dir, four faults in 45 s (seed 7: a job pause, a BE SIGKILL, an FE
-SIGKILL and a BE restarted with its storage wiped), then the checker. Exit 0 and a report with
-nothing missing and nothing duplicated, while the BEs compact their tablets.
+ports in a temporary run dir, four faults in 45 s (seed 7: an FE SIGKILL, a job pause, a BE
+SIGKILLed while one of its compactions runs, and a BE killed and restarted within the heartbeat
+timeout), then the checker. Exit 0 and a report with nothing missing and nothing duplicated,
+while the BEs compact their tablets.
 """
 
 from __future__ import annotations
@@ -49,3 +50,8 @@ def test_seeded_chaos_run_loses_and_duplicates_nothing(tmp_path):
     assert (report_dir / "timeline.txt").read_text().count("VERDICT: PASS") == 1
     # ... with compaction running on the BEs all along
     assert report["compactions"]["cumulative"] > 0, report["compactions"]
+    # the kill inside a compaction waited for one and says what the restarted BE found
+    (inside,) = [f for f in report["schedule"]["faults"] if f["kind"] == "be_kill_in_compaction"]
+    texts = [e["text"] for e in report["events"] if e["fault"] == inside["index"]]
+    assert any("compaction(s) ran" in t for t in texts), texts
+    assert any("interrupted before their swap" in t or "no unswapped compaction output" in t for t in texts), texts

@@ -78,3 +78,30 @@ def test_the_schedule_text_names_every_fault():
     assert len(text.splitlines()) == len(s.faults) + 1
     for f in s.faults:
         assert f"#{f.index:<2} t=" in text
+
+
+def test_kinds_narrow_the_schedule_and_unknown_kinds_are_refused():
+    from deploy.chaos_schedule import parse_kinds
+    assert parse_kinds(None) == KINDS and parse_kinds("") == KINDS
+    assert parse_kinds("be_quick_restart, fe_kill,be_quick_restart") == ("be_quick_restart", "fe_kill")
+    with pytest.raises(ValueError, match="unknown fault kind.*'be_nap'.*kinds: be_kill"):
+        parse_kinds("be_kill,be_nap")
+    for seed in range(1, 11):
+        s = generate(seed, 300, bes=4, max_down=2, kinds=("be_quick_restart", "job_pause"))
+        assert s.kinds() == {"be_quick_restart", "job_pause"}
+    assert generate(3, 300, kinds=("be_kill",)).kinds() == {"be_kill"}
+
+
+@pytest.mark.parametrize("seed", range(1, 21))
+def test_a_quick_restart_is_back_before_the_heartbeat_timeout(seed):
+    # chaos runs with heartbeat_timeout_second 3; a BE takes about 1 s to start and heartbeat
+    quick = [f for f in generate(seed, 600, max_down=2).faults if f.kind == "be_quick_restart"]
+    assert quick and all(f.duration_s <= 0.8 for f in quick)
+
+
+def test_a_kill_inside_a_compaction_leaves_time_to_wait_for_one():
+    from deploy.chaos_schedule import COMPACTION_WAIT_S, Fault
+    f = Fault(1, "be_kill_in_compaction", 10.0, 4.0, "be1")
+    assert f.end_s == 10.0 + COMPACTION_WAIT_S + 4.0
+    assert "inside a compaction" in f.describe()
+    assert Fault(2, "be_kill", 10.0, 4.0, "be1").end_s == 14.0

@@ -3,6 +3,8 @@ version limit and clones of compacted replicas (no processes)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from be.storage import versions as V
@@ -242,3 +244,19 @@ def test_base_compaction_extends_the_base_in_place_and_a_kill_before_its_swap_ke
     # sweeping the stale [0-3] keeps the live base's chunks
     rowsets.sweep_stale(int(clock.now * 1000) + 1)
     assert rowsets.checksum(1, 5) == checksum and not tablets.get(1).stale_rowsets
+
+
+def test_the_write_limit_holds_for_an_output_smaller_than_one_write_batch(tmp_path):
+    # compaction_write_limit_mb_per_sec slept only after a full write batch, so the small
+    # compactions a steady load makes (tens of KB) were never limited at all
+    cfg = StorageConfig(compaction_write_limit_mb_per_sec=0.05, min_cumulative_compaction_num_singleton_deltas=2)
+    _store, tablets, rowsets, cmp = open_store(tmp_path, cfg)
+    tablets.create([TabletMeta(1, 2, 1, 2, 3, 1, "[]")])
+    for v in range(2, 6):
+        load(rowsets, v, v, [(i, f"row {i:06d} of version {v}") for i in range(300)])
+    started = time.monotonic()
+    out = cmp.compact(1, CompactionType.CUMULATIVE)
+    took = time.monotonic() - started
+    written = int(out.message.split(", ")[-2].split()[0])  # "..., N bytes, T ms"
+    assert out.ok and written > 5_000, out.message
+    assert took >= written / (0.05 * 1024 * 1024) * 0.9, f"{written} bytes compacted in {took:.3f} s"
