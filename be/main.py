@@ -10,13 +10,14 @@ import sys
 from be.node import BackendNode
 from common.config import CLUSTER_TOKEN_ENV, BeConfig, StorageConfig, token_from_env
 from common.errors import Unauthenticated
-from common.logsetup import setup_logging
+from common.logsetup import report_fatal, setup_logging
 from common.process import run_until_signalled
 
 log = logging.getLogger(__name__)
 
 
-def parse_args(argv: list[str] | None = None) -> BeConfig:
+def parse_args(argv: list[str] | None = None) -> tuple[BeConfig, str | None]:
+    """The BE's config, and its log file (None: it logs to stderr)."""
     p = argparse.ArgumentParser(prog="tabletsim-be", description="tabletsim BE")
     p.add_argument("--storage-dir", required=True, help="RocksDB storage directory")
     p.add_argument("--fe", required=True, metavar="HOST:PORT", help="the FE's gRPC address")
@@ -33,8 +34,13 @@ def parse_args(argv: list[str] | None = None) -> BeConfig:
                    help="a storage config with its StarRocks name (like be.conf), e.g. "
                         "tablet_max_versions=1000; repeatable")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-file", help="write the log to this file (default: stderr); a failure that "
+                                      "stops the BE is then one line on stderr, its traceback in the file")
     args = p.parse_args(argv)
-    setup_logging(f"be:{args.be_port}", args.log_level)
+    try:
+        setup_logging(f"be:{args.be_port}", args.log_level, args.log_file)
+    except OSError as exc:
+        p.error(f"--log-file {args.log_file}: cannot open it ({exc.strerror or exc})")
     token = token_from_env(args.cluster_token, CLUSTER_TOKEN_ENV)
     if not token:
         p.error(f"a cluster token is required: --cluster-token or ${CLUSTER_TOKEN_ENV}")
@@ -48,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> BeConfig:
         storage = StorageConfig.from_overrides(overrides)
     except ValueError as exc:
         p.error(str(exc))
-    return BeConfig(
+    config = BeConfig(
         storage_dir=args.storage_dir,
         fe_address=args.fe,
         cluster_token=token,
@@ -60,17 +66,18 @@ def parse_args(argv: list[str] | None = None) -> BeConfig:
         tablet_report_interval_s=args.report_interval_s,
         storage=storage,
     )
+    return config, args.log_file
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_args(argv)
+    config, log_file = parse_args(argv)
     try:
         asyncio.run(run_until_signalled(lambda: BackendNode(config)))
     except Unauthenticated as exc:
-        log.error("BE not admitted: %s", exc)
+        report_fatal(log, f"BE not admitted: {exc}", exc, log_file)
         return 2
-    except Exception as exc:  # noqa: BLE001 - a start-up failure is reported, not dumped
-        log.error("BE failed: %s: %s", type(exc).__name__, exc)
+    except Exception as exc:  # noqa: BLE001 - one line on stderr, the traceback in the log
+        report_fatal(log, f"BE failed: {type(exc).__name__}: {exc}", exc, log_file)
         return 1
     return 0
 

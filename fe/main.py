@@ -8,14 +8,15 @@ import logging
 import sys
 
 from common.config import ADMIN_TOKEN_ENV, CLUSTER_TOKEN_ENV, FeConfig, token_from_env
-from common.logsetup import setup_logging
+from common.logsetup import report_fatal, setup_logging
 from common.process import run_until_signalled
 from fe.node import FrontendNode
 
 log = logging.getLogger(__name__)
 
 
-def parse_args(argv: list[str] | None = None) -> FeConfig:
+def parse_args(argv: list[str] | None = None) -> tuple[FeConfig, str | None]:
+    """The FE's config, and its log file (None: it logs to stderr)."""
     p = argparse.ArgumentParser(prog="tabletsim-fe", description="tabletsim leader FE")
     p.add_argument("--meta-dir", required=True, help="edit log and image directory")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -28,8 +29,13 @@ def parse_args(argv: list[str] | None = None) -> FeConfig:
         help="dynamic config at start-up, like fe.conf (repeatable)",
     )
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-file", help="write the log to this file (default: stderr); a failure that "
+                                      "stops the FE is then one line on stderr, its traceback in the file")
     args = p.parse_args(argv)
-    setup_logging("fe", args.log_level)
+    try:
+        setup_logging("fe", args.log_level, args.log_file)
+    except OSError as exc:
+        p.error(f"--log-file {args.log_file}: cannot open it ({exc.strerror or exc})")
     token = token_from_env(args.cluster_token, CLUSTER_TOKEN_ENV)
     if not token:
         p.error(f"a cluster token is required: --cluster-token or ${CLUSTER_TOKEN_ENV}")
@@ -39,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> FeConfig:
         if not sep:
             p.error(f"--config {item!r}: expected NAME=VALUE")
         overrides[name.strip()] = value.strip()
-    return FeConfig(
+    config = FeConfig(
         meta_dir=args.meta_dir,
         cluster_token=token,
         host=args.host,
@@ -48,14 +54,15 @@ def parse_args(argv: list[str] | None = None) -> FeConfig:
         heartbeat_interval_ms=args.heartbeat_interval_ms,
         config_overrides=overrides,
     )
+    return config, args.log_file
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_args(argv)
+    config, log_file = parse_args(argv)
     try:
         asyncio.run(run_until_signalled(lambda: FrontendNode(config)))
-    except Exception as exc:  # noqa: BLE001 - a start-up failure is reported, not dumped
-        log.error("FE failed: %s: %s", type(exc).__name__, exc)
+    except Exception as exc:  # noqa: BLE001 - one line on stderr, the traceback in the log
+        report_fatal(log, f"FE failed: {type(exc).__name__}: {exc}", exc, log_file)
         return 1
     return 0
 

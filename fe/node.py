@@ -40,7 +40,7 @@ class FrontendNode:
     def __init__(self, config: FeConfig) -> None:
         self.config = config
         self.journal = Journal(EditLog(config.meta_dir), lambda: self.dynconfig.edit_log_roll_num)
-        self.ids = IdAllocator()
+        self.ids = IdAllocator(self.journal)
         self.dynconfig = DynamicConfig(self.journal, config.config_overrides)
         self.backends = BackendRegistry(
             self.journal,

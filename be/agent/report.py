@@ -2,8 +2,10 @@
 it holds, with versions, row counts, sizes, version counts and compaction status, and the txns it
 keeps pending rowsets of.
 
-The FE answers with orphan tablets to drop and finished txns whose pending rowsets to delete.
-Tablets being cloned (``busy``) are never dropped nor cleared here, whatever the answer says.
+The FE answers with orphan replicas to drop and finished txns whose pending rowsets to delete.
+Tablets being cloned (``busy``) are never dropped nor cleared here, whatever the answer says, and
+a drop names the replica the report showed: a tablet whose replica here changed since (a clone
+re-made it) is kept.
 """
 
 from __future__ import annotations
@@ -72,12 +74,16 @@ class TabletReporter:
         request = await asyncio.to_thread(self._build)
         resp = await self._stub().ReportTablets(request, timeout=max(self._interval_s, 10.0))
         busy = self._busy()
-        drop = [t for t in resp.drop_tablet_ids if t not in busy]
+        named = len(resp.drop_replica_ids) == len(resp.drop_tablet_ids)  # else an FE naming none
+        drop = [i for i, t in enumerate(resp.drop_tablet_ids) if t not in busy]
         if drop:
-            dropped = await asyncio.to_thread(self._tablets.drop, drop)
+            tablet_ids = [resp.drop_tablet_ids[i] for i in drop]
+            replica_ids = [resp.drop_replica_ids[i] for i in drop] if named else None
+            dropped = await asyncio.to_thread(self._tablets.drop, tablet_ids, replica_ids)
             for tablet_id in dropped:
                 self._rowsets.forget_tablet(tablet_id)
-            log.info("dropped %d orphan tablets the FE does not know here: %s", len(dropped), dropped[:20])
+            log.info("dropped %d of %d orphan replicas the FE does not know here: %s", len(dropped),
+                     len(tablet_ids), dropped[:20])
         if resp.finished_txn_ids:
             pending = self._rowsets.pending_tablets()
             cleared = 0

@@ -1,4 +1,4 @@
-"""The coordinator's replicated write: each tablet's rows to all its replicas, quorum counted.
+"""The coordinator's replicated write: each tablet's rows to all its target replicas, quorum counted.
 
 Rows are encoded once per tablet and sent per BE in batches of about ``batch_bytes`` (never one
 call per row); a BE's batch is stored atomically, so a replica has taken a tablet's rows only if
@@ -18,6 +18,7 @@ import grpc
 from be.load.router import Router
 from common.errors import FailedPrecondition, TabletsimError, Unavailable
 from common.gen.tabletsim.v1 import backend_pb2, types_pb2
+from common.quorum import check_writable
 from common.rowcodec import encode_rows
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,13 @@ async def replicate(
     batch_bytes: int = BATCH_BYTES,
 ) -> WriteOutcome:
     """Write every tablet's chunks to its replicas; below quorum on any tablet, raise Unavailable,
-    or TooManyVersions when replicas refused only at the ``tablet_max_versions`` limit."""
+    or TooManyVersions when replicas refused only at the ``tablet_max_versions`` limit.
+
+    The replicas are the FE's load targets, the ones that count towards the quorum (common/quorum.py);
+    a tablet with fewer of them than ``quorum`` is refused before anything is written.
+    """
+    for tablet_id in encoded:
+        check_writable(tablet_id, len(router.tablets[tablet_id].replicas), router.target.replication_num, quorum)
     per_be: dict[int, tuple[str, list[Chunk]]] = {}
     for tablet_id, chunks in encoded.items():
         for backend_id, address in router.tablets[tablet_id].replicas:

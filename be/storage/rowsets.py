@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import marshal
 import struct
-import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -95,7 +94,7 @@ class RowsetStore:
         self._store = store
         self._tablets = tablets
         self._max_versions = max_versions
-        self._lock = threading.Lock()
+        self._lock = tablets.lock  # one lock for every tablet meta change: drops and creates take it too
         self._pending: dict[tuple[int, int], Pending] = {}
         for key, raw in store.db.items(from_key=PENDING_PREFIX):
             if not key.startswith(PENDING_PREFIX):

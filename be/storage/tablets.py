@@ -4,12 +4,18 @@
 
 Rowsets (visible by version, pending by txn) live under their own prefixes and are added by the
 write path; dropping a tablet deletes them with it.
+
+One lock, :attr:`TabletManager.lock`, guards every change of a tablet's meta: the RowsetStore
+holds it while it reads a meta and writes it back (write, publish, clone install, compaction
+swap), and create and drop take it too. A drop in the middle of a publish would otherwise be
+undone by the publish writing the dropped tablet's meta back.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+import threading
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -69,6 +75,9 @@ class TabletManager:
 
     def __init__(self, store: BeStore) -> None:
         self._store = store
+        self.lock = threading.RLock()
+        """Held by every change of a tablet meta, here and in the RowsetStore (never across I/O
+        other than the one RocksDB write of the change)."""
         self._tablets: dict[int, TabletMeta] = {}
         for key, raw in store.db.items(from_key=TABLET_PREFIX):
             if not key.startswith(TABLET_PREFIX):
@@ -88,19 +97,20 @@ class TabletManager:
 
     def create(self, metas: list[TabletMeta]) -> int:
         """Create replicas (idempotent: an existing replica with the same id is kept)."""
-        batch = WriteBatch(raw_mode=True)
-        created = []
-        for meta in metas:
-            existing = self._tablets.get(meta.tablet_id)
-            if existing is not None and existing.replica_id == meta.replica_id:
-                continue
-            batch.put(tablet_key(meta.tablet_id), meta.encode())
-            created.append(meta)
-        if created:
-            self._store.db.write(batch, self._store.sync)
-            for meta in created:
-                self._tablets[meta.tablet_id] = meta
-        return len(created)
+        with self.lock:
+            batch = WriteBatch(raw_mode=True)
+            created = []
+            for meta in metas:
+                existing = self._tablets.get(meta.tablet_id)
+                if existing is not None and existing.replica_id == meta.replica_id:
+                    continue
+                batch.put(tablet_key(meta.tablet_id), meta.encode())
+                created.append(meta)
+            if created:
+                self._store.db.write(batch, self._store.sync)
+                for meta in created:
+                    self._tablets[meta.tablet_id] = meta
+            return len(created)
 
     def save(self, meta: TabletMeta, batch: WriteBatch) -> None:
         batch.put(tablet_key(meta.tablet_id), meta.encode())
@@ -109,22 +119,28 @@ class TabletManager:
         """Drop replicas and their data; returns the tablet ids dropped.
 
         With ``replica_ids`` (one per tablet), a tablet is dropped only if the replica this BE
-        holds is that one: a late drop never deletes a newer replica cloned back here.
+        holds is that one: a late drop never deletes a newer replica cloned back here. Waits for
+        a publish, clone install or compaction swap of the same BE in progress (:attr:`lock`).
         """
-        batch = WriteBatch(raw_mode=True)
-        dropped = []
-        for i, tablet_id in enumerate(tablet_ids):
-            meta = self._tablets.get(tablet_id)
-            if meta is None or (replica_ids and meta.replica_id != replica_ids[i]):
-                continue
-            del self._tablets[tablet_id]
-            batch.delete(tablet_key(tablet_id))
-            for prefix in self._store.tablet_data_prefixes(tablet_id):
-                batch.delete_range(prefix, prefix + b"\xff" * 9)
-            dropped.append(tablet_id)
-        if dropped:
-            self._store.db.write(batch, self._store.sync)
-        return dropped
+        if replica_ids is not None and len(replica_ids) != len(tablet_ids):
+            raise ValueError(f"{len(replica_ids)} replica ids for {len(tablet_ids)} tablet ids: "
+                             "give one per tablet or none")
+        with self.lock:
+            batch = WriteBatch(raw_mode=True)
+            dropped = []
+            for i, tablet_id in enumerate(tablet_ids):
+                meta = self._tablets.get(tablet_id)
+                if meta is None or (replica_ids and meta.replica_id != replica_ids[i]):
+                    continue
+                batch.delete(tablet_key(tablet_id))
+                for prefix in self._store.tablet_data_prefixes(tablet_id):
+                    batch.delete_range(prefix, prefix + b"\xff" * 9)
+                dropped.append(tablet_id)
+            if dropped:
+                self._store.db.write(batch, self._store.sync)
+                for tablet_id in dropped:
+                    del self._tablets[tablet_id]
+            return dropped
 
 
 def tablet_id_of(key: bytes) -> int:

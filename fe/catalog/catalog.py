@@ -3,7 +3,8 @@
 DDL runs under one lock. CREATE TABLE is atomic: ids and placement are decided, every BE creates
 its replicas, and only then is the table journaled; a BE failing part-way makes the FE drop what
 was created and answer UNAVAILABLE, so no half-made table is ever visible (a killed FE leaves at
-most orphan replicas on BEs, which tablet reports clean up).
+most orphan replicas on BEs, which tablet reports clean up). The ids sent to the BEs come from a
+journaled id batch (fe/persist/ids.py), so a restarted FE never gives them to another table.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from common import quorum
 from common.coltypes import Column
 from common.compaction_status import CompactionStatus
 
@@ -21,12 +22,8 @@ class WriteQuorum(enum.Enum):
     ALL = "ALL"
 
     def needed(self, replication_num: int) -> int:
-        """Replicas that must succeed: ONE = 1, MAJORITY = n/2 + 1, ALL = n."""
-        if self is WriteQuorum.ONE:
-            return 1
-        if self is WriteQuorum.ALL:
-            return replication_num
-        return replication_num // 2 + 1
+        """Replicas that must succeed: ONE = 1, MAJORITY = n/2 + 1, ALL = n (common/quorum.py)."""
+        return quorum.needed(self.value, replication_num)
 
     @classmethod
     def parse(cls, text: str) -> WriteQuorum:

@@ -5,11 +5,12 @@ journal), as StarRocks' finishCloneTask does:
 
 - FULL clone to a BE without the tablet: the destination first gets an empty replica
   (CreateTablets, after dropping any stale copy it kept), then the FE journals the replica in
-  state CLONE - so loads that begin from then on write to it and their publish makes it lag
-  rather than fail the whole batch of that BE - then CloneTablet makes the destination pull the
-  rowsets from the source (a ReadRowsets stream). On success the replica becomes NORMAL at the
-  cloned version; a version committed meanwhile that it missed leaves it VERSION_INCOMPLETE and
-  an incremental clone follows. A CLONE replica is never read nor counted for quorum.
+  state CLONE - loads leave it out (only NORMAL replicas take writes and count, common/quorum.py)
+  and each commit it misses marks it failed at that version - then CloneTablet makes the
+  destination pull the rowsets from the source (a ReadRowsets stream). On success the replica
+  becomes NORMAL at the cloned version; a version committed meanwhile that it missed leaves it
+  VERSION_INCOMPLETE and an incremental clone follows. A CLONE replica is never read, written
+  nor counted for quorum.
 - FULL or INCREMENTAL clone of an existing (lagging) replica: in place; the BE copies only the
   missing versions, or all when it cannot (it says so and the history shows it). An INCREMENTAL
   request also names the other healthy replicas at the wanted version (``alt_src_addresses``):

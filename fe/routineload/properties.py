@@ -321,13 +321,13 @@ def parse_offset(prop: str, value: str, *, allow_datetime: bool = False) -> Offs
     raise _invalid(prop, value, "must be an offset >= 0, OFFSET_BEGINNING or OFFSET_END")
 
 
-def _offsets(value: str, partitions: list[int]) -> list[OffsetSpec]:
+def _offsets(value: str, partitions: list[int], whose: str) -> list[OffsetSpec]:
+    """One offset per partition, in order, as StarRocks requires (no single offset for all)."""
     specs = [parse_offset("kafka_offsets", v) for v in value.split(",")]
-    if len(specs) == 1:
-        return specs * len(partitions)
     if len(specs) != len(partitions):
-        raise _invalid("kafka_offsets", value, f"needs one offset per partition ({len(partitions)}: "
-                       f"{','.join(map(str, partitions))}) or a single offset for all")
+        raise _invalid("kafka_offsets", value, f"Partitions number should be equals to offsets number: {whose} "
+                       f"names {len(partitions)} ({','.join(map(str, partitions))}) and kafka_offsets gives "
+                       f"{len(specs)}; give one offset per partition, in the same order")
     return specs
 
 
@@ -373,15 +373,15 @@ def _check_keys(props: Mapping[str, str], allowed: tuple[str, ...], verb: str) -
 def _pinned(props: Mapping[str, str], fallback_partitions: tuple[int, ...],
             default: OffsetSpec) -> tuple[tuple[int, OffsetSpec], ...]:
     if "kafka_partitions" in props:
-        partitions = _partitions(props["kafka_partitions"])
+        partitions, whose = _partitions(props["kafka_partitions"]), "kafka_partitions"
     elif "kafka_offsets" in props:
         if not fallback_partitions:
             raise _invalid("kafka_offsets", props["kafka_offsets"], "needs kafka_partitions")
-        partitions = list(fallback_partitions)
+        partitions, whose = list(fallback_partitions), "the job's kafka_partitions"
     else:
         return ()
     if "kafka_offsets" in props:
-        offsets = _offsets(props["kafka_offsets"], partitions)
+        offsets = _offsets(props["kafka_offsets"], partitions, whose)
     else:
         offsets = [default] * len(partitions)
     return tuple(zip(partitions, offsets, strict=True))
@@ -406,8 +406,8 @@ def alter_offsets(current: KafkaSource, d: Mapping[str, str]) -> tuple[tuple[int
     """The (partition, offset) pairs an ALTER pins; empty when it pins none.
 
     kafka_partitions alone starts them at the default offset (OFFSET_END unless
-    kafka_default_offsets); kafka_offsets alone applies to the job's currently pinned partitions.
-    The job manager writes these into the job's progress.
+    kafka_default_offsets); kafka_offsets alone gives one offset to each of the job's currently
+    pinned partitions, in order. The job manager writes these into the job's progress.
     """
     props = _lower_keys(d)
     _check_keys(props, ALTER_KAFKA_KEYS, "ALTER ROUTINE LOAD")

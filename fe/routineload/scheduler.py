@@ -5,6 +5,9 @@ resolved from Kafka (once), then ``task_count`` tasks over ``divide_partitions``
 RUNNING; a RUNNING job's due tasks go to the least-loaded alive BE (at most
 max_routine_load_task_num_per_be each); tasks on dead BEs, or that never began their txn within
 the task timeout, are renewed; jobs paused for too few replicas are resumed when BEs are back.
+Every LAG_REFRESH_S, ``refresh_lag`` takes in partitions added to a job's topic (when the job
+does not pin kafka_partitions) and reads end offsets for Lag. Kafka is reached through an
+injected KafkaMetadata, so a test can run the scheduler over a fake topic.
 """
 
 from __future__ import annotations
@@ -12,19 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import grpc
-from aiokafka import TopicPartition
 
-from common import kafka
+from common import quorum
 from common.gen.tabletsim.v1 import backend_pb2, types_pb2
 from fe.catalog.catalog import Catalog
 from fe.routineload.division import choose_backend, divide_partitions, task_count
 from fe.routineload.job import RoutineLoadJob, RoutineLoadTask
+from fe.routineload.kafka_meta import KafkaMetadata
 from fe.routineload.manager import RoutineLoadManager, load_spec
-from fe.routineload.properties import OFFSET_BEGINNING, OFFSET_END, resolve_start_offset
 from fe.routineload.state import JobState, PauseReasonKind, should_auto_resume
 from fe.system.backends import BackendRegistry
 from fe.system.be_client import BackendClients
@@ -41,7 +41,7 @@ LAG_REFRESH_S = 5.0
 class RoutineLoadScheduler:
     def __init__(self, manager: RoutineLoadManager, catalog: Catalog, backends: BackendRegistry,
                  clients: BackendClients, txns: TransactionManager, config: DynamicConfig,
-                 wall_ms: Callable[[], int]) -> None:
+                 wall_ms: Callable[[], int], kafka: KafkaMetadata | None = None) -> None:
         self._manager = manager
         self._catalog = catalog
         self._backends = backends
@@ -49,12 +49,35 @@ class RoutineLoadScheduler:
         self._txns = txns
         self._config = config
         self._wall_ms = wall_ms
+        self._kafka = kafka or KafkaMetadata()
         backends.add_listener(self._backend_event)
         self._dead: set[int] = set()
 
     def _backend_event(self, be, event: str) -> None:
         if event in ("dead", "dropped", "alive"):
             self._dead.add(be.backend_id)  # the alive set changed: task counts may change
+        elif event == "restarted":
+            self._backend_restarted(be.backend_id, be.last_start_time_ms)
+
+    def _backend_restarted(self, backend_id: int, start_time_ms: int) -> None:
+        """A BE came back with a new start time, maybe before heartbeat_timeout_second passed (so
+        it never looked dead): its loads died with the old process. As StarRocks does, abort the
+        txns it coordinated (their abort renews their tasks), and renew its tasks that had not
+        begun a txn now rather than after the task timeout. A COMMITTED txn is kept: it
+        publishes, and its end renews its task; so is a txn the new process began (prepared
+        after its start time) before it registered."""
+        reason = f"coordinator backend {backend_id} restarted: its loads ended with the old process"
+        aborted = self._txns.abort_coordinated_by(backend_id, reason, prepared_before_ms=start_time_ms)
+        renewed = []
+        for job in self._manager.jobs():
+            if job.state is not JobState.RUNNING:
+                continue
+            for task in list(job.tasks):
+                if task.submitted and task.backend_id == backend_id and self._txns.find(task.txn_id) is None:
+                    self._manager.renew(job, task, 0, f"backend {backend_id} restarted; task renewed")
+                    renewed.append(task.task_id)
+        log.warning("backend %d restarted: aborted the txns it coordinated %s, renewed its tasks %s",
+                    backend_id, aborted, renewed)
 
     def _alive(self) -> list[int]:
         return [b.backend_id for b in self._backends.alive() if not b.decommissioned]
@@ -98,29 +121,14 @@ class RoutineLoadScheduler:
     async def _resolve(self, job: RoutineLoadJob) -> bool:
         """Partitions (all of the topic unless pinned) and the start offset of each new one."""
         src = job.source
-        custom = src.custom
         try:
-            partitions = list(src.partitions) or await kafka.topic_partitions(list(src.broker_list), src.topic, custom)
+            partitions = list(src.partitions) or await self._kafka.partitions(src)
             pinned = dict(src.partition_offsets)
-            todo = [p for p in partitions if p not in job.progress]
+            todo = {p: pinned.get(p, src.default_offset) for p in partitions if p not in job.progress}
             progress = {}
             if todo:
-                consumer = await kafka.start_consumer(list(src.broker_list), custom, group_id=None)
-                try:
-                    tps = [TopicPartition(src.topic, p) for p in todo]
-                    consumer.assign(tps)
-                    begin = await consumer.beginning_offsets(tps)
-                    ends = await kafka.true_end_offsets(consumer, tps)
-                    for tp in tps:
-                        spec = pinned.get(tp.partition, src.default_offset)
-                        if spec in (OFFSET_BEGINNING, OFFSET_END) or isinstance(spec, int):
-                            progress[tp.partition] = resolve_start_offset(spec, begin[tp], ends[tp], lambda ms: None)
-                        else:
-                            found = await _offset_for_time(consumer, tp, spec, job.props.timezone, ends[tp])
-                            progress[tp.partition] = found
-                    job.observe_highwater({tp.partition: ends[tp] for tp in tps})
-                finally:
-                    await consumer.stop()
+                progress, ends = await self._kafka.start_offsets(src, todo, job.props.timezone)
+                job.observe_highwater(ends)
         except ValueError as exc:
             self._manager.pause_for(job, PauseReasonKind.KAFKA_ERROR, f"failed to get partitions of topic: {exc}")
             return False
@@ -199,29 +207,48 @@ class RoutineLoadScheduler:
             self._manager.renew(job, task, 1000, f"backend {be_id} did not take the task: {exc.code().name}")
 
     async def refresh_lag(self) -> None:
-        """Read every active job's end offsets from Kafka so that Lag is current (tasks report
-        them too, but only when they end). Run by its own daemon every LAG_REFRESH_S."""
+        """Run by its own daemon every LAG_REFRESH_S: take in the partitions added to the topic of
+        each job that consumes all of its partitions, then read every active job's end offsets
+        from Kafka so that Lag is current (tasks report them too, but only when they end)."""
         for job in self._manager.jobs():
+            if job.state in (JobState.RUNNING, JobState.NEED_SCHEDULE) and job.partitions \
+                    and not job.source.partitions:
+                await self._refresh_partitions(job)
             if job.state in (JobState.RUNNING, JobState.PAUSED) and job.partitions:
                 await self._refresh_end_offsets(job)
 
-    async def _refresh_end_offsets(self, job: RoutineLoadJob) -> None:
+    async def _refresh_partitions(self, job: RoutineLoadJob) -> None:
+        """StarRocks' KafkaRoutineLoadJob with no kafka_partitions: the topic's partition list is
+        read again; new partitions start at kafka_default_offsets and the job is divided again.
+        A failed lookup leaves the job as it is (its tasks report Kafka errors themselves)."""
         src = job.source
         try:
-            consumer = await kafka.start_consumer(list(src.broker_list), src.custom, group_id=None,
-                                                  request_timeout_ms=5000)
+            found = await self._kafka.partitions(src)
+            added = sorted(set(found) - set(job.partitions))
+            if not added:
+                return
+            todo = {p: src.default_offset for p in added if p not in job.progress}
+            starts, ends = await self._kafka.start_offsets(src, todo, job.props.timezone) if todo else ({}, {})
+        except Exception as exc:  # noqa: BLE001 - the partition list stays as last known
+            log.info("routine load job %s: partitions of topic '%s' not refreshed: %s", job.name, src.topic, exc)
+            return
+        if job.state not in (JobState.RUNNING, JobState.NEED_SCHEDULE) or job.source.partitions:
+            return  # paused, stopped or altered to pinned partitions while Kafka answered
+        partitions = sorted(set(job.partitions) | set(added))
+        self._manager.init_progress(job, partitions, starts)
+        job.observe_highwater(ends)
+        shown = ",".join(map(str, added))
+        log.info("routine load job %s: topic '%s' has new partitions %s, starting at %s", job.name, src.topic,
+                 shown, starts)
+        if job.state is JobState.RUNNING:  # NEED_SCHEDULE divides over the new list on its next round
+            self._manager.set_state(job, JobState.NEED_SCHEDULE,
+                                    f"re-dividing tasks: topic '{src.topic}' has new partitions {shown}")
+
+    async def _refresh_end_offsets(self, job: RoutineLoadJob) -> None:
+        try:
+            job.observe_highwater(await self._kafka.end_offsets(job.source, list(job.partitions)))
         except Exception as exc:  # noqa: BLE001 - lag stays as last known; tasks report Kafka errors
             log.info("routine load job %s: end offsets not refreshed: %s", job.name, exc)
-            return
-        try:
-            tps = [TopicPartition(src.topic, p) for p in job.partitions]
-            consumer.assign(tps)
-            ends = await kafka.true_end_offsets(consumer, tps, poll_ms=500)
-            job.observe_highwater({tp.partition: end for tp, end in ends.items()})
-        except Exception as exc:  # noqa: BLE001
-            log.info("routine load job %s: end offsets not refreshed: %s", job.name, exc)
-        finally:
-            await consumer.stop()
 
     # ------------------------------------------------------------------ PAUSED
     def _maybe_auto_resume(self, job: RoutineLoadJob) -> None:
@@ -235,18 +262,11 @@ class RoutineLoadScheduler:
         alive = set(self._alive())
         for p in table.partitions:
             for t in p.tablets:
-                if sum(1 for r in t.replicas if r.backend_id in alive) < table.quorum:
+                # the replicas a load would write to (common/quorum.py), as the coordinator counts them
+                if sum(1 for r in t.replicas if quorum.writable(r.state.value, r.bad, r.backend_id in alive)) \
+                        < table.quorum:
                     return
         job.auto_resume.record(now)
         self._manager.set_state(job, JobState.NEED_SCHEDULE,
                                 "auto-resumed: enough alive replicas for the write quorum again")
 
-
-async def _offset_for_time(consumer, tp: TopicPartition, when: str, timezone: str, end: int) -> int:
-    """The first offset whose timestamp is at or after ``when`` (in the job's timezone), else the end."""
-    stamp = datetime.strptime(when, "%Y-%m-%d %H:%M:%S").replace(tzinfo=ZoneInfo(timezone))
-    found = await consumer.offsets_for_times({tp: int(stamp.timestamp() * 1000)})
-    hit = found.get(tp)
-    if hit is None or hit.timestamp < 0:
-        return end
-    return hit.offset

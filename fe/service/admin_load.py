@@ -33,6 +33,14 @@ def _require(value: str, field: str) -> str:
     return value
 
 
+def _check_load_params(params: types_pb2.LoadParams) -> None:
+    """Refuse what no BE could honour, before a BE is asked to load."""
+    if params.HasField("max_filter_ratio") and not 0.0 <= params.max_filter_ratio <= 1.0:  # NaN fails too
+        raise InvalidArgument(
+            f"invalid max_filter_ratio {params.max_filter_ratio:g}: must be a number between 0 and 1 "
+            "(the largest share of filtered rows the load tolerates)")
+
+
 def readable(r: Replica, partition: Partition, backends: BackendRegistry) -> bool:
     """A replica may serve a read at the visible version: alive, NORMAL, not bad, caught up."""
     be = backends.get(r.backend_id)
@@ -84,6 +92,7 @@ class LoadAdmin:
             req.timeout_s = self._dynconfig.stream_load_default_timeout_second
         elif request.timeout_s <= 0:
             raise InvalidArgument(f"invalid timeout_s {request.timeout_s}: must be a positive number of seconds")
+        _check_load_params(request.params)
         alive = [b.backend_id for b in self._backends.alive() if not b.decommissioned]
         if not alive:
             raise Unavailable("no alive backend can coordinate the load; see ShowBackends")

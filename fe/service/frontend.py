@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from common import quorum
 from common.errors import InvalidArgument
 from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc, types_pb2
 from common.rpc import servicer
@@ -24,7 +25,13 @@ def _require_endpoint(host: str, port: int) -> None:
 
 
 def load_target(db: Database, table: Table, backends: BackendRegistry) -> types_pb2.LoadTarget:
-    """Where a load writes: every partition's tablets and the addresses of their replicas."""
+    """Where a load writes: every partition's tablets and their writable replicas' addresses.
+
+    Only replicas that count towards the write quorum (NORMAL, not bad) on alive backends, as
+    StarRocks' OlapTableSink: a dead or hung BE would hold every batch up to the write timeout,
+    and a CLONE replica would count on the coordinator but not at the commit. A tablet with fewer
+    of them than its quorum is refused by the coordinator before it writes.
+    """
     partitions = []
     for p in table.partitions:
         tablets = []
@@ -32,7 +39,7 @@ def load_target(db: Database, table: Table, backends: BackendRegistry) -> types_
             replicas = []
             for r in t.replicas:
                 be = backends.get(r.backend_id)
-                if be is not None:
+                if be is not None and quorum.writable(r.state.value, r.bad, be.alive):
                     replicas.append(types_pb2.TargetReplica(backend_id=r.backend_id, address=be.address))
             tablets.append(types_pb2.TargetTablet(tablet_id=t.tablet_id, replicas=replicas))
         tp = types_pb2.TargetPartition(partition_id=p.partition_id, name=p.name, tablets=tablets)

@@ -37,4 +37,5 @@ class ReportServiceMixin:
         out = self._reports.handle(request.backend_id, [reported_tablet(t) for t in request.tablets],
                                    list(request.pending_txn_ids))
         return frontend_pb2.ReportTabletsResponse(drop_tablet_ids=out.drop_tablet_ids,
+                                                  drop_replica_ids=out.drop_replica_ids,
                                                   finished_txn_ids=out.finished_txn_ids)

@@ -9,8 +9,11 @@ its catalog through the journal:
   gone and the scheduler re-makes it by a full clone;
 - a tablet the BE holds but the FE has no replica of on that BE (an orphan: a dropped table whose
   BE was down, a moved replica whose drop failed, a create rolled back) is answered in
-  ``drop_tablet_ids`` once it was orphaned in ``strikes`` reports in a row, and never while a
-  CREATE/DROP TABLE is between its BE calls and its journal record;
+  ``drop_tablet_ids`` once the same replica was orphaned in ``strikes`` reports in a row, and
+  never while a CREATE/DROP TABLE is between its BE calls and its journal record. The answer
+  names that replica (``drop_replica_ids``, as the scheduler's drops do): a clone may make a new
+  replica of the tablet on that BE before the answer arrives, and the BE keeps the new one
+  (replica ids are never reused: fe/persist/ids.py);
 - versions only go up: a replica the BE reports at a higher version than the FE knows (a publish
   whose answer was lost) is raised, with its row count and size, and its lastFailedVersion is
   cleared once covered;
@@ -57,6 +60,8 @@ class ReportedTablet:
 @dataclass
 class ReportOutcome:
     drop_tablet_ids: list[int] = field(default_factory=list)
+    drop_replica_ids: list[int] = field(default_factory=list)
+    """One per ``drop_tablet_ids`` entry: the orphan replica the BE reported."""
     finished_txn_ids: list[int] = field(default_factory=list)
     marked_missing: list[int] = field(default_factory=list)
     synced: list[int] = field(default_factory=list)
@@ -71,7 +76,7 @@ class TabletReportHandler:
         self._txns = txns
         self._busy = busy
         self._strikes = strikes
-        self._orphan: dict[int, dict[int, int]] = {}
+        self._orphan: dict[int, dict[int, tuple[int, int]]] = {}  # be -> tablet -> (replica, strikes)
         self._missing: dict[int, dict[int, int]] = {}
 
     def handle(self, backend_id: int, tablets: list[ReportedTablet],
@@ -95,8 +100,9 @@ class TabletReportHandler:
                 out.finished_txn_ids.append(txn_id)
         if out.marked_missing or out.drop_tablet_ids:
             log.warning("report of backend %d: %d replicas missing (marked bad: %s), %d orphan "
-                        "tablets to drop (%s)", backend_id, len(out.marked_missing),
-                        out.marked_missing[:10], len(out.drop_tablet_ids), out.drop_tablet_ids[:10])
+                        "replicas to drop (tablet/replica: %s)", backend_id, len(out.marked_missing),
+                        out.marked_missing[:10], len(out.drop_tablet_ids),
+                        [f"{t}/{r}" for t, r in zip(out.drop_tablet_ids[:10], out.drop_replica_ids, strict=False)])
         return out
 
     def _missing_and_sync(self, backend_id: int, held: dict[int, ReportedTablet],
@@ -144,13 +150,16 @@ class TabletReportHandler:
         if self._catalog.ddl_in_progress:
             return  # a table being created (or dropped) is not judged until its record is written
         seen = set()
-        for tablet_id in held:
+        for tablet_id, rep in held.items():
             if tablet_id in mine or self._busy(backend_id, tablet_id):
                 continue
             seen.add(tablet_id)
-            n = strikes[tablet_id] = strikes.get(tablet_id, 0) + 1
+            replica_id, n = strikes.get(tablet_id, (rep.replica_id, 0))
+            n = n + 1 if replica_id == rep.replica_id else 1  # another replica now: count anew
+            strikes[tablet_id] = (rep.replica_id, n)
             if n >= self._strikes:
                 out.drop_tablet_ids.append(tablet_id)
+                out.drop_replica_ids.append(rep.replica_id)
         for tablet_id in [t for t in strikes if t not in seen]:
             del strikes[tablet_id]
 

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from common.quorum import counts
 from fe.catalog.catalog import Catalog
-from fe.catalog.model import Database, ReplicaState, Table
+from fe.catalog.model import Database, Table
 from fe.persist.ids import IdAllocator
 from fe.persist.journal import Journal
 from fe.system.backends import BackendRegistry
@@ -157,7 +158,7 @@ class TransactionManager:
                 f"transaction can be committed" + (f" (reason: {txn.reason})" if txn.reason else "")
             )
         try:
-            versions, error_replicas = self._check_commit(txn, tablet_backends)
+            versions, error_replicas, quorum = self._check_commit(txn, tablet_backends)
             hook = self._hooks.get(txn.source_type)
             if hook is not None:
                 hook.check(txn, attachment)
@@ -169,6 +170,7 @@ class TransactionManager:
             "partition_versions": [[p, v] for p, v in versions.items()],
             "tablet_backends": [[t, b] for t, b in tablet_backends.items()],
             "error_replicas": error_replicas, "attachment": attachment, "loaded_rows": loaded_rows,
+            "quorum": quorum,
         })
         log.info("txn %d (label %s) COMMITTED: versions %s, %d error replicas",
                  txn_id, txn.label, versions, len(error_replicas))
@@ -191,7 +193,8 @@ class TransactionManager:
             )
 
     def _check_commit(self, txn: TransactionState,
-                      tablet_backends: dict[int, list[int]]) -> tuple[dict[int, int], list[int]]:
+                      tablet_backends: dict[int, list[int]]) -> tuple[dict[int, int], list[int], int]:
+        """(version per partition, replicas that missed the write, the quorum counted) or raise."""
         db = self._catalog.db_by_id(txn.db_id)
         table = next((t for t in db.tables.values() if t.table_id == txn.table_id), None) if db else None
         if table is None:
@@ -214,15 +217,14 @@ class TransactionManager:
                         "every tablet of a loaded partition takes part"
                     )
                 took = set(tablet_backends[tablet.tablet_id])
-                good = [r for r in tablet.replicas
-                        if r.backend_id in took and r.state is ReplicaState.NORMAL and not r.bad]
+                good = [r for r in tablet.replicas if r.backend_id in took and counts(r.state.value, r.bad)]
                 if len(good) < quorum:
                     raise Unavailable(
                         f"tablet {tablet.tablet_id} reached {len(good)} of the {quorum} replicas its "
                         f"write quorum ({table.write_quorum.value}) needs"
                     )
                 error_replicas += [r.replica_id for r in tablet.replicas if r.backend_id not in took]
-        return versions, error_replicas
+        return versions, error_replicas, quorum
 
     def abort(self, txn_id: int, reason: str) -> TransactionState:
         txn = self.get(txn_id)
@@ -310,6 +312,7 @@ class TransactionManager:
         txn.error_replicas = d["error_replicas"]
         txn.attachment = d["attachment"]
         txn.loaded_rows = d.get("loaded_rows", 0)
+        txn.quorum = d.get("quorum", 0)  # absent in records of older FEs: publish uses the table's
         failed = set(txn.error_replicas)
         for partition_id, version in txn.partition_versions.items():
             partition = self._partition(txn, partition_id)
@@ -459,3 +462,18 @@ class TransactionManager:
             txn = TransactionState.from_dict(d)
             self._ids.observe(txn.txn_id)
             self._add(txn)
+
+    def abort_coordinated_by(self, backend_id: int, reason: str,
+                             prepared_before_ms: int | None = None) -> list[int]:
+        """Abort the PREPARE txns that backend ``backend_id`` coordinates, those prepared before
+        ``prepared_before_ms`` only when given: StarRocks' abortTxnWhenCoordinateBeRestart, for a
+        BE that restarted at that time (the old process's loads died with it; a load the new
+        process began before it registered lives on). COMMITTED txns are kept: they publish.
+        Returns the aborted txn ids."""
+        coordinator = f"BE: {backend_id}"
+        doomed = [t.txn_id for t in self._running.values()
+                  if t.status is TxnStatus.PREPARE and t.coordinator == coordinator
+                  and (prepared_before_ms is None or t.prepare_time_ms < prepared_before_ms)]
+        for txn_id in doomed:
+            self.abort(txn_id, reason)
+        return doomed

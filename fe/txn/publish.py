@@ -2,9 +2,11 @@
 
 Each round takes the committed txns whose versions are next in line on every partition they
 touch, sends PublishVersion to the replicas that took their rows (one call per BE), and marks a
-txn VISIBLE once every tablet has a quorum of replicas at the version. Replicas that answer with
-a gap or do not answer lag behind (lastFailedVersion) until a clone catches them up. A txn that
-cannot reach quorum stays COMMITTED and is tried again next round.
+txn VISIBLE once every tablet has a quorum of replicas at the version: the quorum its commit
+counted and recorded, not the table's current one (an ALTER of write_quorum in between would
+otherwise hold the partition's versions back for good). Replicas that answer with a gap or do
+not answer lag behind (lastFailedVersion) until a clone catches them up. A txn that cannot reach
+quorum stays COMMITTED and is tried again next round.
 
 A round looks at the running txns only (the manager keeps finished ones apart), so its cost
 follows the loads in flight, not the history kept for labels.
@@ -88,7 +90,8 @@ class Publisher:
             loc = self._catalog.find_location(tablet_id)
             if loc is None:
                 continue  # the table was dropped: nothing left to publish
-            quorum_of[tablet_id] = loc.table.quorum
+            # the quorum the commit counted: an ALTER of write_quorum since then does not apply
+            quorum_of[tablet_id] = txn.quorum or loc.table.quorum
             version = txn.partition_versions[loc.partition.partition_id]
             for be in backend_ids:
                 per_be.setdefault(be, []).append(

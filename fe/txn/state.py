@@ -65,6 +65,10 @@ class TransactionState:
     error_replicas: list[int] = field(default_factory=list)
     attachment: dict[str, Any] = field(default_factory=dict)
     loaded_rows: int = 0
+    # replicas per tablet the commit's write quorum needed; publish counts against it, so an ALTER
+    # of write_quorum after the commit does not change it (0 in records of older FEs: publish then
+    # takes the table's current quorum)
+    quorum: int = 0
 
     def transition_to(self, target: TxnStatus) -> None:
         if target not in TRANSITIONS[self.status]:
@@ -90,7 +94,7 @@ class TransactionState:
             "partition_versions": [[p, v] for p, v in self.partition_versions.items()],
             "tablet_backends": [[t, b] for t, b in self.tablet_backends.items()],
             "error_replicas": self.error_replicas, "attachment": self.attachment,
-            "loaded_rows": self.loaded_rows,
+            "loaded_rows": self.loaded_rows, "quorum": self.quorum,
         }
 
     @classmethod

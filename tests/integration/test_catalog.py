@@ -53,9 +53,16 @@ def snapshot(admin: Admin, db: str) -> dict:
     snap = {"tables": tables}
     for t in tables:
         name = t["name"]
+        tablets = admin.call("ShowTablets", db=db, table=name)
+        for row in tablets.get("tablets", []):
+            # soft state the BEs report every few seconds (version count, compaction status): an
+            # FE that just restarted shows it only after the next tablet report, and it is not
+            # what a catalog snapshot compares
+            for soft in ("compaction_status", "version_count"):
+                row.pop(soft, None)
         snap[name] = {
             "describe": admin.call("DescribeTable", db=db, table=name),
-            "tablets": admin.call("ShowTablets", db=db, table=name),
+            "tablets": tablets,
             "distribution": admin.call("ShowReplicaDistribution", db=db, table=name),
         }
     return snap
@@ -257,5 +264,7 @@ def test_a_thousand_tablets_restart_quickly(cluster):
     assert stat[5:7] == ["1000", "3000"]
     replays = re.findall(r"replayed image at seq (\d+) and (\d+) records", log_text)
     image_seq, tail = map(int, replays[-1])
-    assert image_seq > 0 and tail < 10, replays
+    # at most edit_log_roll_num records after the image: the 10th starts a checkpoint, which the
+    # SIGKILL right after it may cut short
+    assert image_seq > 0 and tail <= 10, replays
     print(f"FE with 1000 tablets / 3000 replicas: metadata loaded in {loaded[-1]:.3f} s")

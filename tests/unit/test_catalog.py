@@ -50,7 +50,7 @@ class FakeClients:
 def build(path, clients: FakeClients, bes: int = 3, more=None):
     """A journal with ids, config, backends and catalog (+ ``more(journal, catalog)`` domains), replayed."""
     journal = Journal(EditLog(str(path)))
-    ids = IdAllocator()
+    ids = IdAllocator(journal)
     config = DynamicConfig(journal)
     backends = BackendRegistry(journal, ids, heartbeat_timeout_s=lambda: 5, wall_ms=lambda: 1, mono=lambda: 1.0)
     catalog = Catalog(journal, ids, backends, clients, config, wall_ms=lambda: 1_700_000_000_000)

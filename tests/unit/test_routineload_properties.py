@@ -237,15 +237,18 @@ def test_kafka_offsets_per_partition():
     assert src.partition_offsets == ((0, 0), (1, OFFSET_BEGINNING), (2, OFFSET_END), (3, 123))
 
 
-def test_kafka_single_offset_applies_to_all():
-    src = parse_kafka_source({**BASE_SRC, "kafka_partitions": "4,5", "kafka_offsets": "100"})
-    assert src.partition_offsets == ((4, 100), (5, 100))
+def test_kafka_single_offset_for_several_partitions_is_refused():
+    e = err(parse_kafka_source, {**BASE_SRC, "kafka_partitions": "4,5", "kafka_offsets": "100"})
+    assert str(e) == ("invalid property 'kafka_offsets' = '100': Partitions number should be equals to offsets "
+                      "number: kafka_partitions names 2 (4,5) and kafka_offsets gives 1; give one offset per "
+                      "partition, in the same order")
 
 
 def test_kafka_offsets_count_mismatch():
     e = err(parse_kafka_source, {**BASE_SRC, "kafka_partitions": "0,1,2", "kafka_offsets": "1,2"})
-    assert str(e) == ("invalid property 'kafka_offsets' = '1,2': needs one offset per partition (3: 0,1,2) "
-                      "or a single offset for all")
+    assert str(e) == ("invalid property 'kafka_offsets' = '1,2': Partitions number should be equals to offsets "
+                      "number: kafka_partitions names 3 (0,1,2) and kafka_offsets gives 2; give one offset per "
+                      "partition, in the same order")
 
 
 def test_kafka_offsets_without_partitions():
@@ -340,8 +343,10 @@ def test_alter_partitions_and_offsets():
 
 def test_alter_offsets_alone_apply_to_current_partitions():
     current = parse_kafka_source({**BASE_SRC, "kafka_partitions": "3,4"})
-    assert alter_offsets(current, {"kafka_offsets": "7"}) == ((3, 7), (4, 7))
+    assert alter_offsets(current, {"kafka_offsets": "7,9"}) == ((3, 7), (4, 9))
     assert alter_kafka_source(current, {"kafka_offsets": "7,8"}).partition_offsets == ((3, 7), (4, 8))
+    e = err(alter_offsets, current, {"kafka_offsets": "7"})
+    assert "the job's kafka_partitions names 2 (3,4) and kafka_offsets gives 1" in str(e)
 
 
 def test_alter_offsets_alone_without_pinned_partitions():

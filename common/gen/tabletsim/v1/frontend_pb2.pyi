@@ -401,6 +401,7 @@ class ReportTabletsResponse(_message.Message):
 
     DROP_TABLET_IDS_FIELD_NUMBER: _builtins.int
     FINISHED_TXN_IDS_FIELD_NUMBER: _builtins.int
+    DROP_REPLICA_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def drop_tablet_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """replicas the FE does not know (orphans): drop them"""
@@ -409,15 +410,23 @@ class ReportTabletsResponse(_message.Message):
     def finished_txn_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """txns that are VISIBLE or ABORTED (or unknown): clear their pending rowsets"""
 
+    @_builtins.property
+    def drop_replica_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """One per drop_tablet_ids entry: the orphan replica the report showed. The BE drops a tablet
+        only while it still holds that replica, so a late answer never deletes a replica a clone
+        has made there since (as DropTabletsRequest.replica_ids).
+        """
+
     def __init__(
         self,
         *,
         drop_tablet_ids: _abc.Iterable[_builtins.int] | None = ...,
         finished_txn_ids: _abc.Iterable[_builtins.int] | None = ...,
+        drop_replica_ids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["drop_tablet_ids", b"drop_tablet_ids", "finished_txn_ids", b"finished_txn_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drop_replica_ids", b"drop_replica_ids", "drop_tablet_ids", b"drop_tablet_ids", "finished_txn_ids", b"finished_txn_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
