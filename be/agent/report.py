@@ -68,6 +68,14 @@ class TabletReporter:
         return frontend_pb2.ReportTabletsRequest(backend_id=self._backend_id(), tablets=tablets,
                                                  pending_txn_ids=sorted(self._rowsets.pending_txns()))
 
+    def _drop(self, tablet_ids: list[int], replica_ids: list[int] | None) -> list[int]:
+        """Drop the replicas and forget their pending markers (a worker thread: both take the
+        tablet lock, which publishes and clone installs hold while they write)."""
+        dropped = self._tablets.drop(tablet_ids, replica_ids)
+        for tablet_id in dropped:
+            self._rowsets.forget_tablet(tablet_id)
+        return dropped
+
     async def report_once(self) -> frontend_pb2.ReportTabletsResponse | None:
         if self._backend_id() <= 0:
             return None
@@ -79,13 +87,11 @@ class TabletReporter:
         if drop:
             tablet_ids = [resp.drop_tablet_ids[i] for i in drop]
             replica_ids = [resp.drop_replica_ids[i] for i in drop] if named else None
-            dropped = await asyncio.to_thread(self._tablets.drop, tablet_ids, replica_ids)
-            for tablet_id in dropped:
-                self._rowsets.forget_tablet(tablet_id)
+            dropped = await asyncio.to_thread(self._drop, tablet_ids, replica_ids)
             log.info("dropped %d of %d orphan replicas the FE does not know here: %s", len(dropped),
                      len(tablet_ids), dropped[:20])
         if resp.finished_txn_ids:
-            pending = self._rowsets.pending_tablets()
+            pending = await asyncio.to_thread(self._rowsets.pending_tablets)  # takes the tablet lock
             cleared = 0
             for txn_id in resp.finished_txn_ids:
                 tablets = sorted(pending.get(txn_id, set()) - busy)

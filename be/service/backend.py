@@ -71,9 +71,13 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
         if replicas and len(replicas) != len(ids):
             raise InvalidArgument(f"replica_ids has {len(replicas)} entries for {len(ids)} tablet_ids; "
                                   "give one per tablet or none")
-        dropped = await asyncio.to_thread(self._tablets.drop, ids, replicas or None)
-        for tablet_id in dropped:
-            self._rowsets.forget_tablet(tablet_id)
+        def drop() -> list[int]:  # a worker thread: both take the tablet lock
+            gone = self._tablets.drop(ids, replicas or None)
+            for tablet_id in gone:
+                self._rowsets.forget_tablet(tablet_id)
+            return gone
+
+        dropped = await asyncio.to_thread(drop)
         return backend_pb2.DropTabletsResponse(dropped=len(dropped))
 
     # ------------------------------------------------------------------ loads
