@@ -58,13 +58,32 @@ def build(path, clients: FakeClients, bes: int = 3, more=None):
         journal.register(name, dom)
     extra = more(journal, catalog) if more else None
     journal.replay()
-    for i in range(bes):
-        if len(backends.all()) < bes:
+    alive_backends(backends, bes)
+    return (journal, catalog, extra) if more else (journal, catalog)
+
+
+def alive_backends(backends: BackendRegistry, n: int) -> None:
+    """``n`` BEs registered (or, after a replay, the ones already known) and heartbeating."""
+    for i in range(n):
+        if len(backends.all()) < n:
             bid = backends.register(0, "127.0.0.1", 9060 + i, 0, 1)
         else:
             bid = backends.all()[i].backend_id
         backends.heartbeat(Heartbeat(bid, "127.0.0.1", 9060 + i, 0, 1, DiskInfo(), 0))
-    return (journal, catalog, extra) if more else (journal, catalog)
+
+
+def txns_and_routine(clock_ms):
+    """A ``more`` for :func:`build`: the transaction manager and the routine load manager."""
+    from fe.routineload.manager import RoutineLoadManager
+    from fe.txn.manager import TransactionManager
+
+    def more(journal, catalog):
+        txns = TransactionManager(journal, catalog._ids, catalog, catalog._backends, catalog._config, clock_ms)
+        journal.register("txn", txns)
+        routine = RoutineLoadManager(journal, catalog._ids, catalog, txns, catalog._config, clock_ms)
+        journal.register("routineload", routine)
+        return txns, routine
+    return more
 
 
 def test_check_table_defaults_and_canonical_partitions():

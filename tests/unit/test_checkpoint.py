@@ -18,11 +18,11 @@ from fe.persist.editlog import EditLog, encode_chunks, release
 from fe.persist.ids import IdAllocator
 from fe.persist.journal import Journal
 from fe.routineload.manager import RoutineLoadManager
-from fe.system.backends import BackendRegistry, DiskInfo, Heartbeat
+from fe.system.backends import BackendRegistry
 from fe.system.dynconfig import DynamicConfig
 from fe.txn.manager import TransactionManager
 from fe.txn.state import SourceType
-from tests.unit.test_catalog import FakeClients, spec
+from tests.unit.test_catalog import FakeClients, alive_backends, spec
 
 WALL_MS = 1_700_000_000_000
 
@@ -47,12 +47,7 @@ class Node:
                              ("catalog", self.catalog), ("txn", self.txns), ("routineload", self.routine)):
             self.journal.register(name, domain)
         self.journal.replay()
-        for i in range(bes):
-            if len(self.backends.all()) < bes:
-                bid = self.backends.register(0, "127.0.0.1", 9060 + i, 0, 1)
-            else:
-                bid = self.backends.all()[i].backend_id
-            self.backends.heartbeat(Heartbeat(bid, "127.0.0.1", 9060 + i, 0, 1, DiskInfo(), 0))
+        alive_backends(self.backends, bes)
 
 
 def infos(table):

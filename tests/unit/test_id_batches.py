@@ -10,9 +10,9 @@ from fe.catalog.catalog import Catalog
 from fe.persist.editlog import EditLog
 from fe.persist.ids import FIRST_ID, ID_BATCH_SIZE, IdAllocator
 from fe.persist.journal import Journal
-from fe.system.backends import BackendRegistry, DiskInfo, Heartbeat
+from fe.system.backends import BackendRegistry
 from fe.system.dynconfig import DynamicConfig
-from tests.unit.test_catalog import FakeClients, FakeStub, spec
+from tests.unit.test_catalog import FakeClients, FakeStub, alive_backends, spec
 
 
 class Crash(Exception):
@@ -50,12 +50,7 @@ class Fe:
                           ("catalog", self.catalog)):
             self.journal.register(name, dom)
         self.journal.replay()
-        for i in range(bes):
-            if len(self.backends.all()) < bes:
-                bid = self.backends.register(0, "127.0.0.1", 9060 + i, 0, 1)
-            else:
-                bid = self.backends.all()[i].backend_id
-            self.backends.heartbeat(Heartbeat(bid, "127.0.0.1", 9060 + i, 0, 1, DiskInfo(), 0))
+        alive_backends(self.backends, bes)
 
     def ids_sent_to_backends(self) -> set[int]:
         """Every id a fake BE was given in a CreateTablets request."""

@@ -13,14 +13,12 @@ import json
 
 from common.gen.tabletsim.v1 import backend_pb2
 from fe.routineload.kafka_meta import KafkaMetadata
-from fe.routineload.manager import RoutineLoadManager
 from fe.routineload.properties import KafkaSource, OffsetSpec, resolve_start_offset
 from fe.routineload.scheduler import RoutineLoadScheduler
 from fe.routineload.state import JobState
 from fe.service.admin_routine import job_row
-from fe.txn.manager import TransactionManager
 from fe.txn.state import SourceType, TxnStatus
-from tests.unit.test_catalog import FakeClients, FakeStub, build, spec
+from tests.unit.test_catalog import FakeClients, FakeStub, build, spec, txns_and_routine
 from tests.unit.test_txn import Clock
 
 SOURCE = {"kafka_broker_list": "127.0.0.1:9092", "kafka_topic": "events"}
@@ -77,14 +75,7 @@ class TaskClients(FakeClients):
 async def cluster(tmp_path, topic: FakeTopic, clock: Clock):
     clients = TaskClients()
 
-    def more(journal, catalog):
-        txns = TransactionManager(journal, catalog._ids, catalog, catalog._backends, catalog._config,
-                                  lambda: clock.ms)
-        journal.register("txn", txns)
-        routine = RoutineLoadManager(journal, catalog._ids, catalog, txns, catalog._config, lambda: clock.ms)
-        journal.register("routineload", routine)
-        return txns, routine
-
+    more = txns_and_routine(lambda: clock.ms)
     journal, catalog, (txns, routine) = build(tmp_path, clients, more=more)
     scheduler = RoutineLoadScheduler(routine, catalog, catalog._backends, clients, txns, catalog._config,
                                      lambda: clock.ms, kafka=topic)

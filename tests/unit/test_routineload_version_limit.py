@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fe.routineload.manager import RETRY_AFTER_FAILURE_MS, RoutineLoadManager
+from fe.routineload.manager import RETRY_AFTER_FAILURE_MS
 from fe.routineload.state import (
     RETRY_BACKOFF_INITIAL_MS,
     RETRY_BACKOFF_MAX_MS,
@@ -16,9 +16,8 @@ from fe.routineload.state import (
     TaskFailureAction,
     on_task_failure,
 )
-from fe.txn.manager import TransactionManager
 from fe.txn.state import SourceType, TxnStatus
-from tests.unit.test_catalog import FakeClients, build, spec
+from tests.unit.test_catalog import FakeClients, build, spec, txns_and_routine
 from tests.unit.test_txn import Clock
 
 REFUSAL = "Too many versions. tablet_id: 10012, version_count: 5, limit: 5"
@@ -79,14 +78,7 @@ def test_backoff_never_overflows():
 
 
 async def setup(tmp_path, clock: Clock):
-    def more(journal, catalog):
-        txns = TransactionManager(journal, catalog._ids, catalog, catalog._backends, catalog._config,
-                                  lambda: clock.ms)
-        journal.register("txn", txns)
-        routine = RoutineLoadManager(journal, catalog._ids, catalog, txns, catalog._config, lambda: clock.ms)
-        journal.register("routineload", routine)
-        return txns, routine
-
+    more = txns_and_routine(lambda: clock.ms)
     journal, catalog, (txns, routine) = build(tmp_path, FakeClients(), more=more)
     catalog.create_database("d")
     table = await catalog.create_table("d", spec("t", buckets=1))
