@@ -255,12 +255,6 @@ class RoutineLoadScheduler:
         now = self._wall_ms()
         if not should_auto_resume(job.state, job.sm.reason_kind, job.auto_resume, now):
             return
-        # a BE killed a moment ago still looks alive until heartbeat_timeout_second passes: judging
-        # the replicas before then resumed into the same failure, and three such resumes in a
-        # second used up the auto-resume budget (3 per 5 minutes) before the BEs were back
-        paused_ms = job.sm.pause_time_ms or 0
-        if now - paused_ms < self._config.heartbeat_timeout_second * 1000:
-            return
         try:
             _, table = self._catalog.table(job.db_name, job.table_name)
         except Exception:  # noqa: BLE001 - the table went away: the drop cancels the job
