@@ -18,21 +18,33 @@ from common.gen.tabletsim.v1 import frontend_pb2
 from tests.unit.test_compaction import load, open_store
 
 HOLD_S = 0.8
+PROBES = 20
 
 
 class _Stub:
     """The FE: answers a report with one finished txn, while a worker thread takes the tablet
-    lock for HOLD_S (as a long publish would) right after the report was built."""
+    lock (as a long publish would) right after the report was built. The holder keeps the lock
+    until a prober thread has seen the event loop run PROBES callbacks, or HOLD_S at most."""
 
-    def __init__(self, lock) -> None:
+    def __init__(self, lock, loop: asyncio.AbstractEventLoop) -> None:
         self._lock = lock
+        self._loop = loop
         self.holder: threading.Thread | None = None
         self.holding = threading.Event()
+        self.worst = 0.0  # the longest the loop took to run a callback while the lock was held
 
     def _hold(self) -> None:
         with self._lock:
             self.holding.set()
-            time.sleep(HOLD_S)
+            deadline = time.monotonic() + HOLD_S
+            for _ in range(PROBES):
+                ran = threading.Event()
+                posted = time.monotonic()
+                self._loop.call_soon_threadsafe(ran.set)
+                if not ran.wait(max(0.0, deadline - time.monotonic())):
+                    self.worst = max(self.worst, time.monotonic() - posted)
+                    return  # the loop did not turn while the lock was held
+                self.worst = max(self.worst, time.monotonic() - posted)
 
     async def ReportTablets(self, request, timeout=None):  # noqa: N802 - gRPC method name
         self.holder = threading.Thread(target=self._hold)
@@ -45,31 +57,13 @@ def test_a_report_answer_is_handled_without_the_tablet_lock_on_the_loop(tmp_path
     _store, tablets, rowsets, _cmp = open_store(tmp_path)
     tablets.create([TabletMeta(1, 2, 1, 2, 3, 1, "[]")])
     load(rowsets, 3, 2, [(1,)])
-    stub = _Stub(tablets.lock)
-    reporter = TabletReporter(60, lambda: 10001, lambda: stub, tablets, rowsets, lambda: set())
 
     async def scenario() -> float:
-        worst = 0.0
-        done = asyncio.Event()
-
-        async def ticker() -> None:
-            nonlocal worst
-            last = time.monotonic()
-            while not done.is_set():
-                await asyncio.sleep(0.01)
-                now = time.monotonic()
-                worst = max(worst, now - last)
-                last = now
-
-        tick = asyncio.create_task(ticker())
-        await asyncio.sleep(0.05)
-        try:
-            await reporter.report_once()
-        finally:
-            done.set()
-            await tick
-            stub.holder.join(5)
-        return worst
+        stub = _Stub(tablets.lock, asyncio.get_running_loop())
+        reporter = TabletReporter(60, lambda: 10001, lambda: stub, tablets, rowsets, lambda: set())
+        await reporter.report_once()
+        await asyncio.to_thread(stub.holder.join, 5)
+        return stub.worst
 
     worst = asyncio.run(scenario())
     assert worst < HOLD_S / 2, f"the event loop stood still {worst:.2f} s behind the tablet lock"
