@@ -57,17 +57,14 @@ class RoutineLoadScheduler:
         if event in ("dead", "dropped", "alive"):
             self._dead.add(be.backend_id)  # the alive set changed: task counts may change
         elif event == "restarted":
-            self._backend_restarted(be.backend_id, be.last_start_time_ms)
+            self._backend_restarted(be.backend_id)
 
-    def _backend_restarted(self, backend_id: int, start_time_ms: int) -> None:
+    def _backend_restarted(self, backend_id: int) -> None:
         """A BE came back with a new start time, maybe before heartbeat_timeout_second passed (so
-        it never looked dead): its loads died with the old process. As StarRocks does, abort the
-        txns it coordinated (their abort renews their tasks), and renew its tasks that had not
-        begun a txn now rather than after the task timeout. A COMMITTED txn is kept: it
-        publishes, and its end renews its task; so is a txn the new process began (prepared
-        after its start time) before it registered."""
-        reason = f"coordinator backend {backend_id} restarted: its loads ended with the old process"
-        aborted = self._txns.abort_coordinated_by(backend_id, reason, prepared_before_ms=start_time_ms)
+        it never looked dead): its tasks died with the old process. The transaction manager
+        aborts the txns it coordinated (StarRocks' abortTxnWhenCoordinateBeRestart), whose abort
+        renews their tasks; here its tasks that had not begun a txn are renewed now rather than
+        after the task timeout."""
         renewed = []
         for job in self._manager.jobs():
             if job.state is not JobState.RUNNING:
@@ -76,8 +73,7 @@ class RoutineLoadScheduler:
                 if task.submitted and task.backend_id == backend_id and self._txns.find(task.txn_id) is None:
                     self._manager.renew(job, task, 0, f"backend {backend_id} restarted; task renewed")
                     renewed.append(task.task_id)
-        log.warning("backend %d restarted: aborted the txns it coordinated %s, renewed its tasks %s",
-                    backend_id, aborted, renewed)
+        log.warning("backend %d restarted: renewed its routine load tasks without a txn %s", backend_id, renewed)
 
     def _alive(self) -> list[int]:
         return [b.backend_id for b in self._backends.alive() if not b.decommissioned]

@@ -83,6 +83,7 @@ class TransactionManager:
             "abort": self._apply_abort,
             "clean": self._apply_clean,
         }
+        backends.add_listener(self._backend_event)
 
     def register_hook(self, source: SourceType, hook: CommitHook) -> None:
         self._hooks[source] = hook
@@ -462,6 +463,16 @@ class TransactionManager:
             txn = TransactionState.from_dict(d)
             self._ids.observe(txn.txn_id)
             self._add(txn)
+
+    def _backend_event(self, be, event: str) -> None:
+        """A BE that restarted (even within heartbeat_timeout_second, never looking dead) lost
+        the loads it coordinated: abort them (their abort hooks renew routine load tasks)."""
+        if event == "restarted":
+            aborted = self.abort_coordinated_by(
+                be.backend_id, f"coordinator backend {be.backend_id} restarted: its loads ended with the old process",
+                prepared_before_ms=be.last_start_time_ms)
+            if aborted:
+                log.warning("backend %d restarted: aborted the txns it coordinated %s", be.backend_id, aborted)
 
     def abort_coordinated_by(self, backend_id: int, reason: str,
                              prepared_before_ms: int | None = None) -> list[int]:
