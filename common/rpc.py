@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -174,10 +174,13 @@ def _token_interceptors(metadata: tuple[tuple[str, str], ...]) -> list:
             _TokenStreamUnaryInterceptor(metadata)]
 
 
-def cluster_channel(target: str, cluster_token: str) -> grpc.aio.Channel:
-    """A channel to a peer inside the cluster; every call carries the cluster token."""
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS,
-                                     interceptors=_token_interceptors(((CLUSTER_TOKEN_HEADER, cluster_token),)))
+def cluster_channel(target: str, cluster_token: str, interceptors: Sequence = ()) -> grpc.aio.Channel:
+    """A channel to a peer inside the cluster; every call carries the cluster token.
+
+    ``interceptors`` run before the token is added (a node's own client-side hooks)."""
+    return grpc.aio.insecure_channel(
+        target, options=CHANNEL_OPTIONS,
+        interceptors=[*interceptors, *_token_interceptors(((CLUSTER_TOKEN_HEADER, cluster_token),))])
 
 
 def admin_channel(target: str, admin_token: str | None = None) -> grpc.aio.Channel:
@@ -195,10 +198,13 @@ def build_server(
     *,
     cluster_token: str,
     admin_token: str | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    """A grpc.aio server with auth, reflection and the standard health service."""
+    """A grpc.aio server with auth, reflection and the standard health service.
+
+    ``interceptors`` run after authentication, in the order given."""
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(cluster_token, admin_token)], options=CHANNEL_OPTIONS
+        interceptors=[AuthInterceptor(cluster_token, admin_token), *interceptors], options=CHANNEL_OPTIONS
     )
     for add in adders:
         add(server)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
@@ -23,12 +23,12 @@ class FeLink:
     """Registers this BE and keeps heartbeating; re-registers when the FE asks."""
 
     def __init__(self, config: BeConfig, store: BeStore, start_time_ms: int,
-                 tablet_count: Callable[[], int]) -> None:
+                 tablet_count: Callable[[], int], interceptors: Sequence = ()) -> None:
         self._config = config
         self._store = store
         self._start_time_ms = start_time_ms
         self._tablet_count = tablet_count
-        self._channel = cluster_channel(config.fe_address, config.cluster_token)
+        self._channel = cluster_channel(config.fe_address, config.cluster_token, interceptors)
         self._stub = frontend_pb2_grpc.FrontendServiceStub(self._channel)
         self.backend_id = store.backend_id()
         self.interval_ms = config.heartbeat_interval_ms

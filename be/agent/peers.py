@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 from common.gen.tabletsim.v1 import backend_pb2_grpc
@@ -9,14 +11,15 @@ from common.rpc import cluster_channel
 
 
 class PeerClients:
-    def __init__(self, cluster_token: str) -> None:
+    def __init__(self, cluster_token: str, interceptors: Sequence = ()) -> None:
         self._token = cluster_token
+        self._interceptors = tuple(interceptors)
         self._stubs: dict[str, tuple[grpc.aio.Channel, backend_pb2_grpc.BackendServiceStub]] = {}
 
     def stub(self, address: str) -> backend_pb2_grpc.BackendServiceStub:
         cached = self._stubs.get(address)
         if cached is None:
-            channel = cluster_channel(address, self._token)
+            channel = cluster_channel(address, self._token, self._interceptors)
             cached = (channel, backend_pb2_grpc.BackendServiceStub(channel))
             self._stubs[address] = cached
         return cached[1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 from common.gen.tabletsim.v1 import backend_pb2_grpc
@@ -10,9 +12,10 @@ from fe.system.backends import BackendRegistry
 
 
 class BackendClients:
-    def __init__(self, backends: BackendRegistry, cluster_token: str) -> None:
+    def __init__(self, backends: BackendRegistry, cluster_token: str, interceptors: Sequence = ()) -> None:
         self._backends = backends
         self._token = cluster_token
+        self._interceptors = tuple(interceptors)
         self._channels: dict[int, tuple[str, grpc.aio.Channel, backend_pb2_grpc.BackendServiceStub]] = {}
 
     def stub(self, backend_id: int) -> backend_pb2_grpc.BackendServiceStub:
@@ -22,7 +25,7 @@ class BackendClients:
         cached = self._channels.get(backend_id)
         if cached is not None and cached[0] == be.address:
             return cached[2]
-        channel = cluster_channel(be.address, self._token)
+        channel = cluster_channel(be.address, self._token, self._interceptors)
         stub = backend_pb2_grpc.BackendServiceStub(channel)
         self._channels[backend_id] = (be.address, channel, stub)
         return stub
