@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 CLUSTER_TOKEN_HEADER = "x-cluster-token"
 ADMIN_PREFIX = "/tabletsim.v1.AdminService/"
-CLUSTER_PREFIXES = ("/tabletsim.v1.FrontendService/", "/tabletsim.v1.BackendService/")
+CLUSTER_PREFIXES = ("/tabletsim.v1.FrontendService/", "/tabletsim.v1.BackendService/", "/tabletsim.v1.DebugService/")
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
