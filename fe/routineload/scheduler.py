@@ -255,7 +255,11 @@ class RoutineLoadScheduler:
             _, table = self._catalog.table(job.db_name, job.table_name)
         except Exception:  # noqa: BLE001 - the table went away: the drop cancels the job
             return
-        alive = set(self._alive())
+        # only BEs heard from since the pause: one killed a moment before it still looks alive
+        # until heartbeat_timeout_second passes, and resuming onto it fails the same way at once
+        paused_at = job.sm.pause_time_ms or 0
+        alive = {b.backend_id for b in self._backends.alive()
+                 if not b.decommissioned and b.last_heartbeat_ms > paused_at}
         for p in table.partitions:
             for t in p.tablets:
                 # the replicas a load would write to (common/quorum.py), as the coordinator counts them

@@ -18,7 +18,7 @@ from fe.routineload.scheduler import RoutineLoadScheduler
 from fe.routineload.state import JobState
 from fe.service.admin_routine import job_row
 from fe.txn.state import SourceType, TxnStatus
-from tests.unit.test_catalog import FakeClients, FakeStub, build, spec, txns_and_routine
+from tests.unit.test_catalog import FakeClients, FakeStub, alive_backends, build, spec, txns_and_routine
 from tests.unit.test_txn import Clock
 
 SOURCE = {"kafka_broker_list": "127.0.0.1:9092", "kafka_topic": "events"}
@@ -77,6 +77,7 @@ async def cluster(tmp_path, topic: FakeTopic, clock: Clock):
 
     more = txns_and_routine(lambda: clock.ms)
     journal, catalog, (txns, routine) = build(tmp_path, clients, more=more)
+    catalog._backends._wall_ms = lambda: clock.ms  # one FE wall clock for heartbeats and jobs
     scheduler = RoutineLoadScheduler(routine, catalog, catalog._backends, clients, txns, catalog._config,
                                      lambda: clock.ms, kafka=topic)
     return journal, catalog, txns, routine, scheduler, clients
@@ -202,14 +203,41 @@ async def test_auto_resume_counts_only_replicas_a_load_would_write_to(tmp_path):
     from fe.catalog.model import ReplicaState
     from fe.routineload.state import PauseReasonKind
     _, _, routine, scheduler, _, job = await start_job(tmp_path, FakeTopic({0: 10}))
+    backends = scheduler._backends
     table = scheduler._catalog.table("d", "t")[1]
     (tablet,) = [t for p in table.partitions for t in p.tablets]
     assert len(tablet.replicas) == 3 and table.quorum == 2
     tablet.replicas[1].state = ReplicaState.CLONE
     tablet.replicas[2].bad = True
     routine.pause_for(job, PauseReasonKind.TOO_FEW_REPLICAS, "tablet reached 1 of the 2 replicas")
+    backends._wall_ms = lambda: job.sm.pause_time_ms + 1000
+    alive_backends(backends, 3)  # every BE heartbeats after the pause
     await scheduler.run_once()
     assert job.state is JobState.PAUSED  # one writable replica of the two MAJORITY needs
     tablet.replicas[1].state = ReplicaState.NORMAL  # the clone finished
+    await scheduler.run_once()
+    assert job.state in (JobState.NEED_SCHEDULE, JobState.RUNNING)
+
+
+async def test_auto_resume_waits_for_a_heartbeat_after_the_pause(tmp_path):
+    """The flaky test_too_few_replicas_pauses_and_auto_resumes: BEs killed a moment before the
+    pause still look alive until heartbeat_timeout_second passes, so counting them resumed the
+    job into the same failure three times in a second and spent its auto-resume budget (3 in
+    5 minutes). A replica counts for auto-resume only once its BE heartbeated after the pause."""
+    from fe.routineload.state import PauseReasonKind
+    clock_ms = [0]
+    _, _, routine, scheduler, _, job = await start_job(tmp_path, FakeTopic({0: 10}))
+    backends = scheduler._backends
+    backends._wall_ms = lambda: clock_ms[0]
+    clock_ms[0] = 1_700_000_000_000 - 500  # every BE heartbeats, then two of them die
+    alive_backends(backends, 3)
+    routine.pause_for(job, PauseReasonKind.TOO_FEW_REPLICAS, "tablet reached 1 of the 2 replicas")
+    assert all(b.alive for b in backends.all())  # the FE has not noticed yet
+    for _ in range(5):
+        await scheduler.run_once()
+        assert job.state is JobState.PAUSED, "resumed on BEs that have not heartbeated since the pause"
+    assert job.auto_resume.resumed_at_ms == []
+    clock_ms[0] = job.sm.pause_time_ms + 1000  # the BEs are back: their heartbeats follow the pause
+    alive_backends(backends, 3)
     await scheduler.run_once()
     assert job.state in (JobState.NEED_SCHEDULE, JobState.RUNNING)
