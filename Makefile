@@ -11,7 +11,7 @@ BE_PORT ?= 9060
 BROKER_PORT ?= 9092
 CLUSTER := $(PY) -m deploy.cluster --run-dir $(RUN_DIR)
 
-.PHONY: venv proto test unit integration lint demo bench soak many-loads cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
+.PHONY: venv proto test unit integration lint demo bench soak many-loads batch-memory cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
 
 venv: $(STAMP)
 
@@ -68,6 +68,10 @@ LOADS ?= 5000
 many-loads: $(STAMP)
 	$(PY) -m bench.many_loads --loads $(LOADS)
 
+# Peak BE memory while one routine load task loads a 100 MB Kafka batch (bench/batch_memory.py)
+batch-memory: $(STAMP)
+	$(PY) -m bench.batch_memory
+
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
@@ -82,11 +86,14 @@ lint: $(STAMP)
 
 # FE_CONFIG / BE_CONFIG: space-separated NAME=VALUE settings (fe.conf / be.conf names), e.g.
 # make cluster BE_CONFIG="tablet_max_versions=200 min_cumulative_compaction_num_singleton_deltas=3"
+# DEBUG_POINTS=1 starts every node with --enable-debug-points (DebugService; see README "Debug points")
 FE_CONFIG ?=
 BE_CONFIG ?=
+DEBUG_POINTS ?=
 cluster: $(STAMP)
 	@$(CLUSTER) start --bes $(BES) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT) \
-		$(foreach c,$(FE_CONFIG),--config $(c)) $(foreach c,$(BE_CONFIG),--be-config $(c))
+		$(foreach c,$(FE_CONFIG),--config $(c)) $(foreach c,$(BE_CONFIG),--be-config $(c)) \
+		$(if $(filter-out 0 false no,$(DEBUG_POINTS)),--debug-points)
 
 status: $(STAMP)
 	@$(CLUSTER) status

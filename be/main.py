@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[BeConfig, str | None]:
     p.add_argument("--config", action="append", default=[], metavar="NAME=VALUE",
                    help="a storage config with its StarRocks name (like be.conf), e.g. "
                         "tablet_max_versions=1000; repeatable")
+    p.add_argument("--enable-debug-points", action="store_true",
+                   help="serve DebugService: rules that drop, delay or fail RPCs and named code points "
+                        "(cluster token required; for tests and chaos)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--log-file", help="write the log to this file (default: stderr); a failure that "
                                       "stops the BE is then one line on stderr, its traceback in the file")
@@ -65,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[BeConfig, str | None]:
         capacity_bytes=args.capacity_bytes,
         tablet_report_interval_s=args.report_interval_s,
         storage=storage,
+        enable_debug_points=args.enable_debug_points,
     )
     return config, args.log_file
 

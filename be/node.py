@@ -16,6 +16,8 @@ from be.storage.rowsets import RowsetStore
 from be.storage.store import BeStore
 from be.storage.tablets import TabletManager
 from common.config import BeConfig
+from common.debug import BE_POINTS, DebugPoints
+from common.debug.service import served as debug_served
 from common.gen.tabletsim.v1 import backend_pb2_grpc
 from common.rpc import build_server, mark_serving
 from common.timefmt import now_ms
@@ -33,11 +35,16 @@ class BackendNode:
         self.tablets = TabletManager(self.store)
         self.rowsets = RowsetStore(self.store, self.tablets, lambda: config.storage.tablet_max_versions)
         self.compaction = CompactionManager(self.store, self.tablets, self.rowsets, config.storage)
-        self.link = FeLink(config, self.store, self.start_time_ms, lambda: len(self.tablets))
-        self.peers = PeerClients(config.cluster_token)
+        # the address peers dial (its be_port), sent on every call this BE makes
+        self.debug = DebugPoints(f"{config.host}:{config.be_port}", BE_POINTS, enabled=config.enable_debug_points)
+        self.link = FeLink(config, self.store, self.start_time_ms, lambda: len(self.tablets),
+                           interceptors=self.debug.client_interceptors(config.fe_address))
+        self.peers = PeerClients(config.cluster_token, self.debug.client_interceptors)
         self.coordinator = LoadCoordinator(lambda: self.link.backend_id, self.link.stub, self.rowsets, self.peers)
-        self.routine = RoutineLoadRunner(self.coordinator, self.link.stub)
-        self.cloner = CloneRunner(self.store, self.tablets, self.rowsets, self.peers, lambda: self.link.backend_id)
+        self.routine = RoutineLoadRunner(self.coordinator, self.link.stub, debug=self.debug,
+                                         write_buffer_size=config.storage.write_buffer_size)
+        self.cloner = CloneRunner(self.store, self.tablets, self.rowsets, self.peers, lambda: self.link.backend_id,
+                                  debug=self.debug)
         self.reporter = TabletReporter(config.tablet_report_interval_s, lambda: self.link.backend_id,
                                        lambda: self.link.stub, self.tablets, self.rowsets,
                                        lambda: set(self.cloner.cloning),
@@ -47,20 +54,24 @@ class BackendNode:
     async def start(self) -> None:
         backend = BackendServicer(self.store, self.tablets, self.rowsets, self.coordinator, self.routine,
                                   self.start_time_ms, lambda: self.link.backend_id,
-                                  config=self.config.storage, compaction=self.compaction)
+                                  config=self.config.storage, compaction=self.compaction, debug=self.debug)
         backend.attach_cloner(self.cloner)
+        debug_services, debug_adders = debug_served(self.debug)
+        services = SERVICES + debug_services
         self._server, health = build_server(
-            SERVICES,
-            [lambda s: backend_pb2_grpc.add_BackendServiceServicer_to_server(backend, s)],
+            services,
+            [lambda s: backend_pb2_grpc.add_BackendServiceServicer_to_server(backend, s), *debug_adders],
             cluster_token=self.config.cluster_token,
+            interceptors=self.debug.server_interceptors(),
         )
         port = self._server.add_insecure_port(f"{self.config.host}:{self.config.be_port}")
         if port == 0:
             raise OSError(f"cannot bind the BE to {self.config.host}:{self.config.be_port}")
         await self._server.start()
-        await mark_serving(health, SERVICES)
-        log.info("BE serving on %s:%d (storage %s); registering with FE %s",
-                 self.config.host, port, self.config.storage_dir, self.config.fe_address)
+        await mark_serving(health, services)
+        log.info("BE serving on %s:%d (storage %s%s); registering with FE %s",
+                 self.config.host, port, self.config.storage_dir,
+                 ", debug points on" if self.debug.enabled else "", self.config.fe_address)
         await self.link.register()
         self.link.start()
         self.reporter.start()

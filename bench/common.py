@@ -26,13 +26,13 @@ RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"
 
 
 @contextmanager
-def bench_cluster(bes: int = 3, with_broker: bool = False, fe_config: dict[str, str] | None = None
-                  ) -> Iterator[LocalCluster]:
+def bench_cluster(bes: int = 3, with_broker: bool = False, fe_config: dict[str, str] | None = None,
+                  be_config: dict[str, str] | None = None) -> Iterator[LocalCluster]:
     with tempfile.TemporaryDirectory(prefix="tabletsim-bench-") as tmp:
         ports = free_ports(2 + bes)
         cluster = LocalCluster(os.path.join(tmp, "run"))
         spec = ClusterSpec(bes=bes, fe_port=ports[0], broker_port=ports[1], be_ports=ports[2:],
-                           with_broker=with_broker, fe_config=fe_config or {})
+                           with_broker=with_broker, fe_config=fe_config or {}, be_config=be_config or {})
         try:
             cluster.start(spec, timeout_s=60)
             yield cluster

@@ -83,8 +83,8 @@ def lean_pipeline(batches: list[list[bytes]], rows: int) -> float:
                 for replica in range(3):
                     batch = WriteBatch(raw_mode=True)
                     for chunks in encoded.values():
-                        for i, (tablet, _p, payload, _r) in enumerate(chunks):
-                            batch.put(b"%d/%d/%d/%d" % (replica, tablet, n, i), payload)
+                        for i, c in enumerate(chunks):
+                            batch.put(b"%d/%d/%d/%d" % (replica, c.tablet_id, n, i), c.rows)
                     db.write(batch, wal)
         db.close()
     return rows / t.seconds

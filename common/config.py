@@ -35,6 +35,8 @@ class FeConfig:
     """How often the FE looks for BEs that missed heartbeat_timeout_second."""
     config_overrides: dict[str, str] = field(default_factory=dict)
     """Dynamic config values set at start-up (like fe.conf); SetConfig changes win."""
+    enable_debug_points: bool = False
+    """Serve DebugService and act on its rules (Doris' enable_debug_points; tests and chaos only)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,12 @@ class StorageConfig:
     tablet_rowset_stale_sweep_time_sec: float = 60.0
     """Rowsets replaced by a compaction are kept this long for reads and incremental clones at
     older versions, then deleted (StarRocks: 1800)."""
+
+    write_buffer_size: int = 4 * 1024 * 1024
+    """Bytes of Kafka message values a routine load task parses, maps and writes at a time: the
+    batch (up to max_batch_size) goes to its txn's pending rowsets in pieces of this size, so a
+    task's memory does not grow with max_batch_size (StarRocks' memtable size: 104857600; small
+    here, where a piece becomes Python objects several times its size)."""
 
     compaction_write_limit_mb_per_sec: float = 0.0
     """tabletsim's own: caps the bytes a compaction writes per second, 0 for no cap (StarRocks bounds
@@ -127,3 +135,5 @@ class BeConfig:
     """How often the BE reports all its tablets to the FE (StarRocks: report_tablet_interval_seconds, 60)."""
     storage: StorageConfig = field(default_factory=StorageConfig)
     """Compaction and version limits (StarRocks be.conf names)."""
+    enable_debug_points: bool = False
+    """Serve DebugService and act on its rules (Doris' enable_debug_points; tests and chaos only)."""

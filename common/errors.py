@@ -46,6 +46,15 @@ class DeadlineExceeded(TabletsimError):
     retriable = True
 
 
+class InjectedFailure(TabletsimError):
+    """A debug point's FAIL rule acting: the status code is the one the rule names."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retriable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
 def is_retriable(exc: BaseException) -> bool:
     """tenacity predicate: our own retriable errors and transient gRPC failures."""
     if isinstance(exc, TabletsimError):

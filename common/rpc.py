@@ -92,12 +92,15 @@ def _wrap_stream(fn: Callable, method: str) -> Callable:
 # --------------------------------------------------------------------------- auth
 
 
-def _rejecting_handler(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
+def rejecting_handler(handler: grpc.RpcMethodHandler, message: str,
+                      code: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as ``handler`` that answers ``code`` without running it."""
+
     async def reject_unary(request_or_iterator, context):
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await context.abort(code, message)
 
     async def reject_stream(request_or_iterator, context):
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await context.abort(code, message)
         yield  # pragma: no cover - makes this an async generator
 
     des, ser = handler.request_deserializer, handler.response_serializer
@@ -125,14 +128,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         metadata = dict(handler_call_details.invocation_metadata or ())
         if method.startswith(CLUSTER_PREFIXES):
             if metadata.get(CLUSTER_TOKEN_HEADER) != self._cluster_token:
-                return _rejecting_handler(
+                return rejecting_handler(
                     handler,
                     f"{method} needs the cluster token in '{CLUSTER_TOKEN_HEADER}' metadata; "
                     "the token given is missing or wrong",
                 )
         elif method.startswith(ADMIN_PREFIX) and self._admin_token is not None:
             if metadata.get("authorization") != f"Bearer {self._admin_token}":
-                return _rejecting_handler(
+                return rejecting_handler(
                     handler,
                     "AdminService needs 'authorization: Bearer <admin token>' "
                     "(the FE was started with an admin token)",
@@ -172,6 +175,14 @@ def _token_interceptors(metadata: tuple[tuple[str, str], ...]) -> list:
     instance of (an if/elif chain), so one object implementing all kinds would miss the streams."""
     return [_TokenClientInterceptor(metadata), _TokenUnaryStreamInterceptor(metadata),
             _TokenStreamUnaryInterceptor(metadata)]
+
+
+InterceptorFactory = Callable[[str], Sequence]
+"""Client interceptors for the channel to one target address (a node's debug points need it)."""
+
+
+def no_interceptors(target: str) -> tuple:
+    return ()
 
 
 def cluster_channel(target: str, cluster_token: str, interceptors: Sequence = ()) -> grpc.aio.Channel:

@@ -1,19 +1,23 @@
 """`make chaos SEED=n DURATION=s`: seeded faults under load, then a checker that proves the invariants.
 
     python -m deploy.chaos --seed 1 --duration 300 [--bes 4] [--max-down 1] [--rate 1000]
-                           [--report-dir DIR]
+                           [--report-dir DIR] [--kinds be_kill,fe_be_partition,...]
 
 1. Generates the fault schedule from the seed and the duration alone (deploy/chaos_schedule.py)
-   and prints it before anything starts: the same seed prints the same schedule.
+   and prints it before anything starts: the same seed prints the same schedule. --kinds
+   narrows the fault kinds (default: every kind).
 2. Starts its own cluster (broker, FE, --bes BEs) on free loopback ports in a temporary run dir
-   with fast failure detection and repair, creates the sample workload of deploy/workload.py
-   (an 8-partition topic, an RF=3 MAJORITY table, a routine load job) and a steady producer.
+   with fast failure detection and repair and debug points on (the link faults are debug-point
+   rules), creates the sample workload of deploy/workload.py (an 8-partition topic, an RF=3
+   MAJORITY table, a routine load job) and a steady producer.
 3. Runs the faults on time while sampling the cluster every second (deploy/chaos_runner.py).
-4. Stops the producer and runs the checker with bounded waits (deploy/chaos_checker.py).
+4. Stops the producer and runs the checker with bounded waits (deploy/chaos_checker.py), which
+   also measures, for each fault, how long the cluster took to converge after its recovery.
 5. Writes report.json and timeline.txt to --report-dir (default bench/results/chaos-<seed>),
-   prints the verdict and exits 0 (PASS), 1 (a violation, or a process crashed) or 2 (the run
-   could not be set up). The cluster is always stopped by pid; its run dir is removed on PASS
-   and kept (path printed) otherwise.
+   prints the verdict with the convergence times per fault kind (count, min / median / max) and
+   exits 0 (PASS), 1 (a violation, or a process crashed) or 2 (the run could not be set up). The
+   cluster is always stopped by pid; its run dir is removed on PASS and kept (path printed)
+   otherwise.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import grpc
 from common.gen.tabletsim.v1 import admin_pb2_grpc
 from common.rpc import CHANNEL_OPTIONS
 from deploy import workload
-from deploy.chaos_checker import Bounds, Checker, CheckResult
+from deploy.chaos_checker import Bounds, Checker, CheckResult, convergence_lines
 from deploy.chaos_runner import ChaosRunner, Recorder
 from deploy.chaos_schedule import KINDS, Schedule, generate, parse_kinds, quorum_tolerance
 from deploy.cluster import ClusterSpec, LocalCluster
@@ -171,6 +175,9 @@ def timeline_text(report: dict, every_s: float = 5.0) -> str:
         lines.append(f"  produced {check['produced']:,}, loaded {check['loaded']:,}, missing {check['missing_count']}, "
                      f"duplicated {check['duplicated_count']}")
         lines.append(f"  converged after (s): {check['converged_after_s']}")
+        lines += ["  " + line for line in convergence_lines(check["convergence_by_kind"])]
+        lines += [f"    fault #{c['index']} {c['kind']} {c['target']}: {c['note']}"
+                  for c in check["convergence"] if c["note"]]
     lines += [f"  violation: {v}" for v in report["violations"]]
     return "\n".join(lines) + "\n"
 
@@ -192,6 +199,12 @@ def print_verdict(report: dict, result: CheckResult | None) -> None:
         print("  " + line)
     if result:
         print(f"  converged after (s, from the end of the faults): {result.converged_at}")
+        check = result.to_json()
+        for line in convergence_lines(check["convergence_by_kind"]):
+            print("  " + line)
+        for c in check["convergence"]:
+            if c["note"]:
+                print(f"    fault #{c['index']} {c['kind']} {c['target']}: {c['note']}")
     for v in report["violations"]:
         print(f"  VIOLATION: {v}")
     print("=" * 76, flush=True)
@@ -268,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     cluster = LocalCluster(run_dir)
     ports = free_ports(2 + args.bes)
     spec = ClusterSpec(bes=args.bes, fe_port=ports[0], broker_port=ports[1], be_ports=ports[2:],
-                       with_broker=True, fe_config=dict(CHAOS_FE_CONFIG), be_config=dict(CHAOS_BE_CONFIG))
+                       with_broker=True, fe_config=dict(CHAOS_FE_CONFIG), be_config=dict(CHAOS_BE_CONFIG),
+                       debug_points=True)
     # SIGTERM is handled like Ctrl-C: unwind through the finally below, which stops the cluster
     signal.signal(signal.SIGTERM, _interrupt)
     state: dict = {}

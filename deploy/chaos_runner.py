@@ -1,8 +1,21 @@
 """Runs a chaos schedule against a live cluster: executes faults on time and samples the cluster.
 
 The runner owns no cluster lifecycle (deploy/chaos.py starts and stops it); it drives
-LocalCluster by pid (kill_node, start_node, signal_node, wipe_data) and the FE's AdminService,
-and records two things for the report:
+LocalCluster by pid (kill_node, start_node, signal_node, wipe_data), the FE's AdminService, and
+for the link faults the nodes' DebugService (the cluster runs with --enable-debug-points):
+
+    fe_be_partition     {point "rpc", peer <BE>, DROP} on the FE + {point "rpc", peer <FE>, DROP}
+                        on the BE: the two drop each other's calls both ways
+    be_be_partition     the same pair of DROP rules on two BEs, each naming the other
+    slow_link           {point "rpc", DELAY delay_ms} on the BE: every call it makes or serves waits
+    broker_unreachable  {point "be.kafka.consume", peer <broker>, DROP} on the BE
+
+A peer is named by the address the node answers in ListDebugRules (host:rpc_port for the FE,
+host:be_port for a BE). Each rule expires RULE_EXPIRY_MARGIN_S after its fault should have ended
+(a safety net should the runner die), but the fault ends when the runner removes its rules
+(RemoveDebugRule by the id AddDebugRule gave); the recover event gives each rule's hit count.
+
+It records two things for the report:
 
 - events: each fault and recovery action, and what the cluster was seen to do about it
   (a BE marked dead or alive, unhealthy tablets appearing and clearing, the FE answering again,
@@ -24,7 +37,14 @@ from dataclasses import asdict, dataclass, field
 
 import grpc
 
-from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc, backend_pb2, backend_pb2_grpc
+from common.gen.tabletsim.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    backend_pb2,
+    backend_pb2_grpc,
+    debug_pb2,
+    debug_pb2_grpc,
+)
 from common.rpc import cluster_channel
 from deploy import workload
 from deploy.chaos_schedule import COMPACTION_WAIT_S, Fault, Schedule
@@ -38,6 +58,8 @@ SNAPSHOT_TIMEOUT_S = 3.0
 COMPACTION_POLL_S = 0.02
 INTERRUPTED_LINE = "compactions interrupted before their swap"
 INTERRUPTED_WAIT_S = 15.0
+RULE_EXPIRY_MARGIN_S = 15.0
+DEBUG_CALL_TIMEOUT_S = 10.0  # a slow_link's own delay (up to 2 s) applies to calls to its BE
 
 
 @dataclass
@@ -91,6 +113,59 @@ class Recorder:
                 "violations": list(self.violations)}
 
 
+async def _retry_unavailable(call, what: str, attempts: int = 10):
+    """``await call()``, again on UNAVAILABLE (a node restarting) up to ``attempts`` times, 1 s apart."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
+                raise RuntimeError(f"{what}: {exc.code().name}: {exc.details()}") from None
+            await asyncio.sleep(1.0)
+    raise RuntimeError(f"{what}: no attempt made (attempts={attempts})")
+
+
+class DebugRuleClient:
+    """Debug-point rules on the nodes of a LocalCluster, over each node's DebugService.
+
+    A channel per call: rules change a few times a minute, and a node may have been restarted
+    in between."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self._names: dict[str, str] = {}  # node -> its address as its peers name it
+
+    def _address(self, node: str) -> str:
+        return self.cluster.fe_address if node == "fe" else self.cluster.be_address(int(node[2:]))
+
+    async def _call(self, node: str, method: str, request):
+        async with cluster_channel(self._address(node), self.cluster.spec.cluster_token) as channel:
+            stub = debug_pb2_grpc.DebugServiceStub(channel)
+            return await _retry_unavailable(lambda: getattr(stub, method)(request, timeout=DEBUG_CALL_TIMEOUT_S),
+                                            f"{method} on {node}")
+
+    async def name(self, node: str) -> str:
+        """The address ``node``'s peers know it by (ListDebugRules' node; the spec's otherwise)."""
+        if node not in self._names:
+            resp = await self._call(node, "ListDebugRules", debug_pb2.ListDebugRulesRequest())
+            self._names[node] = resp.node or self._address(node)
+        return self._names[node]
+
+    async def add(self, node: str, rule: debug_pb2.DebugRule) -> str:
+        """Add ``rule`` on ``node``; returns the id the node gave it."""
+        resp = await self._call(node, "AddDebugRule", debug_pb2.AddDebugRuleRequest(rule=rule))
+        return resp.rule.id
+
+    async def remove(self, node: str, rule_id: str) -> str:
+        """Remove a rule; says what became of it (removed after N hits, or why it was gone)."""
+        rules = (await self._call(node, "ListDebugRules", debug_pb2.ListDebugRulesRequest())).rules
+        hits = next((r.hits for r in rules if r.id == rule_id), None)
+        removed = (await self._call(node, "RemoveDebugRule", debug_pb2.RemoveDebugRuleRequest(id=rule_id))).removed
+        if removed:
+            return f"rule {rule_id} on {node} removed after {hits if hits is not None else '?'} hits"
+        return f"rule {rule_id} on {node} was already gone (expired, or {node} restarted)"
+
+
 class ChaosRunner:
     def __init__(self, cluster: LocalCluster, admin: admin_pb2_grpc.AdminServiceStub, schedule: Schedule,
                  producer: workload.Producer, rec: Recorder, print_every_s: float = 5.0) -> None:
@@ -102,6 +177,8 @@ class ChaosRunner:
         self.print_every_s = print_every_s
         self.held_down: set[str] = set()  # nodes a fault keeps down on purpose (killed or stopped)
         self.stopped: set[str] = set()  # nodes under SIGSTOP (cleanup must SIGCONT them)
+        self.debug = DebugRuleClient(cluster)
+        self.rules: dict[int, list[tuple[str, str]]] = {}  # fault index -> the (node, rule id) it added
         self._last_printed = -1e9
 
     # ------------------------------------------------------------------ faults
@@ -153,9 +230,21 @@ class ChaosRunner:
             if pid is not None:
                 self.stopped.add(node)
             self.rec.event("fault", f"#{f.index} SIGSTOP {node} (pid {pid}): hung", f.index)
+        elif f.is_link:
+            await self._add_link_rules(f)
         elif f.kind == "job_pause":
-            await self._call_with_retry(lambda: self.admin.PauseRoutineLoad(
-                admin_pb2.RoutineLoadRequest(db=workload.DB, name=workload.JOB), timeout=10), "PauseRoutineLoad")
+            try:
+                await _retry_unavailable(lambda: self.admin.PauseRoutineLoad(
+                    admin_pb2.RoutineLoadRequest(db=workload.DB, name=workload.JOB), timeout=10),
+                    "PauseRoutineLoad")
+            except RuntimeError as exc:
+                if "already PAUSED" not in str(exc):
+                    raise
+                # the FE paused it itself a moment ago (too few replicas after the last fault,
+                # not yet auto-resumed): the user's PAUSE finds it paused, and RESUME ends both
+                self.rec.event("fault", f"#{f.index} PAUSE ROUTINE LOAD {workload.JOB}: it was already "
+                                        f"PAUSED ({exc})", f.index)
+                return
             self.rec.event("fault", f"#{f.index} PAUSE ROUTINE LOAD {workload.JOB}", f.index)
 
     async def _recover(self, f: Fault) -> None:
@@ -173,10 +262,51 @@ class ChaosRunner:
             self.stopped.discard(node)
             self.held_down.discard(node)
             self.rec.event("recover", f"#{f.index} SIGCONT {node} (pid {pid})", f.index)
+        elif f.is_link:
+            await self._remove_link_rules(f)
         elif f.kind == "job_pause":
-            await self._call_with_retry(lambda: self.admin.ResumeRoutineLoad(
+            await _retry_unavailable(lambda: self.admin.ResumeRoutineLoad(
                 admin_pb2.RoutineLoadRequest(db=workload.DB, name=workload.JOB), timeout=10), "ResumeRoutineLoad")
             self.rec.event("recover", f"#{f.index} RESUME ROUTINE LOAD {workload.JOB}", f.index)
+
+    def _link_rules(self, f: Fault, names: dict[str, str]) -> list[tuple[str, debug_pb2.DebugRule]]:
+        """The (node, rule) pairs that make link fault ``f``; ``names``: node -> the address its peers use."""
+        expiry = round((f.end_s - f.start_s + RULE_EXPIRY_MARGIN_S) * 1000)
+
+        def drop(point: str, peer: str) -> debug_pb2.DebugRule:
+            return debug_pb2.DebugRule(point=point, peer=peer, action=debug_pb2.DROP, expire_after_ms=expiry)
+
+        if f.kind in ("fe_be_partition", "be_be_partition"):
+            a, b = ("fe", f.target) if f.kind == "fe_be_partition" else f.bes
+            return [(a, drop("rpc", names[b])), (b, drop("rpc", names[a]))]
+        if f.kind == "slow_link":
+            return [(f.target, debug_pb2.DebugRule(point="rpc", action=debug_pb2.DELAY, delay_ms=f.delay_ms,
+                                                   expire_after_ms=expiry))]
+        return [(f.target, drop("be.kafka.consume", self.cluster.broker_address))]
+
+    async def _add_link_rules(self, f: Fault) -> None:
+        nodes = ["fe", f.target] if f.kind == "fe_be_partition" else list(f.bes)
+        names = {node: await self.debug.name(node) for node in nodes}
+        rules = self._link_rules(f, names)
+        # both sides of a partition at once; what was added is removed at recovery even if the other side failed
+        added = await asyncio.gather(*(self.debug.add(node, rule) for node, rule in rules), return_exceptions=True)
+        self.rules[f.index] = [(node, rid) for (node, _), rid in zip(rules, added, strict=True)
+                               if isinstance(rid, str)]
+        failed = [r for r in added if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+        what = "; ".join(f"{node}: {debug_pb2.DebugAction.Name(rule.action)} {rule.point}"
+                         + (f" {rule.delay_ms} ms" if rule.delay_ms else "")
+                         + (f" with {rule.peer}" if rule.peer else "") + f" (rule {rid})"
+                         for (node, rule), rid in zip(rules, added, strict=True))
+        self.rec.event("fault", f"#{f.index} {f.kind}: {what}; expiry {rules[0][1].expire_after_ms / 1000:g} s",
+                       f.index)
+
+    async def _remove_link_rules(self, f: Fault) -> None:
+        done = await asyncio.gather(*(self.debug.remove(node, rid) for node, rid in self.rules.pop(f.index, [])))
+        healed = {"fe_be_partition": f"healed fe | {f.target}", "be_be_partition": f"healed {' | '.join(f.bes)}",
+                  "slow_link": f"{f.target} fast again", "broker_unreachable": f"{f.target} reaches the broker again"}
+        self.rec.event("recover", f"#{f.index} {healed[f.kind]}: " + ("; ".join(done) or "no rule to remove"), f.index)
 
     async def _wait_for_compaction(self, node: str) -> int:
         """Poll the BE (GetBackendInfo) until a compaction runs on it, at most COMPACTION_WAIT_S;
@@ -225,16 +355,6 @@ class ChaosRunner:
             except OSError:
                 pass
             await asyncio.sleep(0.2)
-
-    async def _call_with_retry(self, call, what: str, attempts: int = 10) -> None:
-        for attempt in range(attempts):
-            try:
-                await call()
-                return
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
-                    raise RuntimeError(f"{what}: {exc.code().name}: {exc.details()}") from None
-                await asyncio.sleep(1.0)
 
     def resume_all(self) -> None:
         """SIGCONT whatever is still stopped (cleanup path)."""

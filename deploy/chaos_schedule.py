@@ -11,16 +11,46 @@ starts), a duration and a target. Kinds:
                            never dead
     be_kill_in_compaction  SIGKILL a BE while one of its compactions runs (the runner polls the
                            BE for a running one), start it again after ``duration_s``
+    fe_be_partition        the FE and one BE drop each other's RPCs (both ways) for
+                           ``duration_s``; the BE keeps serving its peers
+    be_be_partition        two BEs drop each other's RPCs for ``duration_s`` (target "be1|be3"):
+                           replication between them fails
+    slow_link              every RPC a BE makes or serves waits ``delay_ms`` (200-2000 ms, drawn
+                           from the seed) for ``duration_s``
+    broker_unreachable     one BE cannot reach the Kafka broker (its consume point drops) for
+                           ``duration_s``
     fe_kill    SIGKILL the FE, start it again after ``duration_s``
     job_pause  PauseRoutineLoad, ResumeRoutineLoad after ``duration_s``
+
+The four link kinds are debug-point rules on the live processes (deploy/chaos_runner.py adds
+them when the fault starts and removes them when it ends); nothing is killed.
 
 The max-down rule: a BE counts as down from its fault's start until ``settle_s`` after its
 fault ends (a restarted BE's replicas lag until they are caught up by clone, so it is not yet a
 write-quorum member), and never more than ``max_down`` BEs are down at once. With RF=3 and a
-MAJORITY quorum that is 1 (see :func:`quorum_tolerance`). BE faults run concurrently only when
-``max_down`` > 1, on distinct BEs; FE and job faults never overlap anything else.
+MAJORITY quorum that is 1 (see :func:`quorum_tolerance`). Which faults take a BE down
+(:data:`BE_KINDS`):
 
-Pure: no I/O, no clock. Same (seed, duration, bes, max_down) → same schedule and same text.
+- every process fault on a BE (kill, wipe, stop, quick restart, kill in compaction);
+- ``fe_be_partition``: the FE hears no heartbeat from the BE, marks it dead after
+  heartbeat_timeout_second and leaves its replicas out of loads; to the FE it is a dead BE;
+- ``be_be_partition`` counts as ONE down, though it names two BEs: a write reaches every replica
+  but the one its coordinator cannot talk to (a coordinator on either side loses the replica on
+  the other side, a coordinator elsewhere loses none), so each tablet loses at most one replica
+  per write, as with one dead BE. Both BEs are kept out of any fault that overlaps it;
+- ``slow_link``: the BE heartbeats one after another, so a delay of D ms spaces its heartbeats
+  about 1 s + D apart (and a heartbeat's own deadline is 2 s): near 2,000 ms the FE may mark it
+  dead for a moment and leave it out of loads; and every write whose quorum needs it waits D per
+  RPC. Counted as down, so it never overlaps another BE down.
+
+``broker_unreachable`` takes no BE out of quorum (the BE still stores, replicates and
+heartbeats; only its own routine load tasks fail and are renewed), so it is not counted. Like
+the FE and job faults it never overlaps anything else: its target BE may be the one the renewed
+tasks land on, and a BE down at the same time would leave fewer BEs to take them.
+BE faults run concurrently only when ``max_down`` > 1, on distinct BEs; the FE, job and broker
+faults never overlap anything else.
+
+Pure: no I/O, no clock. Same (seed, duration, bes, max_down, kinds) → same schedule and same text.
 """
 
 from __future__ import annotations
@@ -28,17 +58,26 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-BE_KINDS = ("be_kill", "be_wipe", "be_stop", "be_quick_restart", "be_kill_in_compaction")
-KINDS = ("be_kill", "be_wipe", "be_stop", "be_quick_restart", "be_kill_in_compaction", "fe_kill", "job_pause")
+# the kinds that take a BE down (see the max-down rule above)
+BE_KINDS = ("be_kill", "be_wipe", "be_stop", "be_quick_restart", "be_kill_in_compaction",
+            "fe_be_partition", "be_be_partition", "slow_link")
+# the kinds made with debug-point rules on live processes
+LINK_KINDS = ("fe_be_partition", "be_be_partition", "slow_link", "broker_unreachable")
+KINDS = ("be_kill", "be_wipe", "be_stop", "be_quick_restart", "be_kill_in_compaction",
+         "fe_be_partition", "be_be_partition", "slow_link", "broker_unreachable", "fe_kill", "job_pause")
 
-# (min, max) seconds a fault lasts; a SIGSTOP longer than heartbeat_timeout_second makes the FE
-# mark the BE dead, a shorter one is a stall it must ride out.
+# (min, max) seconds a fault lasts; a SIGSTOP or an FE|BE partition longer than
+# heartbeat_timeout_second makes the FE mark the BE dead, a shorter one is a stall it must ride out.
 DURATION_RANGE_S = {
     "be_kill": (3.0, 12.0),
     "be_wipe": (2.0, 8.0),
     "be_stop": (2.0, 8.0),
     "be_quick_restart": (0.2, 0.8),  # + about 1 s to start: back within the 3 s heartbeat timeout
     "be_kill_in_compaction": (3.0, 8.0),  # counted from the kill, which waits for a compaction
+    "fe_be_partition": (2.0, 10.0),
+    "be_be_partition": (3.0, 12.0),
+    "slow_link": (3.0, 10.0),
+    "broker_unreachable": (3.0, 10.0),
     "fe_kill": (1.0, 5.0),
     "job_pause": (2.0, 6.0),
 }
@@ -49,11 +88,18 @@ SETTLE_S = {
     "be_stop": 8.0,
     "be_quick_restart": 8.0,
     "be_kill_in_compaction": 10.0,
+    "fe_be_partition": 10.0,  # dead to the FE: alive again, its tasks renewed, its replicas cloned
+    "be_be_partition": 10.0,  # the replicas that missed writes are cloned (their clones failed meanwhile)
+    "slow_link": 8.0,
+    "broker_unreachable": 6.0,  # its failed tasks are renewed
     "fe_kill": 6.0,
     "job_pause": 3.0,
 }
 WEIGHTS = {"be_kill": 3, "be_wipe": 2, "be_stop": 2, "be_quick_restart": 2, "be_kill_in_compaction": 2,
+           "fe_be_partition": 2, "be_be_partition": 2, "slow_link": 2, "broker_unreachable": 2,
            "fe_kill": 2, "job_pause": 1}
+# the delay a slow_link puts on every RPC of its BE, drawn per fault
+SLOW_LINK_DELAY_MS = (200, 2000)
 # how long the runner waits for a compaction to kill inside; the fault's window includes it
 COMPACTION_WAIT_S = 8.0
 WARMUP_S = 3.0
@@ -72,7 +118,8 @@ class Fault:
     kind: str
     start_s: float
     duration_s: float
-    target: str  # "be2", "fe" or "job"
+    target: str  # "be2", "be1|be3" (be_be_partition), "fe" or "job"
+    delay_ms: int = 0  # slow_link: the delay on every RPC of the target
 
     @property
     def end_s(self) -> float:
@@ -89,17 +136,30 @@ class Fault:
     def takes_be_down(self) -> bool:
         return self.kind in BE_KINDS
 
+    @property
+    def is_link(self) -> bool:
+        return self.kind in LINK_KINDS
+
+    @property
+    def bes(self) -> tuple[str, ...]:
+        """The BEs the fault acts on (two for a be_be_partition, none for FE and job faults)."""
+        return tuple(t for t in self.target.split("|") if t.startswith("be"))
+
     def describe(self) -> str:
+        d = f"{self.duration_s:.1f} s"
         what = {
-            "be_kill": f"SIGKILL {self.target}, restart after {self.duration_s:.1f} s",
-            "be_wipe": f"SIGKILL {self.target}, wipe its storage dir, restart after {self.duration_s:.1f} s",
-            "be_stop": f"SIGSTOP {self.target} (hung), SIGCONT after {self.duration_s:.1f} s",
-            "be_quick_restart": f"SIGKILL {self.target}, restart after {self.duration_s:.1f} s "
-                                "(before the FE's heartbeat timeout)",
+            "be_kill": f"SIGKILL {self.target}, restart after {d}",
+            "be_wipe": f"SIGKILL {self.target}, wipe its storage dir, restart after {d}",
+            "be_stop": f"SIGSTOP {self.target} (hung), SIGCONT after {d}",
+            "be_quick_restart": f"SIGKILL {self.target}, restart after {d} (before the FE's heartbeat timeout)",
             "be_kill_in_compaction": f"SIGKILL {self.target} inside a compaction (waits up to "
-                                     f"{COMPACTION_WAIT_S:g} s for one), restart {self.duration_s:.1f} s after the kill",
-            "fe_kill": f"SIGKILL fe, restart after {self.duration_s:.1f} s",
-            "job_pause": f"PAUSE ROUTINE LOAD, RESUME after {self.duration_s:.1f} s",
+                                     f"{COMPACTION_WAIT_S:g} s for one), restart {d} after the kill",
+            "fe_be_partition": f"partition fe | {self.target} (both drop the other's RPCs), heal after {d}",
+            "be_be_partition": f"partition {' | '.join(self.bes)} (both drop the other's RPCs), heal after {d}",
+            "slow_link": f"delay every RPC of {self.target} by {self.delay_ms} ms, for {d}",
+            "broker_unreachable": f"{self.target} cannot reach the broker (its Kafka consume drops), for {d}",
+            "fe_kill": f"SIGKILL fe, restart after {d}",
+            "job_pause": f"PAUSE ROUTINE LOAD, RESUME after {d}",
         }[self.kind]
         return f"#{self.index:<2} t={self.start_s:6.1f}s..{self.end_s:6.1f}s  {self.kind:21} {what}"
 
@@ -124,7 +184,8 @@ class Schedule:
         return {f.kind for f in self.faults}
 
     def max_concurrent_down(self) -> int:
-        """The most BEs down at once, counting each BE fault from its start to its settled time."""
+        """The most BEs down at once, counting each BE fault from its start to its settled time
+        (a be_be_partition counts as one)."""
         points = sorted({f.start_s for f in self.faults if f.takes_be_down})
         return max((sum(1 for f in self.faults if f.takes_be_down and f.start_s <= t < f.settled_s)
                     for t in points), default=0)
@@ -145,20 +206,33 @@ def parse_kinds(text: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(kinds))
 
 
+def _on_bes(rng: random.Random, kind: str, t: float, length: float, free: list[int]) -> Fault | None:
+    """A fault of ``kind`` at ``t`` on BEs drawn from ``free`` (taken out of it); None if too few are free."""
+    need = 2 if kind == "be_be_partition" else 1
+    if len(free) < need:
+        return None
+    picked = sorted(rng.sample(free, need))
+    for i in picked:
+        free.remove(i)
+    delay_ms = rng.randint(*SLOW_LINK_DELAY_MS) if kind == "slow_link" else 0
+    return Fault(0, kind, t, length, "|".join(f"be{i}" for i in picked), delay_ms)
+
+
 def generate(seed: int, duration_s: float, bes: int = 4, max_down: int = 1,
              kinds: tuple[str, ...] = KINDS) -> Schedule:
     """The faults for ``duration_s`` seconds of chaos; every fault ends by ``duration_s``.
 
     The first faults are a shuffled round of every kind (so a long enough run has them all),
     the rest are drawn by weight. Draws that would not fit in the time left are skipped.
-    ``kinds`` narrows the kinds drawn (``make chaos KINDS=a,b``).
+    ``kinds`` narrows the kinds drawn (``make chaos KINDS=a,b``). A be_be_partition needs two BEs.
     """
     if bes < 1:
         raise ValueError(f"bes must be at least 1, got {bes}")
     if max_down < 0:
         raise ValueError(f"max_down must be >= 0, got {max_down}")
     rng = random.Random(seed)
-    kinds = [k for k in KINDS if k in kinds and (max_down > 0 or k not in BE_KINDS)]
+    kinds = [k for k in KINDS if k in kinds and (max_down > 0 or k not in BE_KINDS)
+             and (bes >= 2 or k != "be_be_partition")]
     if not kinds:
         return Schedule(seed=seed, duration_s=duration_s, bes=bes, max_down=max_down, faults=())
     first_round = list(kinds)
@@ -176,18 +250,22 @@ def generate(seed: int, duration_s: float, bes: int = 4, max_down: int = 1,
             continue
         if kind in BE_KINDS:
             group = min(max_down, bes, 1 + (rng.random() < 0.3) * (max_down - 1))
-            targets = rng.sample(range(bes), group)
+            free = list(range(bes))
+            first = _on_bes(rng, kind, t, length, free)
+            assert first is not None  # a be_be_partition is only drawn with two BEs or more
+            batch = [first]
             others = [k for k in BE_KINDS if k in kinds]
-            batch = [Fault(0, kind, t, length, f"be{targets[0]}")]
-            for be in targets[1:]:  # a concurrent BE fault: its own kind and length, if it fits
+            for _ in range(group - 1):  # a concurrent BE fault: its own kind, BEs and length, if it fits
                 other = rng.choice(others)
-                f = Fault(0, other, t, round(rng.uniform(*DURATION_RANGE_S[other]), 1), f"be{be}")
-                if f.end_s <= duration_s:
+                f = _on_bes(rng, other, t, round(rng.uniform(*DURATION_RANGE_S[other]), 1), free)
+                if f is not None and f.end_s <= duration_s:
                     batch.append(f)
+        elif kind == "broker_unreachable":
+            batch = [Fault(0, kind, t, length, f"be{rng.randrange(bes)}")]
         else:
             batch = [Fault(0, kind, t, length, "fe" if kind == "fe_kill" else "job")]
         for f in batch:
-            faults.append(Fault(len(faults) + 1, f.kind, f.start_s, f.duration_s, f.target))
+            faults.append(Fault(len(faults) + 1, f.kind, f.start_s, f.duration_s, f.target, f.delay_ms))
         settled = max(f.settled_s for f in batch)
         t = round(settled + rng.uniform(MIN_GAP_S, MAX_GAP_S), 1)
     return Schedule(seed=seed, duration_s=duration_s, bes=bes, max_down=max_down, faults=tuple(faults))

@@ -44,6 +44,8 @@ class ClusterSpec:
     fe_config: dict[str, str] = field(default_factory=dict)
     be_config: dict[str, str] = field(default_factory=dict)
     be_ports: list[int] = field(default_factory=list)
+    debug_points: bool = False
+    """Start the FE and every BE with --enable-debug-points (DebugService; tests and chaos)."""
 
     def be_port_of(self, i: int) -> int:
         return self.be_ports[i] if i < len(self.be_ports) else self.be_port + i
@@ -138,7 +140,7 @@ class LocalCluster:
             cmd = [sys.executable, "-m", "fe.main", "--meta-dir", data, "--rpc-port", str(spec.fe_port)]
             for name, value in sorted(spec.fe_config.items()):
                 cmd += ["--config", f"{name}={value}"]
-            return cmd
+            return cmd + (["--enable-debug-points"] if spec.debug_points else [])
         i = int(node[2:])
         cmd = [
             sys.executable, "-m", "be.main", "--storage-dir", data, "--fe", self.fe_address,
@@ -146,7 +148,7 @@ class LocalCluster:
         ]
         for name, value in sorted(spec.be_config.items()):
             cmd += ["--config", f"{name}={value}"]
-        return cmd
+        return cmd + (["--enable-debug-points"] if spec.debug_points else [])
 
     def start_node(self, node: str) -> int:
         """Start ``node`` unless it already runs; returns its pid."""
@@ -309,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--config", action="append", default=[], metavar="NAME=VALUE", help="FE dynamic config")
     s.add_argument("--be-config", action="append", default=[], metavar="NAME=VALUE",
                    help="BE storage config (StarRocks be.conf name), given to every BE")
+    s.add_argument("--debug-points", action="store_true",
+                   help="start the FE and BEs with --enable-debug-points (DebugService, cluster token required)")
     sub.add_parser("status")
     sub.add_parser("stop")
     for name in ("kill-be", "start-be", "stop-be"):
@@ -326,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         be_config = dict(item.split("=", 1) for item in args.be_config)
         spec = ClusterSpec(bes=args.bes, fe_port=args.fe_port, be_port=args.be_port,
                            broker_port=args.broker_port, admin_token=args.admin_token,
-                           with_broker=not args.no_broker, fe_config=fe_config, be_config=be_config)
+                           with_broker=not args.no_broker, fe_config=fe_config, be_config=be_config,
+                           debug_points=args.debug_points)
         already = cluster.has_spec() and all(cluster.pid(n) for n in cluster.nodes())
         try:
             cluster.start(spec)
@@ -339,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  FE            {cluster.fe_address}   grpcurl -plaintext {cluster.fe_address} list")
         for i in range(spec.bes):
             print(f"  BE {i}          {cluster.be_address(i)}")
+        if spec.debug_points:
+            print(f"  debug points  on: DebugService on the FE and every BE, with the cluster token "
+                  f"(-H 'x-cluster-token: ...', in {cluster._spec_path})")
         print(f"  logs and data {cluster.run_dir}    stop with: make stop")
         return 0
     if args.cmd == "status":

@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[FeConfig, str | None]:
         "--config", action="append", default=[], metavar="NAME=VALUE",
         help="dynamic config at start-up, like fe.conf (repeatable)",
     )
+    p.add_argument("--enable-debug-points", action="store_true",
+                   help="serve DebugService: rules that drop, delay or fail RPCs and named code points "
+                        "(cluster token required; for tests and chaos)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--log-file", help="write the log to this file (default: stderr); a failure that "
                                       "stops the FE is then one line on stderr, its traceback in the file")
@@ -53,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[FeConfig, str | None]:
         admin_token=token_from_env(args.admin_token, ADMIN_TOKEN_ENV),
         heartbeat_interval_ms=args.heartbeat_interval_ms,
         config_overrides=overrides,
+        enable_debug_points=args.enable_debug_points,
     )
     return config, args.log_file
 

@@ -10,12 +10,15 @@ import grpc
 
 from common.config import FeConfig
 from common.daemon import PeriodicDaemon
+from common.debug import FE_POINTS, DebugPoints
+from common.debug.service import served as debug_served
 from common.gen.tabletsim.v1 import admin_pb2_grpc, backend_pb2, frontend_pb2_grpc
 from common.rpc import build_server, mark_serving
 from common.timefmt import now_ms
 from fe.catalog.catalog import Catalog
 from fe.catalog.stats import Statistics
 from fe.clone.daemon import TabletSchedDaemon
+from fe.persist.durability import DurableRepliesInterceptor, durable_call_interceptors
 from fe.persist.editlog import EditLog
 from fe.persist.ids import IdAllocator
 from fe.persist.journal import Journal
@@ -49,7 +52,11 @@ class FrontendNode:
             wall_ms=now_ms,
             mono=time.monotonic,
         )
-        self.clients = BackendClients(self.backends, config.cluster_token)
+        # the address BEs dial (rpc_port), sent on every call the FE makes
+        self.debug = DebugPoints(f"{config.host}:{config.rpc_port}", FE_POINTS, enabled=config.enable_debug_points)
+        # a call to a BE waits until the journal records it may depend on are durable
+        self.clients = BackendClients(self.backends, config.cluster_token, lambda address: [
+            *durable_call_interceptors(self.journal.durable), *self.debug.client_interceptors(address)])
         self.catalog = Catalog(self.journal, self.ids, self.backends, self.clients, self.dynconfig, now_ms)
         self.inconsistent_tablets: set[int] = set()
         self.stats = Statistics(
@@ -61,7 +68,7 @@ class FrontendNode:
         self.journal.register("config", self.dynconfig)
         self.journal.register("backend", self.backends)
         self.txns = TransactionManager(self.journal, self.ids, self.catalog, self.backends, self.dynconfig, now_ms)
-        self.publisher = Publisher(self.txns, self.catalog, self.backends, self.clients)
+        self.publisher = Publisher(self.txns, self.catalog, self.backends, self.clients, debug=self.debug)
         self.txns.on_aborted.append(self._clear_aborted)
         self.journal.register("catalog", self.catalog)
         self.journal.register("txn", self.txns)
@@ -85,22 +92,29 @@ class FrontendNode:
         admin = AdminServicer(self.backends, self.catalog, self.stats, self.dynconfig, self.txns, self.clients,
                               self.inconsistent_tablets, self.routine, tablet_sched=self.tablet_sched)
         frontend = FrontendServicer(self.backends, self.catalog, self.txns, self.routine,
-                                    self.config.heartbeat_interval_ms)
+                                    self.config.heartbeat_interval_ms, debug=self.debug,
+                                    durable=self.journal.durable)
         frontend.attach_reports(self.reports)
+        debug_services, debug_adders = debug_served(self.debug)  # none unless --enable-debug-points
+        services = SERVICES + debug_services
         self._server, health = build_server(
-            SERVICES,
+            services,
             [
                 lambda s: admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, s),
                 lambda s: frontend_pb2_grpc.add_FrontendServiceServicer_to_server(frontend, s),
+                *debug_adders,
             ],
             cluster_token=self.config.cluster_token,
             admin_token=self.config.admin_token,
+            # every answer waits until the journal records it may depend on are durable
+            interceptors=[*self.debug.server_interceptors(), DurableRepliesInterceptor(self.journal.durable)],
         )
         self.port = self._server.add_insecure_port(f"{self.config.host}:{self.config.rpc_port}")
         if self.port == 0:
             raise OSError(f"cannot bind the FE to {self.config.host}:{self.config.rpc_port}")
+        self.debug.node = f"{self.config.host}:{self.port}"  # the bound port when rpc_port was 0
         await self._server.start()
-        await mark_serving(health, SERVICES)
+        await mark_serving(health, services)
         self.publish_daemon = PeriodicDaemon("publish", lambda: 0.05, self.publisher.run_once)
         self.txns.on_committed.append(lambda _txn: self.publish_daemon.wake())
         self._daemons = [

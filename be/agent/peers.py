@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import grpc
 
 from common.gen.tabletsim.v1 import backend_pb2_grpc
-from common.rpc import cluster_channel
+from common.rpc import InterceptorFactory, cluster_channel, no_interceptors
 
 
 class PeerClients:
-    def __init__(self, cluster_token: str, interceptors: Sequence = ()) -> None:
+    def __init__(self, cluster_token: str, interceptors_for: InterceptorFactory = no_interceptors) -> None:
         self._token = cluster_token
-        self._interceptors = tuple(interceptors)
+        self._interceptors_for = interceptors_for  # the node's own client hooks, per target address
         self._stubs: dict[str, tuple[grpc.aio.Channel, backend_pb2_grpc.BackendServiceStub]] = {}
 
     def stub(self, address: str) -> backend_pb2_grpc.BackendServiceStub:
         cached = self._stubs.get(address)
         if cached is None:
-            channel = cluster_channel(address, self._token, self._interceptors)
+            channel = cluster_channel(address, self._token, self._interceptors_for(address))
             cached = (channel, backend_pb2_grpc.BackendServiceStub(channel))
             self._stubs[address] = cached
         return cached[1]

@@ -30,6 +30,7 @@ from be.storage import versions as V
 from be.storage.rowsets import RowsetStore, StorageError, chunk_key
 from be.storage.store import BeStore
 from be.storage.tablets import TabletManager, TabletMeta
+from common.debug import BE_CLONE_MIDDLE, DebugPoints
 from common.errors import FailedPrecondition, InvalidArgument
 from common.gen.tabletsim.v1 import backend_pb2
 
@@ -47,7 +48,8 @@ class Pulled:
 
 class CloneRunner:
     def __init__(self, store: BeStore, tablets: TabletManager, rowsets: RowsetStore,
-                 peers: PeerClients, backend_id: Callable[[], int]) -> None:
+                 peers: PeerClients, backend_id: Callable[[], int], *, debug: DebugPoints | None = None) -> None:
+        self._debug = debug or DebugPoints.disabled()
         self._store = store
         self._tablets = tablets
         self._rowsets = rowsets
@@ -100,6 +102,7 @@ class CloneRunner:
                     incremental = False
             if pulled is None:
                 pulled = await self._pull(req, req.src_address, 0, deadline)
+            await self._debug.point(BE_CLONE_MIDDLE, source)  # fetched, not installed yet
             if self._tablets.get(m.tablet_id) is None:
                 await asyncio.to_thread(self._tablets.create, [template])
             try:

@@ -3,9 +3,10 @@
 A task seeks its partitions to the job's committed progress and consumes until
 max_batch_interval / routine_load_task_consume_second, max_batch_rows or max_batch_size, or the
 end of every partition. With no data it reports NO_DATA and begins no transaction. Otherwise it
-begins the txn (label ``<job>-<task>``), parses and maps the messages with the Stream Load code,
-writes the replicas, and commits with an attachment of the offsets it read and its row counts:
-the FE accepts it only if the task is still current and its start offsets equal the progress.
+begins the txn (label ``<job>-<task>``) with the first chunk of messages, parses, maps and writes
+the batch in chunks of ``write_buffer_size`` bytes while it consumes (be/load/chunked_load.py),
+and commits with an attachment of the offsets it read and its row counts: the FE accepts it only
+if the task is still current and its start offsets equal the progress.
 """
 
 from __future__ import annotations
@@ -13,49 +14,63 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
 import orjson
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
-from be.load.coordinator import LoadCoordinator, spec_from_params
-from be.load.writer import TooManyVersions, replicate
+from be.load.chunked_load import ChunkedLoad, TaskFailed
+from be.load.coordinator import LoadCoordinator
 from common import kafka
-from common.errors import TabletsimError, Unavailable
+from common.config import StorageConfig
+from common.debug import BE_KAFKA_CONSUME, DebugPoints
+from common.errors import TabletsimError
 from common.gen.tabletsim.v1 import backend_pb2, frontend_pb2, frontend_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
 
 POLL_MS = 500
+# the message size assumed until a task has seen some: it sizes the first fetch of records
+FIRST_MESSAGE_BYTES_GUESS = 1024
+# bounds of a task consumer's max.partition.fetch.bytes: write_buffer_size shared by its partitions
+# (Kafka's and aiokafka's default is the upper one)
+MIN_PARTITION_FETCH_BYTES = 64 * 1024
+MAX_PARTITION_FETCH_BYTES = 1024 * 1024
+
+StartConsumer = Callable[[list[str], Mapping[str, str], str | None], Awaitable[AIOKafkaConsumer]]
 
 
 @dataclass
 class Consumed:
-    values: list[bytes] = field(default_factory=list)
+    received_rows: int = 0
     received_bytes: int = 0
     next_offsets: dict[int, int] = field(default_factory=dict)
     highwater: dict[int, int] = field(default_factory=dict)
     eos: bool = False
     consume_ms: int = 0
     blocking_get_us: int = 0
+    blocking_put_us: int = 0
+    """Time the consumer waited for the chunk before to be written."""
     out_of_range: str = ""
-
-
-class TaskFailed(Exception):
-    def __init__(self, kind: str, message: str, samples: list[types_pb2.FilteredRow] | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.samples = samples or []
 
 
 class RoutineLoadRunner:
     """Runs the tasks the FE submits; each is an asyncio task tracked until it ends."""
 
-    def __init__(self, coordinator: LoadCoordinator, fe: frontend_pb2_grpc.FrontendServiceStub) -> None:
+    def __init__(self, coordinator: LoadCoordinator, fe: frontend_pb2_grpc.FrontendServiceStub, *,
+                 debug: DebugPoints | None = None,
+                 write_buffer_size: int = StorageConfig.write_buffer_size,
+                 start_consumer: StartConsumer = kafka.start_consumer) -> None:
+        """``write_buffer_size``: bytes of message values parsed and written at a time;
+        ``start_consumer``: how a task reaches Kafka (tests pass a fake broker)."""
+        self._debug = debug or DebugPoints.disabled()
         self._coordinator = coordinator
         self._fe = fe
+        self._write_buffer_size = max(1, write_buffer_size)
+        self._start_consumer = start_consumer
         self._tasks: dict[str, asyncio.Task] = {}
 
     def submit(self, req: backend_pb2.RoutineLoadTask) -> None:
@@ -77,47 +92,58 @@ class RoutineLoadRunner:
     # ------------------------------------------------------------------ one task
     async def _run(self, req: backend_pb2.RoutineLoadTask) -> None:
         started = time.monotonic()
-        txn_id = 0
+        load = ChunkedLoad(self._coordinator, req)
         try:
-            consumed = await self._consume(req)
-            if consumed.out_of_range:
-                raise TaskFailed("OFFSET_OUT_OF_RANGE", consumed.out_of_range)
-            if not consumed.values:
-                await self._report(req, 0, "NO_DATA", "", "no new data", consumed.highwater)
-                return
-            begun = await self._coordinator.begin(req.db, req.table, req.label, req.timeout_s, "ROUTINE_LOAD_TASK")
-            txn_id = begun.txn_id
-            await self._load(req, begun, consumed, started)
+            try:
+                consumed = await self._consume(req, load)
+                if consumed.out_of_range:
+                    raise TaskFailed("OFFSET_OUT_OF_RANGE", consumed.out_of_range)
+                if not consumed.received_rows:
+                    await self._report(req, 0, "NO_DATA", "", "no new data", consumed.highwater)
+                    return
+                await self._commit(req, load, consumed, started)
+            finally:
+                await load.close()  # a chunk still being written stops before its txn is aborted
         except TaskFailed as exc:
-            if txn_id:
-                await self._coordinator.abort(txn_id, str(exc))
-            await self._report(req, txn_id, "FAILED", exc.kind, str(exc), {}, exc.samples)
+            if load.txn_id:
+                await self._coordinator.abort(load.txn_id, str(exc))
+            await self._report(req, load.txn_id, "FAILED", exc.kind, str(exc), {}, exc.samples)
         except grpc.aio.AioRpcError as exc:
-            if txn_id:
-                await self._coordinator.abort(txn_id, f"{exc.code().name}: {exc.details()}")
+            if load.txn_id:
+                await self._coordinator.abort(load.txn_id, f"{exc.code().name}: {exc.details()}")
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 log.info("routine load task %s of job %s ended: %s", req.task_id, req.job_name, exc.details())
                 return  # the FE moved on (task no longer current, job paused): nothing to report
-            await self._report(req, txn_id, "FAILED", "OTHER", f"{exc.code().name}: {exc.details()}", {})
+            await self._report(req, load.txn_id, "FAILED", "OTHER", f"{exc.code().name}: {exc.details()}", {})
         except asyncio.CancelledError:
-            if txn_id:
-                await self._coordinator.abort(txn_id, "the backend is stopping")
+            if load.txn_id:
+                await self._coordinator.abort(load.txn_id, "the backend is stopping")
             raise
         except Exception as exc:  # noqa: BLE001 - a task must end with a report, never silently
             log.exception("routine load task %s of job %s failed", req.task_id, req.job_name)
-            if txn_id:
-                await self._coordinator.abort(txn_id, f"{type(exc).__name__}: {exc}")
-            await self._report(req, txn_id, "FAILED", "OTHER", f"{type(exc).__name__}: {exc}", {})
+            if load.txn_id:
+                await self._coordinator.abort(load.txn_id, f"{type(exc).__name__}: {exc}")
+            await self._report(req, load.txn_id, "FAILED", "OTHER", f"{type(exc).__name__}: {exc}", {})
 
-    async def _consume(self, req: backend_pb2.RoutineLoadTask) -> Consumed:
+    async def _consume(self, req: backend_pb2.RoutineLoadTask, load: ChunkedLoad) -> Consumed:
+        """Consume the batch, handing it to ``load`` in chunks of about write_buffer_size bytes."""
         out = Consumed()
         props = dict(req.kafka_properties)
+        # the client prefetches about one chunk, not aiokafka's 50 MB (a job's own property.* wins;
+        # Tansu returns more than asked anyway, so _records_wanted bounds what becomes objects)
+        props.setdefault("fetch.max.bytes", str(self._write_buffer_size))
+        share = self._write_buffer_size // max(1, len(req.start_offsets))
+        props.setdefault("max.partition.fetch.bytes",
+                         str(min(MAX_PARTITION_FETCH_BYTES, max(MIN_PARTITION_FETCH_BYTES, share))))
         try:
-            consumer = await kafka.start_consumer(list(req.broker_list), props, group_id=f"{req.job_name}_{req.task_id}")
-        except KafkaError as exc:
+            await self._debug.point_each(BE_KAFKA_CONSUME, req.broker_list)  # DROP: a broker unreachable
+            consumer = await self._start_consumer(list(req.broker_list), props, f"{req.job_name}_{req.task_id}")
+        except (KafkaError, TabletsimError) as exc:
             raise TaskFailed("KAFKA_ERROR", f"failed to reach kafka brokers {','.join(req.broker_list)}: "
                                             f"{type(exc).__name__}: {exc}") from None
         started = time.monotonic()
+        chunk: list[bytes] = []  # the values not handed to ``load`` yet
+        chunk_bytes = 0
         try:
             tps = {p: TopicPartition(req.topic, p) for p in req.start_offsets}
             consumer.assign(list(tps.values()))
@@ -128,36 +154,48 @@ class RoutineLoadRunner:
             deadline = started + limit_s
             left_bytes = req.max_batch_size_bytes
             while True:
+                load.check()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 t0 = time.perf_counter()
                 try:
+                    await self._debug.point_each(BE_KAFKA_CONSUME, req.broker_list)
                     batch = await consumer.getmany(
                         *tps.values(), timeout_ms=int(min(remaining * 1000, POLL_MS)),
-                        max_records=max(1, req.max_batch_rows - len(out.values)))
+                        max_records=self._records_wanted(req, out, chunk_bytes))
                 except OffsetOutOfRangeError as exc:
                     out.out_of_range = f"offset out of range: {exc}"
                     break
+                except TabletsimError as exc:  # a debug rule made a broker unreachable mid-batch
+                    raise TaskFailed("KAFKA_ERROR", f"failed to reach kafka brokers {','.join(req.broker_list)}: "
+                                                    f"{type(exc).__name__}: {exc}") from None
                 out.blocking_get_us += int((time.perf_counter() - t0) * 1e6)
                 for tp, records in batch.items():
                     for m in records:
                         value = m.value or b""
-                        out.values.append(value)
+                        chunk.append(value)
+                        chunk_bytes += len(value)
                         out.received_bytes += len(value)
+                    out.received_rows += len(records)
                     if records:
                         out.next_offsets[tp.partition] = records[-1].offset + 1
+                empty = not batch
+                del batch  # its records: the values are in the chunk
+                if chunk_bytes >= self._write_buffer_size:
+                    await self._hand_over(load, chunk, out)
+                    chunk, chunk_bytes = [], 0
                 for p, tp in tps.items():
                     hw = consumer.highwater(tp)
                     if hw is not None:
                         out.highwater[p] = hw
                 left_bytes = req.max_batch_size_bytes - out.received_bytes
-                if len(out.values) >= req.max_batch_rows or left_bytes <= 0:
+                if out.received_rows >= req.max_batch_rows or left_bytes <= 0:
                     break
                 if all(out.highwater.get(p, -1) >= 0 and out.next_offsets[p] >= out.highwater[p] for p in tps):
                     out.eos = True
                     break
-                if not batch:
+                if empty:
                     # nothing came within a poll: at the end, or out of range (some brokers say nothing)
                     ends = await kafka.true_end_offsets(consumer, list(tps.values()))
                     begins = await consumer.beginning_offsets(list(tps.values()))
@@ -176,50 +214,47 @@ class RoutineLoadRunner:
         log.info(
             "consumer group done: %s_%s. consume time(ms)=%d, received rows=%d, received bytes=%d, eos: %d, "
             "left_time: %d, left_bytes: %d, blocking get time(us): %d, blocking put time(us): %d",
-            req.job_name, req.task_id, out.consume_ms, len(out.values), out.received_bytes, int(out.eos),
+            req.job_name, req.task_id, out.consume_ms, out.received_rows, out.received_bytes, int(out.eos),
             int(max(min(req.max_batch_interval_s, req.consume_second), 1) * 1000 - out.consume_ms),
-            req.max_batch_size_bytes - out.received_bytes, out.blocking_get_us, 0)
+            req.max_batch_size_bytes - out.received_bytes, out.blocking_get_us, out.blocking_put_us)
+        if chunk and not out.out_of_range:
+            await self._hand_over(load, chunk, out)
         return out
 
-    async def _load(self, req: backend_pb2.RoutineLoadTask, begun: frontend_pb2.BeginTxnResponse,
-                    consumed: Consumed, started: float) -> None:
-        coordinator = self._coordinator
-        spec = spec_from_params(req.params)
-        try:
-            plan, router = coordinator.compile(spec, begun.target)
-        except TabletsimError as exc:
-            raise TaskFailed("OTHER", str(exc)) from None
-        batch = await asyncio.to_thread(plan.parse_messages, consumed.values)
-        prepared = await asyncio.to_thread(coordinator.prepare, batch, router, spec.max_error_samples)
-        samples = [types_pb2.FilteredRow(row=e.row, reason=e.reason) for e in prepared.errors]
-        considered = batch.total_rows - batch.unselected_rows
-        max_ratio = req.params.max_filter_ratio if req.params.HasField("max_filter_ratio") else 1.0
-        if considered and prepared.filtered / considered > max_ratio:
-            raise TaskFailed(
-                "ERROR_ROWS",
-                f"too many filtered rows in a batch: {prepared.filtered} of {considered} "
-                f"({prepared.filtered / considered:.4f}) > max_filter_ratio {max_ratio:g}; see error_samples",
-                samples)
-        try:
-            outcome = await replicate(begun.txn_id, router, prepared.encoded, coordinator.send,
-                                      quorum=begun.target.quorum)
-        except TooManyVersions as exc:
-            # transient (compaction catches up): the FE retries with a backoff, the job keeps RUNNING
-            raise TaskFailed("TOO_MANY_VERSIONS", str(exc)) from None
-        except Unavailable as exc:
-            raise TaskFailed("TOO_FEW_REPLICAS", f"too few alive replicas for the write quorum: {exc}") from None
+    def _records_wanted(self, req: backend_pb2.RoutineLoadTask, out: Consumed, chunk_bytes: int) -> int:
+        """How many records the next fetch may turn into Python objects: enough to fill the chunk
+        at the messages' mean size so far, never past max_batch_rows. (A broker may answer a fetch
+        with far more than max.partition.fetch.bytes of records, as Tansu does: unbounded, one
+        getmany would make objects of the whole batch at once.)"""
+        mean = out.received_bytes / out.received_rows if out.received_rows else FIRST_MESSAGE_BYTES_GUESS
+        room = -(-(self._write_buffer_size - chunk_bytes) // max(1, int(mean)))
+        return max(1, min(req.max_batch_rows - out.received_rows, room))
+
+    @staticmethod
+    async def _hand_over(load: ChunkedLoad, chunk: list[bytes], out: Consumed) -> None:
+        """Give ``load`` the next chunk; waiting for the one before to be written is the blocking put."""
+        t0 = time.perf_counter()
+        await load.add(chunk)
+        out.blocking_put_us += int((time.perf_counter() - t0) * 1e6)
+
+    async def _commit(self, req: backend_pb2.RoutineLoadTask, load: ChunkedLoad, consumed: Consumed,
+                      started: float) -> None:
+        outcome = await load.finish()
+        counts = load.counts
         attachment = {
             "job_id": req.job_id, "task_id": req.task_id,
             "offsets": {str(p): [req.start_offsets[p], consumed.next_offsets[p]] for p in req.start_offsets},
-            "total_rows": batch.total_rows, "loaded_rows": outcome.loaded_rows,
-            "filtered_rows": prepared.filtered, "unselected_rows": batch.unselected_rows,
+            "total_rows": counts.total_rows, "loaded_rows": outcome.loaded_rows,
+            "filtered_rows": counts.filtered_rows, "unselected_rows": counts.unselected_rows,
             "received_bytes": consumed.received_bytes,
             "task_execute_time_ms": int((time.monotonic() - started) * 1000),
             "eos": consumed.eos, "highwater": {str(p): h for p, h in consumed.highwater.items()},
-            "error_samples": [{"row": e.row, "reason": e.reason} for e in prepared.errors],
+            "error_samples": [{"row": e.row, "reason": e.reason} for e in counts.errors],
         }
-        await coordinator.commit(begun.txn_id, outcome.commit_infos, outcome.loaded_rows,
-                                 attachment_json=orjson.dumps(attachment).decode())
+        log.info("routine load task %s of job %s: txn %d wrote %d rows in %d chunks", req.task_id, req.job_name,
+                 load.txn_id, outcome.loaded_rows, counts.chunks)
+        await self._coordinator.commit(load.txn_id, outcome.commit_infos, outcome.loaded_rows,
+                                       attachment_json=orjson.dumps(attachment).decode())
 
     async def _report(self, req: backend_pb2.RoutineLoadTask, txn_id: int, outcome: str, kind: str, message: str,
                       highwater: dict[int, int], samples: list[types_pb2.FilteredRow] | None = None) -> None:

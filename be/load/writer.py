@@ -3,6 +3,11 @@
 Rows are encoded once per tablet and sent per BE in batches of about ``batch_bytes`` (never one
 call per row); a BE's batch is stored atomically, so a replica has taken a tablet's rows only if
 every batch that carried them succeeded. The local BE is written directly, without an RPC.
+
+A txn's rows may come in pieces (a routine load task writes its Kafka batch chunk by chunk):
+:class:`TabletSink` numbers each tablet's chunks across the pieces, so a replica adds them as
+segments of one pending rowset and a resent chunk replaces rather than doubles its rows.
+:func:`replicate` is the one-piece case.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import grpc
 
@@ -27,7 +33,18 @@ BATCH_BYTES = 4 * 1024 * 1024
 # rows per encoded chunk: bounds a chunk's size so that clones and scans stream in pieces
 CHUNK_ROWS = 20_000
 
-Chunk = tuple[int, int, bytes, int]  # tablet_id, partition_id, encoded rows, row count
+
+class Chunk(NamedTuple):
+    """A tablet's encoded rows on their way to its replicas."""
+
+    tablet_id: int
+    partition_id: int
+    rows: bytes
+    row_count: int
+    seq: int | None = None
+    """Position in the txn's pending rowset of the tablet, set by :class:`TabletSink` (None: appended)."""
+
+
 SendFn = Callable[[int, str, int, list[Chunk]], Awaitable[None]]
 
 # a replica's refusal at the tablet_max_versions limit (StarRocks' message shape)
@@ -57,9 +74,9 @@ def encode_tablet_rows(router: Router, by_tablet: dict[int, list[tuple]]) -> dic
     for tablet_id, rows in by_tablet.items():
         partition_id = router.tablets[tablet_id].partition_id
         chunks = [
-            (tablet_id, partition_id, encode_rows(rows[i:i + CHUNK_ROWS]), len(rows[i:i + CHUNK_ROWS]))
+            Chunk(tablet_id, partition_id, encode_rows(rows[i:i + CHUNK_ROWS]), len(rows[i:i + CHUNK_ROWS]))
             for i in range(0, len(rows), CHUNK_ROWS)
-        ] or [(tablet_id, partition_id, encode_rows([]), 0)]
+        ] or [Chunk(tablet_id, partition_id, encode_rows([]), 0)]
         out[tablet_id] = chunks
     return out
 
@@ -76,6 +93,91 @@ def _batches(chunks: list[Chunk], batch_bytes: int) -> list[list[Chunk]]:
     return batches
 
 
+class TabletSink:
+    """One txn's replicated write, fed piece by piece (StarRocks' OlapTableSink and its delta writers).
+
+    Each :meth:`write` sends a piece of the txn's rows to the replicas of their tablets. Every
+    chunk carries its position in its tablet's pending rowset, so a replica adds the pieces as
+    segments of one rowset, and a chunk sent again replaces the one at its position. A tablet's
+    first chunk opens its rowset even when empty (every tablet of a touched partition takes part
+    in the txn); later empty chunks are not sent. A replica whose write fails has missed the txn:
+    nothing more goes to its BE, and it is left out of the commit infos. As soon as a tablet is
+    below quorum, :meth:`write` raises Unavailable, or TooManyVersions when only replicas at the
+    ``tablet_max_versions`` limit stood in the way; :meth:`close` gives the commit infos.
+
+    The replicas are the FE's load targets, the ones that count towards the quorum
+    (common/quorum.py); a tablet with fewer of them than ``quorum`` is refused before anything
+    is written to it.
+    """
+
+    def __init__(self, txn_id: int, router: Router, send: SendFn, *, quorum: int,
+                 batch_bytes: int = BATCH_BYTES) -> None:
+        self.txn_id = txn_id
+        self._router = router
+        self._send = send
+        self._quorum = quorum
+        self._batch_bytes = batch_bytes
+        self._next_seq: dict[int, int] = {}  # tablet -> position of its next chunk; keys: the tablets written
+        self.failed: dict[int, str] = {}
+        """backend id -> why its write failed (it missed the txn)."""
+        self.loaded_rows = 0
+
+    async def write(self, encoded: dict[int, list[Chunk]]) -> None:
+        router = self._router
+        for tablet_id in encoded:
+            if tablet_id not in self._next_seq:
+                check_writable(tablet_id, len(router.tablets[tablet_id].replicas), router.target.replication_num,
+                               self._quorum)
+        per_be: dict[int, tuple[str, list[Chunk]]] = {}
+        for tablet_id, chunks in encoded.items():
+            seq = self._next_seq.get(tablet_id, 0)
+            placed = []
+            for c in chunks:
+                if c.row_count or seq == 0:
+                    placed.append(c._replace(seq=seq))
+                    seq += 1
+            self._next_seq[tablet_id] = seq
+            self.loaded_rows += sum(c.row_count for c in placed)
+            for backend_id, address in router.tablets[tablet_id].replicas:
+                if placed and backend_id not in self.failed:
+                    per_be.setdefault(backend_id, (address, []))[1].extend(placed)
+
+        async def write_be(backend_id: int, address: str, chunks: list[Chunk]) -> None:
+            for batch in _batches(chunks, self._batch_bytes):
+                await self._send(backend_id, address, self.txn_id, batch)
+
+        items = list(per_be.items())
+        results = await asyncio.gather(*(write_be(be, addr, ch) for be, (addr, ch) in items),
+                                       return_exceptions=True)
+        for (backend_id, _), res in zip(items, results, strict=True):
+            if isinstance(res, BaseException):
+                if isinstance(res, asyncio.CancelledError):
+                    raise res
+                self.failed[backend_id] = _describe(res, backend_id)
+        short: list[tuple[int, str, bool]] = []  # tablets below quorum: (tablet, facts, version limit only)
+        for tablet_id in self._next_seq:
+            replicas = router.tablets[tablet_id].replicas
+            ok = [be for be, _ in replicas if be not in self.failed]
+            if len(ok) < self._quorum:
+                reasons = "; ".join(f"backend {be}: {self.failed[be]}" for be, _ in replicas if be in self.failed)
+                limited = sum(1 for be, _ in replicas if be in self.failed and VERSION_LIMIT.search(self.failed[be]))
+                facts = (f"tablet {tablet_id} reached {len(ok)} of the {self._quorum} replicas its write quorum "
+                         f"needs ({len(replicas)} replicas; {reasons})")
+                short.append((tablet_id, facts, limited > 0 and len(ok) + limited >= self._quorum))
+        if short:
+            _raise_below_quorum(self.txn_id, short, self.failed)
+
+    def close(self) -> WriteOutcome:
+        """The commit infos: each tablet written, with the replicas that took every chunk of it."""
+        infos = [types_pb2.TabletCommitInfo(tablet_id=tablet_id, backend_ids=[
+                     be for be, _ in self._router.tablets[tablet_id].replicas if be not in self.failed])
+                 for tablet_id in self._next_seq]
+        if self.failed:
+            log.warning("txn %d: replicas on backends %s missed the write: %s", self.txn_id, sorted(self.failed),
+                        self.failed)
+        return WriteOutcome(infos, self.loaded_rows, dict(self.failed))
+
+
 async def replicate(
     txn_id: int,
     router: Router,
@@ -85,50 +187,12 @@ async def replicate(
     quorum: int,
     batch_bytes: int = BATCH_BYTES,
 ) -> WriteOutcome:
-    """Write every tablet's chunks to its replicas; below quorum on any tablet, raise Unavailable,
-    or TooManyVersions when replicas refused only at the ``tablet_max_versions`` limit.
-
-    The replicas are the FE's load targets, the ones that count towards the quorum (common/quorum.py);
-    a tablet with fewer of them than ``quorum`` is refused before anything is written.
-    """
-    for tablet_id in encoded:
-        check_writable(tablet_id, len(router.tablets[tablet_id].replicas), router.target.replication_num, quorum)
-    per_be: dict[int, tuple[str, list[Chunk]]] = {}
-    for tablet_id, chunks in encoded.items():
-        for backend_id, address in router.tablets[tablet_id].replicas:
-            per_be.setdefault(backend_id, (address, []))[1].extend(chunks)
-
-    async def write_be(backend_id: int, address: str, chunks: list[Chunk]) -> None:
-        for batch in _batches(chunks, batch_bytes):
-            await send(backend_id, address, txn_id, batch)
-
-    items = list(per_be.items())
-    results = await asyncio.gather(*(write_be(be, addr, ch) for be, (addr, ch) in items), return_exceptions=True)
-    failed: dict[int, str] = {}
-    for (backend_id, _), res in zip(items, results, strict=True):
-        if isinstance(res, BaseException):
-            if isinstance(res, asyncio.CancelledError):
-                raise res
-            failed[backend_id] = _describe(res, backend_id)
-    infos = []
-    short: list[tuple[int, str, bool]] = []  # tablets below quorum: (tablet, facts, version limit only)
-    for tablet_id in encoded:
-        replicas = router.tablets[tablet_id].replicas
-        ok = [be for be, _ in replicas if be not in failed]
-        if len(ok) < quorum:
-            reasons = "; ".join(f"backend {be}: {failed[be]}" for be, _ in replicas if be in failed)
-            limited = sum(1 for be, _ in replicas if be in failed and VERSION_LIMIT.search(failed[be]))
-            facts = (f"tablet {tablet_id} reached {len(ok)} of the {quorum} replicas its write quorum needs "
-                     f"({len(replicas)} replicas; {reasons})")
-            short.append((tablet_id, facts, limited > 0 and len(ok) + limited >= quorum))
-            continue
-        infos.append(types_pb2.TabletCommitInfo(tablet_id=tablet_id, backend_ids=ok))
-    if short:
-        _raise_below_quorum(txn_id, short, failed)
-    if failed:
-        log.warning("txn %d: replicas on backends %s missed the write: %s", txn_id, sorted(failed), failed)
-    loaded = sum(c[3] for chunks in encoded.values() for c in chunks)
-    return WriteOutcome(infos, loaded, failed)
+    """Write every tablet's chunks to its replicas in one piece (see :class:`TabletSink`); below
+    quorum on any tablet, raise Unavailable, or TooManyVersions when replicas refused only at the
+    ``tablet_max_versions`` limit."""
+    sink = TabletSink(txn_id, router, send, quorum=quorum, batch_bytes=batch_bytes)
+    await sink.write(encoded)
+    return sink.close()
 
 
 def _raise_below_quorum(txn_id: int, short: list[tuple[int, str, bool]], failed: dict[int, str]) -> None:
@@ -158,7 +222,9 @@ def _describe(exc: BaseException, backend_id: int) -> str:
 
 
 def rows_request(txn_id: int, chunks: list[Chunk]) -> backend_pb2.WriteRowsRequest:
-    return backend_pb2.WriteRowsRequest(
-        txn_id=txn_id,
-        chunks=[backend_pb2.RowsChunk(tablet_id=t, partition_id=p, rows=r, row_count=n) for t, p, r, n in chunks],
-    )
+    req = backend_pb2.WriteRowsRequest(txn_id=txn_id)
+    for c in chunks:
+        rc = req.chunks.add(tablet_id=c.tablet_id, partition_id=c.partition_id, rows=c.rows, row_count=c.row_count)
+        if c.seq is not None:
+            rc.seq = c.seq
+    return req

@@ -17,6 +17,7 @@ from be.storage.store import BeStore
 from be.storage.tablets import TabletManager, TabletMeta
 from common.coltypes import Column
 from common.config import StorageConfig
+from common.debug import BE_WRITE_BEFORE_ACK, DebugPoints, caller_node
 from common.errors import FailedPrecondition, InvalidArgument
 from common.gen.tabletsim.v1 import backend_pb2, backend_pb2_grpc
 from common.rowcodec import encode_rows
@@ -27,7 +28,9 @@ from common.rpc import servicer
 class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer):
     def __init__(self, store: BeStore, tablets: TabletManager, rowsets: RowsetStore, coordinator: LoadCoordinator,
                  routine: RoutineLoadRunner, start_time_ms: int, backend_id: Callable[[], int], *,
-                 config: StorageConfig | None = None, compaction: CompactionManager | None = None) -> None:
+                 config: StorageConfig | None = None, compaction: CompactionManager | None = None,
+                 debug: DebugPoints | None = None) -> None:
+        self._debug = debug or DebugPoints.disabled()
         self._routine = routine
         self._config = config or StorageConfig()
         self._compaction = compaction
@@ -91,11 +94,15 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
         return backend_pb2.SubmitRoutineLoadTaskResponse(accepted=True)
 
     async def WriteRows(self, request, context):
-        chunks = [(c.tablet_id, c.partition_id, c.rows, c.row_count) for c in request.chunks]
+        chunks = [(c.tablet_id, c.partition_id, c.rows, c.row_count, c.seq if c.HasField("seq") else None)
+                  for c in request.chunks]
         try:
             written = await asyncio.to_thread(self._rowsets.write, request.txn_id, chunks)
         except StorageError as exc:
             raise FailedPrecondition(f"backend {self._backend_id()}: {exc}") from None
+        # stored as pending, not yet acknowledged: a failure here is a replica that took the rows
+        # but whose answer never reached the coordinator
+        await self._debug.point(BE_WRITE_BEFORE_ACK, caller_node(context.invocation_metadata()))
         return backend_pb2.WriteRowsResponse(written_rows=written)
 
     async def PublishVersion(self, request, context):

@@ -1,9 +1,12 @@
 """Rowsets of tablet replicas: pending by txn, visible by version range (MVCC).
 
     b"rs/"   + tablet(8) + rowset(8) + chunk(4)  ->  encoded rows (common/rowcodec)
-    b"pend/" + tablet(8) + txn(8)                ->  orjson {partition_id, rows, bytes, chunks}
+    b"pend/" + tablet(8) + txn(8)                ->  orjson {partition_id, rows, bytes, chunks, segments}
 
-A write appends chunks to the txn's pending rowset (its rowset id is the txn id). Publishing
+A write appends chunks to the txn's pending rowset (its rowset id is the txn id); a txn may write
+a tablet in many calls, each adding segments to the same pending rowset, as StarRocks' delta
+writer flushes memtables into segments of one rowset. A chunk that names its position (``seq``)
+is idempotent: sent again, it replaces the segment at that position. Publishing
 version V moves nothing: the tablet meta records the rowset [V, V, txn, rows, bytes, chunks] and
 the pending marker is deleted, in one batch. Versions of a replica are contiguous: version V
 publishes only on a replica at V-1 (a replica that missed a version keeps its later pending
@@ -19,8 +22,8 @@ import logging
 import marshal
 import struct
 import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import orjson
 from rocksdict import WriteBatch
@@ -67,6 +70,28 @@ class Pending:
     rows: int = 0
     bytes: int = 0
     chunks: int = 0
+    segments: list[list[int]] = field(default_factory=list)
+    """[rows, bytes] of each chunk, by position: what a resent chunk takes away before replacing it."""
+
+    def put(self, seq: int | None, rows: int, size: int, where: str) -> int:
+        """Account for the chunk at ``seq`` (None: the next position); returns the position.
+
+        Below the next position it replaces that chunk; above it is refused (one is missing)."""
+        if seq is None or seq == self.chunks:
+            self.segments.append([rows, size])
+            self.chunks += 1
+            self.rows += rows
+            self.bytes += size
+            return self.chunks - 1
+        if not 0 <= seq < self.chunks:
+            missing = f"chunk {self.chunks} is" if seq == self.chunks + 1 else f"chunks {self.chunks}..{seq - 1} are"
+            raise StorageError(f"{where}: chunk {seq} arrived after {self.chunks} chunks; {missing} missing "
+                               "(an earlier write of this txn failed on this replica)")
+        old_rows, old_size = self.segments[seq]
+        self.segments[seq] = [rows, size]
+        self.rows += rows - old_rows
+        self.bytes += size - old_size
+        return seq
 
 
 @dataclass(frozen=True)
@@ -100,7 +125,12 @@ class RowsetStore:
             if not key.startswith(PENDING_PREFIX):
                 break
             tablet_id, txn_id = struct.unpack(">QQ", key[len(PENDING_PREFIX):])
-            self._pending[(tablet_id, txn_id)] = Pending(**orjson.loads(raw))
+            fields = orjson.loads(raw)
+            pending = self._pending[(tablet_id, txn_id)] = Pending(**fields)
+            if "segments" not in fields:  # written before chunks had positions: size them from the store
+                pending.segments = [[len(decode_rows(payload)), len(payload)]
+                                    for payload in (store.db[chunk_key(tablet_id, txn_id, i)]
+                                                    for i in range(pending.chunks))]
         if self._pending:
             log.info("kept %d pending rowsets across the restart", len(self._pending))
         stale = 0
@@ -117,32 +147,39 @@ class RowsetStore:
             log.info("kept %d stale rowsets across the restart", stale)
 
     # ------------------------------------------------------------------ writes
-    def write(self, txn_id: int, chunks: list[tuple[int, int, bytes, int]]) -> int:
-        """Append ``(tablet_id, partition_id, encoded rows, row count)`` chunks to pending rowsets.
+    def write(self, txn_id: int, chunks: Sequence[tuple]) -> int:
+        """Add ``(tablet_id, partition_id, encoded rows, row count[, seq])`` chunks to pending rowsets.
 
+        A chunk with ``seq`` goes to that position of the txn's pending rowset of the tablet: the
+        next one appends, an earlier one replaces the chunk there (a resend), a later one is refused.
+        Without ``seq`` it appends. The version limit is checked when a txn's first chunk reaches a
+        tablet (StarRocks checks it when the delta writer opens), not for the segments that follow.
         All chunks go in one RocksDB batch: the call succeeds or fails as a whole.
         """
         batch = WriteBatch(raw_mode=True)
         total = 0
         with self._lock:
             updated: dict[tuple[int, int], Pending] = {}
-            for tablet_id, partition_id, payload, rows in chunks:
+            for chunk in chunks:
+                tablet_id, partition_id, payload, rows = chunk[:4]
+                seq = chunk[4] if len(chunk) > 4 else None
                 meta = self._tablets.get(tablet_id)
                 if meta is None:
                     raise StorageError(f"tablet {tablet_id} does not exist on this backend")
-                count, limit = meta.version_count, self._max_versions()
-                if count >= limit:
-                    raise StorageError(too_many_versions(tablet_id, count, limit))
                 if any(rs[V.RID] == txn_id for rs in meta.rowsets):
                     raise StorageError(f"txn {txn_id} is already published on tablet {tablet_id}")
                 key = (tablet_id, txn_id)
                 pending = updated.get(key) or self._pending.get(key)
-                pending = Pending(partition_id, pending.rows, pending.bytes, pending.chunks) if pending \
-                    else Pending(partition_id)
-                batch.put(chunk_key(tablet_id, txn_id, pending.chunks), payload)
-                pending.chunks += 1
-                pending.rows += rows
-                pending.bytes += len(payload)
+                if pending is None:
+                    count, limit = meta.version_count, self._max_versions()
+                    if count >= limit:
+                        raise StorageError(too_many_versions(tablet_id, count, limit))
+                    pending = Pending(partition_id)
+                elif key not in updated:  # a copy: the map changes only once the batch is written
+                    pending = Pending(partition_id, pending.rows, pending.bytes, pending.chunks,
+                                      [list(s) for s in pending.segments])
+                at = pending.put(seq, rows, len(payload), f"txn {txn_id} on tablet {tablet_id}")
+                batch.put(chunk_key(tablet_id, txn_id, at), payload)
                 updated[key] = pending
                 total += rows
             for (tablet_id, tid), pending in updated.items():

@@ -153,10 +153,14 @@ class LoadPlan:
                 self._json_doc(doc, raw, out)
         return out.result
 
-    def parse_messages(self, msgs: list[bytes]) -> BatchResult:
-        """Map a Kafka batch: each message is one CSV line or one JSON document."""
-        self._env.refresh()
-        out = _Out(self.spec.max_error_samples)
+    def parse_messages(self, msgs: list[bytes], first_row: int = 0) -> BatchResult:
+        """Map a Kafka batch, or a chunk of one: each message is one CSV line or one JSON document.
+
+        ``first_row`` is how many rows earlier chunks of the batch had: error samples number the
+        rows of the whole batch, and now() keeps the value it took at the batch's first row."""
+        if first_row == 0:
+            self._env.refresh()
+        out = _Out(self.spec.max_error_samples, first_row)
         out.result.loaded_bytes = sum(len(m) for m in msgs)
         if self.format == "csv":
             delim = self._row_delimiter
@@ -288,18 +292,19 @@ class LoadPlan:
 class _Out:
     """The result being built, with sampling of filtered rows."""
 
-    __slots__ = ("result", "_max_samples")
+    __slots__ = ("result", "_max_samples", "_first_row")
 
-    def __init__(self, max_samples: int) -> None:
+    def __init__(self, max_samples: int, first_row: int = 0) -> None:
         self.result = BatchResult()
         self._max_samples = max_samples
+        self._first_row = first_row
 
     def error(self, raw: str, reason: str) -> None:
         """Record a filtered row; the row number is the batch's row count so far."""
         res = self.result
         res.filtered_rows += 1
         if len(res.errors) < self._max_samples:
-            res.errors.append(FilteredRow(raw[:MAX_RAW_ROW_CHARS], f"row {res.total_rows}: {reason}"))
+            res.errors.append(FilteredRow(raw[:MAX_RAW_ROW_CHARS], f"row {self._first_row + res.total_rows}: {reason}"))
 
 
 def _bad_utf8(raw: bytes, e: UnicodeDecodeError) -> _Bad:

@@ -62,6 +62,10 @@ class Catalog:
         self._wall_ms = wall_ms
         self._dbs: dict[str, Database] = {}
         self._tablets: dict[int, TabletLocation] = {}
+        # the inverted index (StarRocks' TabletInvertedIndex): backend -> tablet -> its replica
+        # there. Kept by every apply that adds, drops or moves replicas and by load(), so the
+        # live path and replay keep it equal to a walk of the catalog.
+        self._by_backend: dict[int, dict[int, Replica]] = {}
         self._lock = asyncio.Lock()
         self._table_dropped: list[Callable[[Database, Table, str], None]] = []
         self._verbs = {
@@ -124,11 +128,18 @@ class Catalog:
     def tablet_locations(self) -> Iterator[TabletLocation]:
         return iter(list(self._tablets.values()))
 
+    def replicas_on(self, backend_id: int) -> dict[int, Replica]:
+        """tablet id -> the replica on ``backend_id``, for that backend's replicas only (a copy:
+        the index, not a walk of every tablet)."""
+        return dict(self._by_backend.get(backend_id, {}))
+
+    def replica_count(self, backend_id: int) -> int:
+        return len(self._by_backend.get(backend_id, ()))
+
     def replicas_per_backend(self) -> dict[int, int]:
         counts: dict[int, int] = {b.backend_id: 0 for b in self._backends.all()}
-        for loc in self._tablets.values():
-            for r in loc.tablet.replicas:
-                counts[r.backend_id] = counts.get(r.backend_id, 0) + 1
+        for backend_id, replicas in self._by_backend.items():
+            counts[backend_id] = len(replicas)
         return counts
 
     @property
@@ -349,6 +360,7 @@ class Catalog:
         self._ids.observe(replica.replica_id)
         loc.tablet.replicas = [r for r in loc.tablet.replicas if r.backend_id != replica.backend_id]
         loc.tablet.replicas.append(replica)
+        self._by_backend.setdefault(replica.backend_id, {})[loc.tablet.tablet_id] = replica
 
     def _apply_update_replicas(self, d: dict[str, Any]) -> None:
         for u in d["updates"]:
@@ -364,6 +376,7 @@ class Catalog:
         loc = self._tablets.get(d["tablet_id"])
         if loc is not None:
             loc.tablet.replicas = [r for r in loc.tablet.replicas if r.backend_id != d["backend_id"]]
+            self._index_drop(d["backend_id"], loc.tablet.tablet_id)
 
     def _notify_dropped(self, db: Database, table: Table, reason: str) -> None:
         for fn in self._table_dropped:
@@ -377,12 +390,23 @@ class Catalog:
                 ids.append(t.tablet_id)
                 ids.extend(r.replica_id for r in t.replicas)
                 self._tablets[t.tablet_id] = TabletLocation(db, table, p, t)
+                for r in t.replicas:
+                    self._by_backend.setdefault(r.backend_id, {})[t.tablet_id] = r
         self._ids.observe(*ids)
 
     def _unindex(self, table: Table) -> None:
         for p in table.partitions:
             for t in p.tablets:
                 self._tablets.pop(t.tablet_id, None)
+                for r in t.replicas:
+                    self._index_drop(r.backend_id, t.tablet_id)
+
+    def _index_drop(self, backend_id: int, tablet_id: int) -> None:
+        replicas = self._by_backend.get(backend_id)
+        if replicas is not None:
+            replicas.pop(tablet_id, None)
+            if not replicas:
+                del self._by_backend[backend_id]
 
     def dump(self) -> dict[str, Any]:
         return {"databases": [db.to_dict() for db in self.databases()]}
@@ -390,6 +414,7 @@ class Catalog:
     def load(self, state: dict[str, Any]) -> None:
         self._dbs.clear()
         self._tablets.clear()
+        self._by_backend.clear()
         for d in state.get("databases", []):
             db = Database.from_dict(d)
             self._dbs[db.name] = db

@@ -207,5 +207,4 @@ class TabletSchedDaemon:
         register("/cluster_balance/cluster_load_stat", self.proc_load_stat)
 
     def tablets_on(self, backend_id: int) -> int:
-        return sum(1 for loc in self._catalog.tablet_locations()
-                   if loc.tablet.replica_on(backend_id) is not None)
+        return self._catalog.replica_count(backend_id)

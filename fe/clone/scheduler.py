@@ -370,6 +370,15 @@ class TabletScheduler:
         lagging = [r for r in tablet.replicas
                    if (be := backends.get(r.backend_id)) is not None and be.alive and not r.bad
                    and r.state is ReplicaState.NORMAL and not version_complete(r, v)]
+        # a replica holding every visible version whose failed version is only committed: no
+        # source has that version before it is published, and a clone now would change nothing
+        # (the tablet would be cloned again at once): wait for the publish
+        unpublished = [r for r in lagging if r.version >= v and r.last_failed_version > v]
+        lagging = [r for r in lagging if r not in unpublished]
+        if not lagging and unpublished:
+            raise _Wait(f"replica(s) on backend(s) {sorted(r.backend_id for r in unpublished)} miss only "
+                        f"version(s) up to {max(r.last_failed_version for r in unpublished)}, committed but "
+                        f"not visible yet (visible {v}): repaired once published")
         lagging.sort(key=lambda r: (backends[r.backend_id].decommissioned, r.version, r.backend_id))
         full_paths = []
         for r in lagging:

@@ -6,7 +6,15 @@ Layout:
         b"image"                         ->  orjson {"seq": last seq folded in, "file": "image.<seq>"}
     image/image.<seq>                    ->  orjson {"seq": seq, "state": {...}}
 
-Every append is a synced write: once ``append`` returns, the record survives a SIGKILL.
+Records are written in groups: :meth:`EditLog.write` puts any number of records in one RocksDB
+WriteBatch and syncs the WAL once (group commit, driven by fe/persist/groupcommit.py); once it
+returns, the records survive a SIGKILL and a power cut. The sync is ``flush_wal(sync=True)``
+after an unsynced write, not a synced write: rocksdict keeps the GIL for a whole ``write`` (a
+synced one included) but lets it go while the WAL syncs, so a slow disk stalls the writer thread,
+never the event loop. :meth:`EditLog.prepare` (seq and bytes, on the caller's thread) and
+:meth:`EditLog.write` may run on different threads; every RocksDB call holds one lock, so the
+handle is used by one thread at a time.
+
 A checkpoint writes the image file (temporary name, fsync, rename, fsync of the directory), then
 points the log at it and deletes the records it folds in, in one synced batch; an image that is
 not pointed at yet is ignored, so a crash at any step leaves the previous image and its tail.
@@ -24,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -146,8 +155,8 @@ class EditLog:
         # the FE's memory flat over a long run instead of growing by every record until a flush
         opts.set_write_buffer_size(WRITE_BUFFER_BYTES)
         self._db = Rdict(os.path.join(meta_dir, "editlog"), opts)
-        self._sync = WriteOptions()
-        self._sync.sync = True
+        self._db_lock = threading.Lock()  # one thread at a time in RocksDB (the writer, a checkpoint)
+        self._unsynced = WriteOptions()  # the WAL is synced apart (flush_wal), without the GIL
         self._next_seq = 1
 
     def load(self) -> Loaded:
@@ -188,20 +197,41 @@ class EditLog:
 
     @property
     def last_seq(self) -> int:
+        """The last seq handed out by :meth:`prepare` (written or still on its way)."""
         return self._next_seq - 1
 
-    def append(self, op: str, data: dict[str, Any]) -> int:
-        """Write one record, synced, and return its sequence number."""
+    def prepare(self, op: str, data: dict[str, Any]) -> tuple[int, bytes]:
+        """Encode one record and give it the next seq; :meth:`write` stores it. Records must be
+        written in the order of their seqs."""
+        payload = orjson.dumps({"op": op, "data": data})
         seq = self._next_seq
-        self._db.put(_log_key(seq), orjson.dumps({"op": op, "data": data}), self._sync)
         self._next_seq = seq + 1
+        return seq, payload
+
+    def write(self, records: list[tuple[int, bytes]]) -> None:
+        """Store prepared records in one batch with one sync (the GIL is free during the sync)."""
+        batch = WriteBatch(raw_mode=True)
+        for seq, payload in records:
+            batch.put(_log_key(seq), payload)
+        self._write_synced(batch)
+
+    def append(self, op: str, data: dict[str, Any]) -> int:
+        """Write one record, synced, in this thread, and return its sequence number."""
+        seq, payload = self.prepare(op, data)
+        self.write([(seq, payload)])
         return seq
+
+    def _write_synced(self, batch: WriteBatch) -> None:
+        with self._db_lock:
+            self._db.write(batch, self._unsynced)
+            self._db.flush_wal(True)
 
     def checkpoint(self, state: dict[str, Any], seq: int) -> int:
         """Store ``state`` as the image covering records up to ``seq`` and drop those records.
 
-        Safe in a worker thread while the event loop appends (records after ``seq`` are kept).
-        ``state`` must not change meanwhile. Returns the image's size in bytes.
+        Safe in a worker thread while records are written (records after ``seq`` are kept), once
+        records up to ``seq`` are written (the journal waits for that). ``state`` must not change
+        meanwhile. Returns the image's size in bytes.
         """
         name = f"{_IMAGE_PREFIX}{seq}"
         path = os.path.join(self._image_dir, name)
@@ -226,7 +256,7 @@ class EditLog:
         batch = WriteBatch(raw_mode=True)
         batch.put(_IMAGE_KEY, orjson.dumps({"seq": seq, "file": name}))
         batch.delete_range(_log_key(0), _log_key(seq + 1))
-        self._db.write(batch, self._sync)
+        self._write_synced(batch)
         self._drop_images_but(name)
         log.info("checkpoint: image at seq %d written (%d bytes), log records up to %d dropped",
                  seq, size, seq)
@@ -248,4 +278,5 @@ class EditLog:
                     pass
 
     def close(self) -> None:
-        self._db.close()
+        with self._db_lock:
+            self._db.close()

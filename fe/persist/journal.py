@@ -1,9 +1,18 @@
 """The journal: the one way FE metadata changes.
 
 A domain (backends, catalog, txns, jobs, config) never mutates its persistent state directly.
-It calls ``journal.log(op, data)``: the record is written to the edit log (synced), then applied
-to memory through the same ``apply`` that replay uses. The live path and replay therefore run
-the same code and reach the same state; unit tests check it anyway.
+It calls ``journal.log(op, data)``: the record gets its seq and is applied to memory at once,
+through the same ``apply`` that replay uses, so a domain may check and log with no ``await`` in
+between. The live path and replay therefore run the same code and reach the same state; unit
+tests check it anyway.
+
+Durability is apart (fe/persist/groupcommit.py): on an event loop, the record is queued for the
+writer thread, which writes queued records in groups, one sync each, off the loop. Nothing may
+leave the FE before the records it may depend on are durable: ``await journal.durable()`` waits
+for every record logged so far, and the interceptors of fe/persist/durability.py await it before
+every answer the FE gives and every call it makes. Without a running loop (tools, synchronous
+tests) ``log`` writes in place, synced, before it applies. A failed write is fatal
+(``on_fatal``; the FE exits).
 
 Ops are named ``<domain>.<verb>``; each domain keeps its own small table of verbs, so there is
 no central switch over op codes.
@@ -11,7 +20,8 @@ no central switch over op codes.
 Every ``edit_log_roll_num`` records an image is written. On an event loop, only the snapshot
 (every domain's ``dump()``, taken at one sequence number between two records) runs on the loop;
 encoding and writing it run in a worker thread, one checkpoint at a time, while records go on
-being appended. Without a running loop (tools, synchronous tests) the image is written in place.
+being appended. The image at seq N is written once records up to N are durable. Without a
+running loop (tools, synchronous tests) the image is written in place.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fe.persist.editlog import EditLog, release
+from fe.persist.groupcommit import GroupCommitWriter, exit_process
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +68,10 @@ class CheckpointStats:
 
 
 class Journal:
-    def __init__(self, editlog: EditLog, checkpoint_every: Callable[[], int] = lambda: 1000) -> None:
+    def __init__(self, editlog: EditLog, checkpoint_every: Callable[[], int] = lambda: 1000,
+                 on_fatal: Callable[[BaseException], None] = exit_process) -> None:
         self._editlog = editlog
+        self._writer = GroupCommitWriter(editlog.write, on_fatal)
         self._domains: dict[str, Domain] = {}
         self._since_checkpoint = 0
         self._checkpoint_every = checkpoint_every
@@ -86,19 +99,41 @@ class Journal:
                 self._apply(rec.op, rec.data)
         finally:
             self.replaying = False
+        self._writer.start_at(self._editlog.last_seq)
         self.replayed = len(loaded.tail)
         self._since_checkpoint = len(loaded.tail)
         log.info("replayed image at seq %d and %d records", loaded.image_seq, len(loaded.tail))
 
     def log(self, op: str, data: dict[str, Any]) -> Any:
-        """Persist one change, then apply it; returns what the domain's apply returns."""
-        self._editlog.append(op, data)
+        """Journal one change and apply it; returns what the domain's apply returns. On an event
+        loop the record is durable once :meth:`durable` returns; without one, already."""
+        self._writer.check()
+        seq, payload = self._editlog.prepare(op, data)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._writer.write_through(seq, payload)
+        else:
+            self._writer.submit(seq, payload)
         result = self._apply(op, data)
         self._since_checkpoint += 1
         every = self._checkpoint_every()
         if every > 0 and self._since_checkpoint >= every and not self.checkpoint_running:
             self._start_checkpoint()
         return result
+
+    async def durable(self) -> None:
+        """Wait, off the loop, until every record logged so far is synced."""
+        await self._writer.wait(self._editlog.last_seq)
+
+    @property
+    def durable_seq(self) -> int:
+        return self._writer.durable_seq
+
+    @property
+    def write_groups(self) -> int:
+        """Batches written so far, one sync each (group commit: fewer than records)."""
+        return self._writer.groups
 
     @property
     def checkpoint_running(self) -> bool:
@@ -138,6 +173,7 @@ class Journal:
         on the loop."""
         started = time.perf_counter()
         try:
+            self._writer.wait_blocking(seq)  # the image never runs ahead of the log it replaces
             size = self._editlog.checkpoint(holder[0], seq)
         except Exception:
             log.exception("checkpoint at seq %d failed; the records stay in the log and the next "
@@ -170,8 +206,10 @@ class Journal:
         self._write([state], seq, snapshot_ms, gc_was_on, False)
 
     async def drain(self) -> None:
-        """Wait, without blocking the loop, for the checkpoint in flight (if any). A failed one
-        was logged by the worker and changes nothing: the log still holds every record."""
+        """Wait, without blocking the loop, until every record is durable and the checkpoint in
+        flight (if any) is done. A failed checkpoint was logged by the worker and changes
+        nothing: the log still holds every record."""
+        await self.durable()
         if self._inflight is not None:
             done = asyncio.wrap_future(self._inflight)
             await asyncio.wait([done])
@@ -193,7 +231,9 @@ class Journal:
         return domain.apply(verb, data)
 
     def close(self) -> None:
+        """Write every queued record, finish the checkpoint in flight, close the edit log."""
         self._wait_inflight()
+        self._writer.close()
         if self._worker is not None:
             self._worker.shutdown(wait=True)
             self._worker = None

@@ -297,19 +297,20 @@ class TaskFailureAction:
 
 _PAUSING = {
     TaskErrorKind.OFFSET_OUT_OF_RANGE: PauseReasonKind.OFFSET_OUT_OF_RANGE,
-    TaskErrorKind.KAFKA_ERROR: PauseReasonKind.KAFKA_ERROR,
     TaskErrorKind.TOO_FEW_REPLICAS: PauseReasonKind.TOO_FEW_REPLICAS,
     TaskErrorKind.ERROR_ROWS: PauseReasonKind.ERROR_ROWS,
 }
 
 
 def on_task_failure(kind: TaskErrorKind) -> TaskFailureAction:
-    """Offsets out of range, Kafka errors, too few replicas and error rows pause the job (as in
-    StarRocks); "Too many versions" keeps it RUNNING and retries with a backoff; anything else
-    is retried after a fixed delay."""
+    """Offsets out of range, too few replicas and error rows pause the job (as in StarRocks);
+    "Too many versions" and a BE's failure to reach the broker keep it RUNNING and retry with a
+    backoff (StarRocks renews a task whose consume failed: one BE cut from the broker must not
+    stop the job; the FE's own failure to read the topic pauses it, in the scheduler); anything
+    else is retried after a fixed delay."""
     if kind in _PAUSING:
         return TaskFailureAction(pause=_PAUSING[kind])
-    return TaskFailureAction(backoff=kind is TaskErrorKind.TOO_MANY_VERSIONS)
+    return TaskFailureAction(backoff=kind in (TaskErrorKind.TOO_MANY_VERSIONS, TaskErrorKind.KAFKA_ERROR))
 
 
 RETRY_BACKOFF_INITIAL_MS = 1000

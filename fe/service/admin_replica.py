@@ -108,9 +108,8 @@ class ReplicaAdmin:
         be = self._backend_of(request)
         blocking: list[int] = []
         leftovers: list[int] = []
-        for loc in self._catalog.tablet_locations():
-            if loc.tablet.replica_on(be.backend_id) is None:
-                continue
+        for tablet_id in self._catalog.replicas_on(be.backend_id):
+            loc = self._catalog.location(tablet_id)
             elsewhere = sum(1 for r in loc.tablet.replicas if r.backend_id != be.backend_id
                             and replica_is_healthy(r, loc.partition, self._backends))
             if elsewhere < loc.table.replication_num:

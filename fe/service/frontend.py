@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import orjson
 
 from common import quorum
+from common.debug import FE_TXN_COMMIT_AFTER_JOURNAL, FE_TXN_COMMIT_BEFORE_JOURNAL, DebugPoints
 from common.errors import InvalidArgument
 from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc, types_pb2
 from common.rpc import servicer
@@ -69,7 +72,11 @@ def parse_source_type(text: str) -> SourceType:
 @servicer
 class FrontendServicer(ReportServiceMixin, frontend_pb2_grpc.FrontendServiceServicer):
     def __init__(self, backends: BackendRegistry, catalog: Catalog, txns: TransactionManager,
-                 routine: RoutineLoadManager, heartbeat_interval_ms: int) -> None:
+                 routine: RoutineLoadManager, heartbeat_interval_ms: int, *,
+                 debug: DebugPoints | None = None,
+                 durable: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._debug = debug or DebugPoints.disabled()
+        self._durable = durable  # waits until the journal is synced (the "after journal" point)
         self._routine = routine
         self._backends = backends
         self._catalog = catalog
@@ -128,7 +135,12 @@ class FrontendServicer(ReportServiceMixin, frontend_pb2_grpc.FrontendServiceServ
         except orjson.JSONDecodeError as exc:
             raise InvalidArgument(f"field 'attachment_json' is not JSON: {exc}") from None
         tablets = {info.tablet_id: list(info.backend_ids) for info in request.tablet_commit_infos}
+        # every commit (stream load, routine load task) comes through here
+        await self._debug.point(FE_TXN_COMMIT_BEFORE_JOURNAL)
         txn = self._txns.commit(request.txn_id, tablets, attachment, request.loaded_rows)
+        if self._debug.enabled and self._durable is not None:
+            await self._durable()  # the point means "journaled": the commit record is synced
+        await self._debug.point(FE_TXN_COMMIT_AFTER_JOURNAL)
         if request.wait_visible_ms > 0:
             txn = await self._txns.wait_finished(txn.txn_id, request.wait_visible_ms / 1000)
         return frontend_pb2.CommitTxnResponse(status=txn.status.value)

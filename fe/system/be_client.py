@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import grpc
 
 from common.gen.tabletsim.v1 import backend_pb2_grpc
-from common.rpc import cluster_channel
+from common.rpc import InterceptorFactory, cluster_channel, no_interceptors
 from fe.system.backends import BackendRegistry
 
 
 class BackendClients:
-    def __init__(self, backends: BackendRegistry, cluster_token: str, interceptors: Sequence = ()) -> None:
+    def __init__(self, backends: BackendRegistry, cluster_token: str,
+                 interceptors_for: InterceptorFactory = no_interceptors) -> None:
         self._backends = backends
         self._token = cluster_token
-        self._interceptors = tuple(interceptors)
+        self._interceptors_for = interceptors_for  # the node's own client hooks, per target address
         self._channels: dict[int, tuple[str, grpc.aio.Channel, backend_pb2_grpc.BackendServiceStub]] = {}
 
     def stub(self, backend_id: int) -> backend_pb2_grpc.BackendServiceStub:
@@ -25,7 +24,7 @@ class BackendClients:
         cached = self._channels.get(backend_id)
         if cached is not None and cached[0] == be.address:
             return cached[2]
-        channel = cluster_channel(be.address, self._token, self._interceptors)
+        channel = cluster_channel(be.address, self._token, self._interceptors_for(be.address))
         stub = backend_pb2_grpc.BackendServiceStub(channel)
         self._channels[backend_id] = (be.address, channel, stub)
         return stub

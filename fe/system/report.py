@@ -24,6 +24,11 @@ its catalog through the journal:
 - each replica's compaction status is kept in memory (``Replica.compaction``), never journaled:
   runtime state that every report refreshes.
 
+The FE's side of the comparison comes from the catalog's inverted index (backend -> tablet ->
+replica, as StarRocks' TabletInvertedIndex): a report costs the reporting BE's tablets, not a walk
+of every tablet in the cluster, so a big catalog never holds the event loop (and the heartbeats
+it serves) for long.
+
 Replicas in state CLONE, and tablets with a clone or drop task in flight on that BE (``busy``),
 belong to the clone executor and are left alone. Two strikes (not one) because a report is built
 on the BE a moment before the FE reads it: a replica created in between would look missing once.
@@ -85,11 +90,7 @@ class TabletReportHandler:
             raise NotFound(f"unknown backend {backend_id}: register first (RegisterBackend)")
         out = ReportOutcome()
         held = {t.tablet_id: t for t in tablets}
-        mine: dict[int, Replica] = {}
-        for loc in self._catalog.tablet_locations():
-            r = loc.tablet.replica_on(backend_id)
-            if r is not None:
-                mine[loc.tablet.tablet_id] = r
+        mine = self._catalog.replicas_on(backend_id)  # the inverted index: this BE's replicas only
         updates = self._missing_and_sync(backend_id, held, mine, out)
         self._orphans(backend_id, held, mine, out)
         if updates:

@@ -19,6 +19,7 @@ import logging
 
 import grpc
 
+from common.debug import FE_TXN_PUBLISH_BEFORE_SEND, DebugPoints
 from common.gen.tabletsim.v1 import backend_pb2
 from fe.catalog.catalog import Catalog
 from fe.system.backends import BackendRegistry
@@ -33,7 +34,8 @@ PUBLISH_TIMEOUT_S = 10.0
 
 class Publisher:
     def __init__(self, txns: TransactionManager, catalog: Catalog, backends: BackendRegistry,
-                 clients: BackendClients) -> None:
+                 clients: BackendClients, *, debug: DebugPoints | None = None) -> None:
+        self._debug = debug or DebugPoints.disabled()
         self._txns = txns
         self._catalog = catalog
         self._backends = backends
@@ -110,6 +112,7 @@ class Publisher:
                 return be_id, None
             return be_id, resp
 
+        await self._debug.point(FE_TXN_PUBLISH_BEFORE_SEND)  # raises: the txn stays COMMITTED, tried next round
         published: list[tuple[int, int, int, int, int, int]] = []
         lagging: list[tuple[int, int]] = []
         reached: dict[int, int] = dict.fromkeys(quorum_of, 0)

@@ -1,10 +1,11 @@
 """A short seeded chaos run in the suite (`make chaos` is the long one).
 
 Runs ``python -m deploy.chaos`` as a subprocess, as an operator would: its own cluster on free
-ports in a temporary run dir, four faults in 45 s (seed 7: an FE SIGKILL, a job pause, a BE
-SIGKILLed while one of its compactions runs, and a BE killed and restarted within the heartbeat
-timeout), then the checker. Exit 0 and a report with nothing missing and nothing duplicated,
-while the BEs compact their tablets.
+ports in a temporary run dir, three faults in 45 s (seed 83: a network partition between two
+BEs made with debug points, an FE SIGKILL, and a BE SIGKILLed while one of its compactions
+runs), then the checker. Exit 0 and a report with nothing missing and nothing duplicated, while
+the BEs compact their tablets; the partition's rules were added and removed, and the report
+gives its convergence time.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import sys
 
 import pytest
 
-from deploy.chaos_schedule import generate
+from deploy.chaos_schedule import LINK_KINDS, generate
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
-SEED, DURATION = 7, 45
+SEED, DURATION = 83, 45  # its 45-s schedule has a link fault (tests/unit/test_chaos_schedule.py)
 
 
 @pytest.mark.timeout(360)
@@ -55,3 +56,19 @@ def test_seeded_chaos_run_loses_and_duplicates_nothing(tmp_path):
     texts = [e["text"] for e in report["events"] if e["fault"] == inside["index"]]
     assert any("compaction(s) ran" in t for t in texts), texts
     assert any("interrupted before their swap" in t or "no unswapped compaction output" in t for t in texts), texts
+    # the link fault: both sides' DROP rules added, then removed, and the cluster converged after it
+    links = [f for f in report["schedule"]["faults"] if f["kind"] in LINK_KINDS]
+    assert links, report["schedule_text"]
+    for f in links:
+        events = [e for e in report["events"] if e["fault"] == f["index"]]
+        (injected,) = [e["text"] for e in events if e["kind"] == "fault"]
+        (recovered,) = [e["text"] for e in events if e["kind"] == "recover"]
+        sides = 1 if f["kind"] in ("slow_link", "broker_unreachable") else 2
+        assert injected.count("(rule ") == sides, injected
+        assert recovered.count(" removed after ") == sides, recovered
+    # convergence: one entry per fault, timed from its recovery
+    by_index = {c["index"]: c for c in check["convergence"]}
+    assert set(by_index) == {f["index"] for f in report["schedule"]["faults"]}
+    assert all(c["recovered_at"] is not None for c in by_index.values()), check["convergence"]
+    for kind, k in check["convergence_by_kind"].items():
+        assert k["count"] >= 1 and (k["converged"] == 0 or k["min_s"] <= k["median_s"] <= k["max_s"]), (kind, k)

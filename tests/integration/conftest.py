@@ -32,6 +32,7 @@ class ClusterFactory:
         fe_config: dict[str, str] | None = None,
         be_config: dict[str, str] | None = None,
         name: str | None = None,
+        debug_points: bool = False,
     ) -> LocalCluster:
         ports = free_ports(2 + bes)
         cluster = LocalCluster(os.path.join(self._base_dir, name or f"cluster{len(self._clusters)}"))
@@ -45,6 +46,7 @@ class ClusterFactory:
             with_broker=with_broker,
             fe_config={**TEST_FE_CONFIG, **(fe_config or {})},
             be_config=dict(be_config or {}),
+            debug_points=debug_points,
         )
         cluster.start(spec, timeout_s=60)
         return cluster

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.chaos_schedule import BE_KINDS, KINDS, generate, quorum_tolerance
+from deploy.chaos_schedule import (
+    BE_KINDS,
+    KINDS,
+    LINK_KINDS,
+    SLOW_LINK_DELAY_MS,
+    Fault,
+    generate,
+    quorum_tolerance,
+)
+
+SUITE_SEED, SUITE_DURATION = 83, 45  # tests/chaos/test_chaos.py
 
 
 def test_same_seed_gives_the_same_schedule_and_text():
@@ -24,12 +34,25 @@ def test_different_seeds_give_different_schedules():
 def test_max_down_is_never_exceeded(seed, max_down):
     s = generate(seed, 600, bes=4, max_down=max_down)
     assert 1 <= s.max_concurrent_down() <= max_down
-    # BE faults that overlap (start to settled) are on distinct BEs
+    # BE faults that overlap (start to settled) are on distinct BEs (both BEs of a partition)
     be_faults = [f for f in s.faults if f.takes_be_down]
     for f in be_faults:
         overlapping = [g for g in be_faults if g is not f and g.start_s < f.settled_s and f.start_s < g.settled_s]
-        assert f.target not in {g.target for g in overlapping}
+        assert not set(f.bes) & {be for g in overlapping for be in g.bes}
         assert len(overlapping) + 1 <= max_down
+
+
+def test_a_partition_between_bes_counts_as_one_down():
+    shared = 0
+    for seed in range(1, 41):
+        faults = generate(seed, 600, bes=4, max_down=2).faults
+        for f in faults:
+            if f.kind == "be_be_partition":
+                # with max_down 2 it may share its start with one more BE fault, on the other BEs
+                batch = [g for g in faults if g.start_s == f.start_s and g is not f]
+                assert len(batch) <= 1
+                shared += len(batch)
+    assert shared
 
 
 @pytest.mark.parametrize("seed", range(1, 41))
@@ -40,8 +63,10 @@ def test_faults_fit_the_duration_and_control_faults_never_overlap(seed):
         assert 0 < f.start_s < f.end_s <= 120
         assert f.kind in KINDS
         assert f.target == ("fe" if f.kind == "fe_kill" else "job" if f.kind == "job_pause" else f.target)
-        if f.kind in BE_KINDS:
-            assert f.target in {f"be{i}" for i in range(4)}
+        if f.kind in BE_KINDS or f.kind == "broker_unreachable":
+            assert len(f.bes) == (2 if f.kind == "be_be_partition" else 1)
+            assert set(f.bes) <= {f"be{i}" for i in range(4)} and f.target == "|".join(f.bes)
+        assert (f.delay_ms > 0) == (f.kind == "slow_link")
     ordered = sorted(s.faults, key=lambda f: f.start_s)
     for prev, nxt in zip(ordered, ordered[1:], strict=False):
         if prev.start_s != nxt.start_s:  # concurrent BE faults share a start; anything else waits
@@ -53,15 +78,48 @@ def test_all_fault_kinds_appear_in_a_long_enough_run(seed):
     assert generate(seed, 300).kinds() == set(KINDS)
 
 
-def test_the_short_suite_run_has_several_faults():
-    s = generate(7, 45)
+def test_the_short_suite_run_has_several_faults_and_a_link_fault():
+    s = generate(SUITE_SEED, SUITE_DURATION)
     assert 3 <= len(s.faults) <= 5
+    assert s.kinds() & set(LINK_KINDS)
+    assert "be_kill_in_compaction" in s.kinds()  # the suite run also kills inside a compaction
+
+
+@pytest.mark.parametrize("seed", range(1, 21))
+def test_link_faults(seed):
+    faults = generate(seed, 600, max_down=2).faults
+    for f in faults:
+        if f.kind == "slow_link":
+            assert SLOW_LINK_DELAY_MS[0] <= f.delay_ms <= SLOW_LINK_DELAY_MS[1]
+            assert f"by {f.delay_ms} ms" in f.describe()
+        if f.kind == "be_be_partition":
+            a, b = f.bes
+            assert a != b and f"partition {a} | {b}" in f.describe()
+        if f.kind == "fe_be_partition":
+            assert f"partition fe | {f.target}" in f.describe()
+        if f.kind == "broker_unreachable":  # not a BE down, and alone
+            assert not f.takes_be_down
+            assert not [g for g in faults if g is not f and g.start_s < f.settled_s and f.start_s < g.settled_s]
+
+
+def test_which_faults_take_a_be_down():
+    down = {k for k in KINDS if Fault(1, k, 3.0, 4.0, "be1").takes_be_down}
+    assert down == {"be_kill", "be_wipe", "be_stop", "be_quick_restart", "be_kill_in_compaction",
+                    "fe_be_partition", "be_be_partition", "slow_link"}
+    assert Fault(1, "be_be_partition", 3.0, 4.0, "be0|be2").bes == ("be0", "be2")
+    assert Fault(1, "fe_kill", 3.0, 4.0, "fe").bes == ()
 
 
 def test_no_be_faults_when_nothing_may_be_down():
     s = generate(3, 300, max_down=0)
     assert s.faults and not any(f.takes_be_down for f in s.faults)
     assert s.max_concurrent_down() == 0
+    assert s.kinds() == {"fe_kill", "job_pause", "broker_unreachable"}
+
+
+def test_a_partition_between_bes_needs_two():
+    s = generate(5, 300, bes=1, kinds=("be_be_partition", "be_kill"))
+    assert s.kinds() == {"be_kill"}
 
 
 def test_quorum_tolerance():

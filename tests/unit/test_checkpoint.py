@@ -127,11 +127,13 @@ async def test_checkpoint_runs_in_a_worker_while_the_log_goes_on(tmp_path, monke
     node = Node(tmp_path, checkpoint_every=10**9)
     await workload(node, 1)
     go = threading.Event()
+    entered = threading.Event()
     writers: list[tuple[str, int]] = []
     real = EditLog.checkpoint
 
     def slow_checkpoint(self, state, seq):
         writers.append((threading.current_thread().name, seq))
+        entered.set()
         assert go.wait(30), "the test never let the checkpoint finish"
         return real(self, state, seq)
 
@@ -142,6 +144,8 @@ async def test_checkpoint_runs_in_a_worker_while_the_log_goes_on(tmp_path, monke
     assert node.journal.checkpoint_running
     await workload(node, 3)  # many more records, threshold crossed again: no second checkpoint
     await workload(node, 4)
+    # the worker writes the image once the records it covers are durable (the journal writer)
+    assert await asyncio.to_thread(entered.wait, 30), "the checkpoint never started writing"
     assert len(writers) == 1
     name, image_seq = writers[0]
     assert name.startswith("fe-checkpoint") and name != threading.current_thread().name

@@ -20,16 +20,17 @@ class Crash(Exception):
 
 
 class CrashingEditLog(EditLog):
-    """An edit log whose append of ``crash_on`` fails as a SIGKILL would: nothing is written."""
+    """An edit log whose record ``crash_on`` fails as a SIGKILL would: nothing is written (the
+    journal prepares every record, on the event loop, before it applies or writes it)."""
 
     def __init__(self, meta_dir: str, crash_on: str | None = None) -> None:
         super().__init__(meta_dir)
         self.crash_on = crash_on
 
-    def append(self, op, data):
+    def prepare(self, op, data):
         if op == self.crash_on:
             raise Crash(op)
-        return super().append(op, data)
+        return super().prepare(op, data)
 
 
 class Fe:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import pytest
 
 from be.service.backend import BackendServicer
+from common.debug.service import DebugServicer
 from common.gen.tabletsim.v1 import (
     admin_pb2,
     admin_pb2_grpc,
     backend_pb2,
     backend_pb2_grpc,
+    debug_pb2,
+    debug_pb2_grpc,
     frontend_pb2,
     frontend_pb2_grpc,
 )
@@ -24,6 +27,7 @@ SERVICES = [
     (admin_pb2, "AdminService", AdminServicer, admin_pb2_grpc.AdminServiceServicer),
     (frontend_pb2, "FrontendService", FrontendServicer, frontend_pb2_grpc.FrontendServiceServicer),
     (backend_pb2, "BackendService", BackendServicer, backend_pb2_grpc.BackendServiceServicer),
+    (debug_pb2, "DebugService", DebugServicer, debug_pb2_grpc.DebugServiceServicer),
 ]
 
 

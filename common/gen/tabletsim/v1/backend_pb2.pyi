@@ -242,11 +242,17 @@ class RowsChunk(_message.Message):
     PARTITION_ID_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
     ROW_COUNT_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
     tablet_id: _builtins.int
     partition_id: _builtins.int
     rows: _builtins.bytes
     """encoded rows (common/rowcodec)"""
     row_count: _builtins.int
+    seq: _builtins.int
+    """Position of this chunk in the txn's pending rowset of the tablet (0, 1, 2, ...; a segment of
+    the rowset). A resent chunk replaces the one at its position instead of adding its rows twice;
+    a position past the next one is refused (an earlier chunk is missing). Unset: appended.
+    """
     def __init__(
         self,
         *,
@@ -254,12 +260,15 @@ class RowsChunk(_message.Message):
         partition_id: _builtins.int = ...,
         rows: _builtins.bytes = ...,
         row_count: _builtins.int = ...,
+        seq: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_seq", b"_seq", "seq", b"seq"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["partition_id", b"partition_id", "row_count", b"row_count", "rows", b"rows", "tablet_id", b"tablet_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seq", b"_seq", "partition_id", b"partition_id", "row_count", b"row_count", "rows", b"rows", "seq", b"seq", "tablet_id", b"tablet_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__seq: _TypeAlias = _typing.Literal["seq"]  # noqa: Y015
+    _WhichOneofArgType__seq: _TypeAlias = _typing.Literal["_seq", b"_seq"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seq) -> _WhichOneofReturnType__seq | None: ...
 
 Global___RowsChunk: _TypeAlias = RowsChunk  # noqa: Y015
 
