@@ -6,14 +6,22 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN_DIR ?= .run
 BES ?= 3
+# FES=3 (any odd number): as many etcd members hold the FE journal and the FEs elect a leader
+FES ?= 1
 FE_PORT ?= 9020
 BE_PORT ?= 9060
 BROKER_PORT ?= 9092
 CLUSTER := $(PY) -m deploy.cluster --run-dir $(RUN_DIR)
 
-.PHONY: venv proto test unit integration lint demo bench soak many-loads batch-memory cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
+.PHONY: etcd venv proto test unit integration lint demo bench soak many-loads batch-memory cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
 
 venv: $(STAMP)
+
+# etcd (Debian's etcd-server 3.4) for FE high availability: installed only where a target needs it
+etcd:
+	@command -v etcd >/dev/null 2>&1 || { echo "installing etcd-server with apt-get (FE high availability)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server) > /tmp/tabletsim-etcd-install.log 2>&1 \
+		|| { cat /tmp/tabletsim-etcd-install.log; echo "could not install etcd-server: it is needed for FES>1 and the tests"; exit 1; }; }
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -72,13 +80,13 @@ many-loads: $(STAMP)
 batch-memory: $(STAMP)
 	$(PY) -m bench.batch_memory
 
-test: $(STAMP)
+test: $(STAMP) etcd
 	$(PY) -m pytest -q -p no:cacheprovider
 
-unit: $(STAMP)
+unit: $(STAMP) etcd
 	$(PY) -m pytest -q tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) etcd
 	$(PY) -m pytest -q tests/integration
 
 lint: $(STAMP)
@@ -90,8 +98,8 @@ lint: $(STAMP)
 FE_CONFIG ?=
 BE_CONFIG ?=
 DEBUG_POINTS ?=
-cluster: $(STAMP)
-	@$(CLUSTER) start --bes $(BES) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT) \
+cluster: $(STAMP) $(if $(filter-out 1,$(FES)),etcd)
+	@$(CLUSTER) start --bes $(BES) --fes $(FES) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT) \
 		$(foreach c,$(FE_CONFIG),--config $(c)) $(foreach c,$(BE_CONFIG),--be-config $(c)) \
 		$(if $(filter-out 0 false no,$(DEBUG_POINTS)),--debug-points)
 
@@ -107,11 +115,13 @@ kill-be: $(STAMP)
 start-be: $(STAMP)
 	@$(CLUSTER) start-be $(BE)
 
+# FE=fe1 names one FE of a FES>1 cluster; kill-fe defaults to the leader, start-fe to every stopped FE
+FE ?=
 kill-fe: $(STAMP)
-	@$(CLUSTER) kill-fe
+	@$(CLUSTER) kill-fe $(FE)
 
 start-fe: $(STAMP)
-	@$(CLUSTER) start-fe
+	@$(CLUSTER) start-fe $(FE)
 
 logs: $(STAMP)
 	@$(CLUSTER) logs

@@ -16,11 +16,32 @@ from common.process import run_until_signalled
 log = logging.getLogger(__name__)
 
 
+def parse_fe_addresses(values: list[str]) -> tuple[str, ...]:
+    """``--fe`` values (each one address or a comma-separated list) as one list, in order, without
+    repeats; ValueError naming a value that is not HOST:PORT."""
+    addresses: list[str] = []
+    for value in values:
+        for item in value.split(","):
+            address = item.strip()
+            if not address:
+                continue
+            host, sep, port = address.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"--fe {value!r}: {address!r} is not HOST:PORT (a TCP port in 1..65535)")
+            if address not in addresses:
+                addresses.append(address)
+    if not addresses:
+        raise ValueError("--fe: give at least one FE as HOST:PORT")
+    return tuple(addresses)
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[BeConfig, str | None]:
     """The BE's config, and its log file (None: it logs to stderr)."""
     p = argparse.ArgumentParser(prog="tabletsim-be", description="tabletsim BE")
     p.add_argument("--storage-dir", required=True, help="RocksDB storage directory")
-    p.add_argument("--fe", required=True, metavar="HOST:PORT", help="the FE's gRPC address")
+    p.add_argument("--fe", required=True, action="append", metavar="HOST:PORT[,HOST:PORT...]",
+                   help="the FEs' gRPC addresses: one, a comma-separated list or the flag repeated; "
+                        "the BE follows whichever FE leads")
     p.add_argument("--host", default="127.0.0.1", help="bind and announced address (default 127.0.0.1)")
     p.add_argument("--be-port", type=int, default=9060, help="gRPC port (default 9060)")
     p.add_argument("--http-port", type=int, default=0, help="announced HTTP port (0: none)")
@@ -47,6 +68,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[BeConfig, str | None]:
     token = token_from_env(args.cluster_token, CLUSTER_TOKEN_ENV)
     if not token:
         p.error(f"a cluster token is required: --cluster-token or ${CLUSTER_TOKEN_ENV}")
+    try:
+        fe_addresses = parse_fe_addresses(args.fe)
+    except ValueError as exc:
+        p.error(str(exc))
     overrides: dict[str, str] = {}
     for item in args.config:
         name, sep, value = item.partition("=")
@@ -59,7 +84,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[BeConfig, str | None]:
         p.error(str(exc))
     config = BeConfig(
         storage_dir=args.storage_dir,
-        fe_address=args.fe,
+        fe_address=fe_addresses[0],
+        fe_addresses=fe_addresses,
         cluster_token=token,
         host=args.host,
         be_port=args.be_port,

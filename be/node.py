@@ -37,8 +37,10 @@ class BackendNode:
         self.compaction = CompactionManager(self.store, self.tablets, self.rowsets, config.storage)
         # the address peers dial (its be_port), sent on every call this BE makes
         self.debug = DebugPoints(f"{config.host}:{config.be_port}", BE_POINTS, enabled=config.enable_debug_points)
+        # every FE call (the link's own, the coordinator's, routine load tasks', reports) goes to
+        # the current leader FE through the link's stub
         self.link = FeLink(config, self.store, self.start_time_ms, lambda: len(self.tablets),
-                           interceptors=self.debug.client_interceptors(config.fe_address))
+                           interceptors=self.debug.client_interceptors)
         self.peers = PeerClients(config.cluster_token, self.debug.client_interceptors)
         self.coordinator = LoadCoordinator(lambda: self.link.backend_id, self.link.stub, self.rowsets, self.peers)
         self.routine = RoutineLoadRunner(self.coordinator, self.link.stub, debug=self.debug,
@@ -69,9 +71,9 @@ class BackendNode:
             raise OSError(f"cannot bind the BE to {self.config.host}:{self.config.be_port}")
         await self._server.start()
         await mark_serving(health, services)
-        log.info("BE serving on %s:%d (storage %s%s); registering with FE %s",
+        log.info("BE serving on %s:%d (storage %s%s); registering with the leader of FEs %s",
                  self.config.host, port, self.config.storage_dir,
-                 ", debug points on" if self.debug.enabled else "", self.config.fe_address)
+                 ", debug points on" if self.debug.enabled else "", ", ".join(self.config.fe_addresses))
         await self.link.register()
         self.link.start()
         self.reporter.start()

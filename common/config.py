@@ -37,6 +37,27 @@ class FeConfig:
     """Dynamic config values set at start-up (like fe.conf); SetConfig changes win."""
     enable_debug_points: bool = False
     """Serve DebugService and act on its rules (Doris' enable_debug_points; tests and chaos only)."""
+    ha: EtcdHaConfig | None = None
+    """None: one FE on its local RocksDB journal (the default). Set: the journal lives in etcd and
+    the FEs elect a leader (``make cluster FES=3``)."""
+
+
+@dataclass(frozen=True)
+class EtcdHaConfig:
+    """FE high availability on etcd (``tabletsim-fe --journal etcd``)."""
+
+    etcd_endpoints: tuple[str, ...]
+    """host:port of every etcd member's client URL."""
+    fe_name: str
+    """This FE's name (fe0, fe1, ...): its member key, its row in ShowFrontends."""
+    frontends: tuple[tuple[str, str], ...]
+    """(name, host:rpc_port) of every FE of the cluster, this one included. The leader compacts
+    the journal only below the images of all of them; ShowFrontends lists each (Alive false when
+    it has no member key)."""
+    cluster_id: str = "tabletsim"
+    """Keys live under /tabletsim/<cluster_id>/ in etcd (several clusters may share one etcd)."""
+    version: str = ""
+    """Shown in ShowFrontends' Version."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +140,7 @@ class BeConfig:
     storage_dir: str
     """Where the BE's RocksDB (identity, tablets, rowsets) lives."""
     fe_address: str
-    """host:port of the FE's FrontendService."""
+    """host:port of the FE's FrontendService: the first of ``fe_addresses``."""
     cluster_token: str
     host: str = "127.0.0.1"
     """Address the gRPC server binds to and announces to the FE."""
@@ -137,3 +158,12 @@ class BeConfig:
     """Compaction and version limits (StarRocks be.conf names)."""
     enable_debug_points: bool = False
     """Serve DebugService and act on its rules (Doris' enable_debug_points; tests and chaos only)."""
+    fe_addresses: tuple[str, ...] = ()
+    """host:port of every FE (``--fe a,b,c``), ``fe_address`` first; the BE follows whichever
+    leads. Empty: ``(fe_address,)``, one FE."""
+
+    def __post_init__(self) -> None:
+        if not self.fe_addresses:
+            object.__setattr__(self, "fe_addresses", (self.fe_address,))
+        elif self.fe_addresses[0] != self.fe_address:
+            raise ValueError(f"fe_addresses {self.fe_addresses} must start with fe_address {self.fe_address!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -92,25 +92,36 @@ def _wrap_stream(fn: Callable, method: str) -> Callable:
 # --------------------------------------------------------------------------- auth
 
 
-def rejecting_handler(handler: grpc.RpcMethodHandler, message: str,
-                      code: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as ``handler`` that answers ``code`` without running it."""
+def handler_like(handler: grpc.RpcMethodHandler,
+                 refuse: Callable[[grpc.aio.ServicerContext], Awaitable[None]]) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as ``handler`` that runs ``refuse(context)`` (which aborts)
+    instead of the method."""
 
-    async def reject_unary(request_or_iterator, context):
-        await context.abort(code, message)
+    async def unary(request_or_iterator, context):
+        await refuse(context)
 
-    async def reject_stream(request_or_iterator, context):
-        await context.abort(code, message)
+    async def stream(request_or_iterator, context):
+        await refuse(context)
         yield  # pragma: no cover - makes this an async generator
 
     des, ser = handler.request_deserializer, handler.response_serializer
     if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(reject_stream, des, ser)
+        return grpc.stream_stream_rpc_method_handler(stream, des, ser)
     if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(reject_unary, des, ser)
+        return grpc.stream_unary_rpc_method_handler(unary, des, ser)
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(reject_stream, des, ser)
-    return grpc.unary_unary_rpc_method_handler(reject_unary, des, ser)
+        return grpc.unary_stream_rpc_method_handler(stream, des, ser)
+    return grpc.unary_unary_rpc_method_handler(unary, des, ser)
+
+
+def rejecting_handler(handler: grpc.RpcMethodHandler, message: str,
+                      code: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as ``handler`` that answers ``code`` without running it."""
+
+    async def reject(context):
+        await context.abort(code, message)
+
+    return handler_like(handler, reject)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):

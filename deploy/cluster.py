@@ -1,7 +1,13 @@
 """The local cluster: a broker, one FE and N BEs as real processes under one run directory.
 
+With ``fes`` > 1 (``make cluster FES=3``, any odd number) it also runs an etcd cluster of as many
+members (``etcd0``..; free loopback client and peer ports, data under the run dir), and the FEs
+(``fe0``..; gRPC on fe_port + i) keep their journal in it and elect a leader (fe/ha/etcd.py).
+The BEs get every FE's address (``--fe a,b,c``) and follow the leader. With one FE the node is
+``fe`` on its local journal, as always.
+
     <run dir>/cluster.json          ports, token, BE count
-    <run dir>/<node>/pid            pid of the running process (node: broker, fe, be0, be1, ...)
+    <run dir>/<node>/pid            pid of the running process (node: broker, etcd0.., fe or fe0.., be0, ...)
     <run dir>/<node>/log            its log (appended across restarts)
     <run dir>/<node>/data           its data (FE meta dir, BE storage dir)
 
@@ -27,9 +33,11 @@ import grpc
 
 from common.config import ADMIN_TOKEN_ENV, CLUSTER_TOKEN_ENV
 from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc
-from deploy.ports import port_open
+from deploy.etcd import etcd_command, healthy, leader_of
+from deploy.ports import free_ports, port_open
 
 HOST = "127.0.0.1"
+CLUSTER_ID = "tabletsim"  # the FEs' etcd key prefix: /tabletsim/<CLUSTER_ID>/ (each cluster has its own etcd)
 
 
 @dataclass
@@ -46,9 +54,34 @@ class ClusterSpec:
     be_ports: list[int] = field(default_factory=list)
     debug_points: bool = False
     """Start the FE and every BE with --enable-debug-points (DebugService; tests and chaos)."""
+    fes: int = 1
+    """FEs; more than one: an etcd cluster of as many members holds the journal (FE HA)."""
+    fe_ports: list[int] = field(default_factory=list)
+    """gRPC port of FE i (default fe_port + i)."""
+    etcd_client_ports: list[int] = field(default_factory=list)
+    etcd_peer_ports: list[int] = field(default_factory=list)
 
     def be_port_of(self, i: int) -> int:
         return self.be_ports[i] if i < len(self.be_ports) else self.be_port + i
+
+    def fe_port_of(self, i: int) -> int:
+        return self.fe_ports[i] if i < len(self.fe_ports) else self.fe_port + i
+
+    @property
+    def ha(self) -> bool:
+        return self.fes > 1
+
+    def fe_names(self) -> list[str]:
+        return [f"fe{i}" for i in range(self.fes)] if self.ha else ["fe"]
+
+    def etcd_names(self) -> list[str]:
+        return [f"etcd{i}" for i in range(self.fes)] if self.ha else []
+
+    def fe_addresses(self) -> list[str]:
+        return [f"{HOST}:{self.fe_port_of(i)}" for i in range(self.fes)]
+
+    def etcd_endpoints(self) -> list[str]:
+        return [f"{HOST}:{p}" for p in self.etcd_client_ports]
 
 
 def tansu_binary() -> str:
@@ -78,7 +111,28 @@ class LocalCluster:
 
     @property
     def fe_address(self) -> str:
-        return f"{HOST}:{self.spec.fe_port}"
+        """The FE to talk to: the only one, or the leader (the first FE while none leads)."""
+        spec = self.spec
+        if not spec.ha:
+            return f"{HOST}:{spec.fe_port}"
+        leader = self.leader()
+        return leader[1] if leader else spec.fe_addresses()[0]
+
+    def leader(self) -> tuple[str, str] | None:
+        """(name, address) of the FE holding the leader key in etcd; None: no leader, or no
+        etcd member answers (single-FE clusters: the FE)."""
+        spec = self.spec
+        if not spec.ha:
+            return ("fe", f"{HOST}:{spec.fe_port}")
+        for port in spec.etcd_client_ports:
+            found = leader_of(port, CLUSTER_ID)
+            if found is not False:
+                return found  # type: ignore[return-value]
+        return None
+
+    def fe_address_of(self, node: str) -> str:
+        spec = self.spec
+        return f"{HOST}:{spec.fe_port}" if node == "fe" else spec.fe_addresses()[int(node[2:])]
 
     @property
     def broker_address(self) -> str:
@@ -98,7 +152,8 @@ class LocalCluster:
 
     def nodes(self) -> list[str]:
         spec = self.spec
-        return (["broker"] if spec.with_broker else []) + ["fe"] + [f"be{i}" for i in range(spec.bes)]
+        return ((["broker"] if spec.with_broker else []) + spec.etcd_names() + spec.fe_names()
+                + [f"be{i}" for i in range(spec.bes)])
 
     # ------------------------------------------------------------------ pids
     def pid(self, node: str) -> int | None:
@@ -136,14 +191,26 @@ class LocalCluster:
                 "--storage-engine", "memory://tansu/",
                 "--cluster-id", f"tabletsim:{self.node_dir(node)}",
             ]
-        if node == "fe":
-            cmd = [sys.executable, "-m", "fe.main", "--meta-dir", data, "--rpc-port", str(spec.fe_port)]
+        if node.startswith("etcd"):
+            i = int(node[4:])
+            cluster = ",".join(f"{n}=http://{HOST}:{p}" for n, p in zip(spec.etcd_names(), spec.etcd_peer_ports,
+                                                                         strict=True))
+            return etcd_command(node, data, spec.etcd_client_ports[i], spec.etcd_peer_ports[i], cluster,
+                                f"tabletsim-{spec.cluster_token[:8]}")
+        if node == "fe" or node.startswith("fe"):
+            port = spec.fe_port if node == "fe" else spec.fe_port_of(int(node[2:]))
+            cmd = [sys.executable, "-m", "fe.main", "--meta-dir", data, "--rpc-port", str(port)]
+            if spec.ha:
+                cmd += ["--journal", "etcd", "--etcd-endpoints", ",".join(spec.etcd_endpoints()),
+                        "--fe-name", node, "--cluster-id", CLUSTER_ID]
+                for name, address in zip(spec.fe_names(), spec.fe_addresses(), strict=True):
+                    cmd += ["--frontend", f"{name}={address}"]
             for name, value in sorted(spec.fe_config.items()):
                 cmd += ["--config", f"{name}={value}"]
             return cmd + (["--enable-debug-points"] if spec.debug_points else [])
         i = int(node[2:])
         cmd = [
-            sys.executable, "-m", "be.main", "--storage-dir", data, "--fe", self.fe_address,
+            sys.executable, "-m", "be.main", "--storage-dir", data, "--fe", ",".join(spec.fe_addresses()),
             "--be-port", str(spec.be_port_of(i)),
         ]
         for name, value in sorted(spec.be_config.items()):
@@ -220,14 +287,30 @@ class LocalCluster:
         if self.has_spec() and any(self.pid(n) for n in self.nodes()):
             old = self.spec
             spec.cluster_token, spec.admin_token = old.cluster_token, old.admin_token
+            if old.ha:
+                spec.etcd_client_ports, spec.etcd_peer_ports = old.etcd_client_ports, old.etcd_peer_ports
         if not spec.cluster_token:
             spec.cluster_token = secrets.token_hex(16)
+        if spec.ha and not spec.etcd_client_ports:
+            ports = free_ports(2 * spec.fes)
+            spec.etcd_client_ports, spec.etcd_peer_ports = ports[:spec.fes], ports[spec.fes:]
         self.save_spec(spec)
         if spec.with_broker:
             self.start_node("broker")
             self.wait_for(lambda: port_open(HOST, spec.broker_port), timeout_s, "the broker to listen")
-        self.start_node("fe")
-        self.wait_for(lambda: port_open(HOST, spec.fe_port), timeout_s, "the FE to listen")
+        for node in spec.etcd_names():
+            self.start_node(node)
+        if spec.ha:
+            self.wait_for(lambda: all(healthy(p) for p in spec.etcd_client_ports), timeout_s,
+                          f"{spec.fes} healthy etcd members")
+        for node in spec.fe_names():
+            self.start_node(node)
+        for node in spec.fe_names():
+            address = self.fe_address_of(node)
+            self.wait_for(lambda a=address: port_open(HOST, int(a.rsplit(":", 1)[1])), timeout_s,
+                          f"{node} to listen on {address}")
+        if spec.ha:
+            self.wait_for(lambda: self.leader() is not None, timeout_s, "an FE to lead")
         for i in range(spec.bes):
             self.start_node(f"be{i}")
         self.wait_for(lambda: self.alive_count() >= spec.bes, timeout_s, f"{spec.bes} alive BEs")
@@ -236,7 +319,8 @@ class LocalCluster:
         if not self.has_spec():
             return
         nodes = self.nodes()
-        for node in [n for n in nodes if n.startswith("be")] + ["fe", "broker"]:
+        spec = self.spec
+        for node in [n for n in nodes if n.startswith("be")] + spec.fe_names() + spec.etcd_names() + ["broker"]:
             if node in nodes:
                 self.stop_node(node)
 
@@ -273,17 +357,24 @@ def _print_status(cluster: LocalCluster) -> int:
         print(f"no cluster in {cluster.run_dir}")
         return 1
     spec = cluster.spec
+    leader = cluster.leader() if spec.ha else None
     print(f"{'node':8} {'pid':>8}  {'state':8} endpoint")
     for node in cluster.nodes():
         pid = cluster.pid(node)
         if node == "broker":
             endpoint = f"kafka {cluster.broker_address}"
-        elif node == "fe":
-            endpoint = f"grpc {cluster.fe_address}"
+        elif node.startswith("etcd"):
+            endpoint = f"etcd {spec.etcd_endpoints()[int(node[4:])]}"
+        elif node.startswith("fe"):
+            endpoint = f"grpc {cluster.fe_address_of(node)}"
+            if spec.ha and pid:
+                endpoint += "  LEADER" if leader and leader[0] == node else "  FOLLOWER"
         else:
             endpoint = f"grpc {cluster.be_address(int(node[2:]))}"
         print(f"{node:8} {pid or '-':>8}  {'running' if pid else 'stopped':8} {endpoint}")
-    if cluster.pid("fe"):
+    if spec.ha:
+        print(f"\nleader FE: {leader[0] + ' at ' + leader[1] if leader else 'none (election under way or etcd down)'}")
+    if any(cluster.pid(n) for n in spec.fe_names()):
         try:
             rows = cluster.show_backends()
         except grpc.RpcError as exc:
@@ -311,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--config", action="append", default=[], metavar="NAME=VALUE", help="FE dynamic config")
     s.add_argument("--be-config", action="append", default=[], metavar="NAME=VALUE",
                    help="BE storage config (StarRocks be.conf name), given to every BE")
+    s.add_argument("--fes", type=int, default=1,
+                   help="FEs (an odd number); more than one starts as many etcd members and elects a leader")
     s.add_argument("--debug-points", action="store_true",
                    help="start the FE and BEs with --enable-debug-points (DebugService, cluster token required)")
     sub.add_parser("status")
@@ -318,8 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("kill-be", "start-be", "stop-be"):
         sp = sub.add_parser(name)
         sp.add_argument("index", type=int, help="BE index (0 = the first BE)")
-    sub.add_parser("kill-fe")
-    sub.add_parser("start-fe")
+    kf = sub.add_parser("kill-fe", help="SIGKILL an FE (default: the only FE, or the leader)")
+    kf.add_argument("name", nargs="?", help="fe0, fe1, ... (FES > 1)")
+    sf = sub.add_parser("start-fe", help="start an FE (default: every FE not running)")
+    sf.add_argument("name", nargs="?", help="fe0, fe1, ... (FES > 1)")
     lg = sub.add_parser("logs")
     lg.add_argument("-n", type=int, default=20, help="lines per log")
     args = p.parse_args(argv)
@@ -331,7 +426,11 @@ def main(argv: list[str] | None = None) -> int:
         spec = ClusterSpec(bes=args.bes, fe_port=args.fe_port, be_port=args.be_port,
                            broker_port=args.broker_port, admin_token=args.admin_token,
                            with_broker=not args.no_broker, fe_config=fe_config, be_config=be_config,
-                           debug_points=args.debug_points)
+                           debug_points=args.debug_points, fes=args.fes)
+        if args.fes < 1 or args.fes % 2 == 0:
+            print(f"error: --fes {args.fes}: give an odd number of FEs (1, 3, 5, ...): etcd needs a majority",
+                  file=sys.stderr)
+            return 1
         already = cluster.has_spec() and all(cluster.pid(n) for n in cluster.nodes())
         try:
             cluster.start(spec)
@@ -341,7 +440,14 @@ def main(argv: list[str] | None = None) -> int:
         print("cluster already running" if already else "cluster started")
         if spec.with_broker:
             print(f"  kafka broker  {cluster.broker_address}")
-        print(f"  FE            {cluster.fe_address}   grpcurl -plaintext {cluster.fe_address} list")
+        if spec.ha:
+            leader = cluster.leader()
+            for node in spec.fe_names():
+                role = "LEADER" if leader and leader[0] == node else "FOLLOWER"
+                print(f"  {node:13} {cluster.fe_address_of(node)}   {role}")
+            print(f"  etcd          {','.join(spec.etcd_endpoints())}")
+        else:
+            print(f"  FE            {cluster.fe_address}   grpcurl -plaintext {cluster.fe_address} list")
         for i in range(spec.bes):
             print(f"  BE {i}          {cluster.be_address(i)}")
         if spec.debug_points:
@@ -372,12 +478,21 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{node} running as pid {cluster.start_node(node)}")
         return 0
-    if args.cmd == "kill-fe":
-        pid = cluster.kill_node("fe")
-        print(f"fe: SIGKILL sent to pid {pid}" if pid else "fe was not running")
-        return 0
-    if args.cmd == "start-fe":
-        print(f"fe running as pid {cluster.start_node('fe')}")
+    if args.cmd in ("kill-fe", "start-fe"):
+        names = cluster.spec.fe_names()
+        if args.name is not None and args.name not in names:
+            print(f"error: no FE {args.name!r} in this cluster; its FEs: {', '.join(names)}", file=sys.stderr)
+            return 1
+        if args.cmd == "kill-fe":
+            node = args.name
+            if node is None:
+                leader = cluster.leader()
+                node = leader[0] if leader else names[0]
+            pid = cluster.kill_node(node)
+            print(f"{node}: SIGKILL sent to pid {pid}" if pid else f"{node} was not running")
+            return 0
+        for node in [args.name] if args.name else names:
+            print(f"{node} running as pid {cluster.start_node(node)}")
         return 0
     if args.cmd == "logs":
         for node in cluster.nodes():

@@ -1,4 +1,17 @@
-"""The FE process assembled: journal, domains, daemons and the gRPC server."""
+"""The FE process assembled: journal, domains, daemons and the gRPC server.
+
+Two journal set-ups (``FeConfig.ha``):
+- none (the default): one FE on its local RocksDB journal, the leader always
+  (:class:`fe.ha.role.SingleFrontend`);
+- etcd: the journal lives in etcd and the FEs elect a leader (:class:`fe.ha.etcd.EtcdFrontend`).
+  The FE starts as a follower, tailing the journal. Only the leader runs the daemons that act
+  (liveness, publish, txn timeouts and label cleaning, the routine load schedulers, the tablet
+  checker/scheduler): they start when this FE becomes the leader, after it replayed the journal to
+  its end. A leader that loses its lease re-executes itself (fe/ha/stepdown.py), so the daemons
+  never need to stop while the process lives.
+
+``self.ha`` is the :class:`fe.ha.role.HaState` the servicers consult.
+"""
 
 from __future__ import annotations
 
@@ -18,14 +31,22 @@ from common.timefmt import now_ms
 from fe.catalog.catalog import Catalog
 from fe.catalog.stats import Statistics
 from fe.clone.daemon import TabletSchedDaemon
+from fe.ha.etcd import EtcdFrontend
+from fe.ha.role import FeRole, FrontendInfo, HaState, SingleFrontend
+from fe.ha.stepdown import reexec
 from fe.persist.durability import DurableRepliesInterceptor, durable_call_interceptors
 from fe.persist.editlog import EditLog
+from fe.persist.etcdclient import EtcdLayout, EtcdSession
+from fe.persist.etcdlog import MAX_GROUP_RECORDS as ETCD_MAX_GROUP_RECORDS
+from fe.persist.etcdlog import EtcdEditLog
+from fe.persist.groupcommit import JournalWriteFailed
 from fe.persist.ids import IdAllocator
 from fe.persist.journal import Journal
 from fe.routineload.manager import RoutineLoadManager
 from fe.routineload.scheduler import LAG_REFRESH_S, RoutineLoadScheduler
 from fe.service.admin import AdminServicer
 from fe.service.frontend import FrontendServicer
+from fe.service.leader import LeaderInterceptor
 from fe.system.backends import BackendRegistry
 from fe.system.be_client import BackendClients
 from fe.system.dynconfig import DynamicConfig
@@ -42,7 +63,17 @@ TXN_CLEAN_INTERVAL_S = 30.0  # StarRocks' transaction_clean_interval_second
 class FrontendNode:
     def __init__(self, config: FeConfig) -> None:
         self.config = config
-        self.journal = Journal(EditLog(config.meta_dir), lambda: self.dynconfig.edit_log_roll_num)
+        self.started_ms = now_ms()
+        roll = lambda: self.dynconfig.edit_log_roll_num  # noqa: E731
+        self._etcd: EtcdSession | None = None
+        if config.ha is None:
+            self.journal = Journal(EditLog(config.meta_dir), roll)
+        else:
+            self._etcd = EtcdSession(config.ha.etcd_endpoints)
+            store = EtcdEditLog(config.meta_dir, self._etcd, EtcdLayout(config.ha.cluster_id))
+            # a write refused by fencing (or failed for a whole lease) ends this process's leadership
+            self.journal = Journal(store, roll, lambda exc: self._etcd_ha.fatal(exc), writable=False,
+                                   max_group_records=ETCD_MAX_GROUP_RECORDS)
         self.ids = IdAllocator(self.journal)
         self.dynconfig = DynamicConfig(self.journal, config.config_overrides)
         self.backends = BackendRegistry(
@@ -81,16 +112,41 @@ class FrontendNode:
                                                       self.txns, self.dynconfig, now_ms)
         self.journal.register("routineload", self.routine)
         self._daemons: list[PeriodicDaemon] = []
+        self._leading = False
         self._clearing: set[asyncio.Future] = set()
         self._server = None
         self.port = 0
+        self.ha: HaState
+        if config.ha is None:
+            info = FrontendInfo(name=f"{config.host}_{config.rpc_port}", host=config.host,
+                                rpc_port=config.rpc_port, role=FeRole.LEADER, is_leader=True,
+                                start_time_ms=self.started_ms)
+            self.ha = SingleFrontend(info, lambda: self.journal.durable_seq)
+        else:
+            assert self._etcd is not None
+            info = FrontendInfo(name=config.ha.fe_name, host=config.host, rpc_port=config.rpc_port,
+                                cluster_id=config.ha.cluster_id, start_time_ms=self.started_ms,
+                                version=config.ha.version)
+            self._etcd_ha = EtcdFrontend(
+                info=info, frontends=config.ha.frontends, session=self._etcd, store=store, journal=self.journal,
+                lease_s=lambda: self.dynconfig.fe_leader_lease_second, step_down=reexec)
+            self.ha = self._etcd_ha
+        self.leader_routing: LeaderInterceptor | None = None
 
     async def start(self) -> None:
         started = time.monotonic()
         self.journal.replay()
         log.info("metadata loaded in %.3f s", time.monotonic() - started)
+        if self._etcd is not None:
+            # a follower until it wins the election and replays the journal to its end
+            self.ha.add_listener(self._on_role)
+            await self._etcd_ha.start()
+            log.info("journal in etcd read up to seq %d in %.3f s", self.journal.last_seq,
+                     time.monotonic() - started)
+        # followers forward AdminService writes to the leader and refuse FrontendService calls
+        self.leader_routing = LeaderInterceptor(self.ha, interceptors=self.debug.client_interceptors)
         admin = AdminServicer(self.backends, self.catalog, self.stats, self.dynconfig, self.txns, self.clients,
-                              self.inconsistent_tablets, self.routine, tablet_sched=self.tablet_sched)
+                              self.inconsistent_tablets, self.routine, tablet_sched=self.tablet_sched, ha=self.ha)
         frontend = FrontendServicer(self.backends, self.catalog, self.txns, self.routine,
                                     self.config.heartbeat_interval_ms, debug=self.debug,
                                     durable=self.journal.durable)
@@ -107,7 +163,8 @@ class FrontendNode:
             cluster_token=self.config.cluster_token,
             admin_token=self.config.admin_token,
             # every answer waits until the journal records it may depend on are durable
-            interceptors=[*self.debug.server_interceptors(), DurableRepliesInterceptor(self.journal.durable)],
+            interceptors=[*self.debug.server_interceptors(), self.leader_routing,
+                          DurableRepliesInterceptor(self.journal.durable)],
         )
         self.port = self._server.add_insecure_port(f"{self.config.host}:{self.config.rpc_port}")
         if self.port == 0:
@@ -115,6 +172,21 @@ class FrontendNode:
         self.debug.node = f"{self.config.host}:{self.port}"  # the bound port when rpc_port was 0
         await self._server.start()
         await mark_serving(health, services)
+        if self.ha.role is FeRole.LEADER:
+            self._start_leader_daemons()
+        log.info("FE serving on %s:%d (meta %s, %s)", self.config.host, self.port, self.config.meta_dir,
+                 "local journal" if self._etcd is None else f"journal in etcd, {self.ha.role.value}")
+
+    def _on_role(self, role: FeRole) -> None:
+        if role is FeRole.LEADER:
+            self._start_leader_daemons()
+
+    def _start_leader_daemons(self) -> None:
+        """What only the leader runs; started once, when this FE leads (with the journal read to
+        its end)."""
+        if self._leading:
+            return
+        self._leading = True
         self.publish_daemon = PeriodicDaemon("publish", lambda: 0.05, self.publisher.run_once)
         self.txns.on_committed.append(lambda _txn: self.publish_daemon.wake())
         self._daemons = [
@@ -132,7 +204,7 @@ class FrontendNode:
         for daemon in self._daemons:
             daemon.start()
         self.tablet_sched.start()
-        log.info("FE serving on %s:%d (meta %s)", self.config.host, self.port, self.config.meta_dir)
+        log.info("leader daemons started (liveness, publish, txn timeouts, routine load, tablet scheduling)")
 
     def _clear_aborted(self, txn) -> None:
         """Tell every alive BE to drop the aborted txn's pending rowsets (best effort: a BE that
@@ -164,7 +236,17 @@ class FrontendNode:
             task.cancel()
         if self._server is not None:
             await self._server.stop(grace_s)
+        if self.leader_routing is not None:
+            await self.leader_routing.close()
         await self.clients.close()
-        await self.journal.drain()  # a checkpoint in flight finishes off the loop
+        if self._etcd is None:
+            await self.journal.drain()  # a checkpoint in flight finishes off the loop
+        else:
+            self._etcd_ha.closing = True  # a write failing now ends the process, not re-executes it
+            try:
+                await self.journal.drain()
+            except JournalWriteFailed as exc:
+                log.warning("journal records not written to etcd at stop: %s", exc)
+            await self._etcd_ha.close()
         self.journal.close()
         log.info("FE stopped")

@@ -98,19 +98,30 @@ class RpcError(AssertionError):
 
 
 class Admin:
-    """AdminService through the real grpcurl: ``admin.call('ShowTables', db='d')``."""
+    """AdminService through the real grpcurl: ``admin.call('ShowTables', db='d')``.
+
+    ``address`` is one FE, or several comma-separated (``"h:9020,h:9021"``): any FE answers
+    (a follower forwards writes to the leader), and a call that cannot reach one FE goes to the
+    next. ``self.address`` is the FE that answered last."""
 
     def __init__(self, address: str, headers: dict[str, str] | None = None) -> None:
-        self.address = address
+        self.addresses = [a.strip() for a in address.split(",") if a.strip()]
+        self.address = self.addresses[0]
         self.headers = headers
 
     def call(self, method: str, request: dict | None = None, *, timeout_s: float = 60.0, **fields: Any) -> Any:
         payload = {**(request or {}), **fields}
-        res = grpcurl(self.address, f"tabletsim.v1.AdminService/{method}", payload,
-                      headers=self.headers, timeout_s=timeout_s)
-        if not res.ok:
-            raise RpcError(method, res.stderr)
-        return res.json
+        start = self.addresses.index(self.address)
+        for address in self.addresses[start:] + self.addresses[:start]:
+            res = grpcurl(address, f"tabletsim.v1.AdminService/{method}", payload,
+                          headers=self.headers, timeout_s=timeout_s)
+            if res.ok:
+                self.address = address
+                return res.json
+            error = RpcError(method, res.stderr)
+            if error.code:  # the FE answered (grpcurl prints no status when it could not dial)
+                raise error
+        raise error
 
     def answers(self) -> bool:
         """True once the FE serves AdminService (e.g. after a restart)."""

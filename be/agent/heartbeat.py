@@ -1,35 +1,41 @@
-"""The BE's link to the FE: register (with retries until the FE answers), then heartbeat."""
+"""The BE's link to the FE: register (with retries until the FE answers), then heartbeat.
+
+Every call goes to the leader FE through :class:`be.agent.fe_router.FeRouter`, which follows the
+leader across the FEs the BE was given (``--fe a,b,c``)."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import grpc
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
+from be.agent.fe_router import FeRouter, LeaderStub
 from be.storage.store import BeStore
 from common.config import BeConfig
 from common.errors import Unauthenticated, is_retriable
-from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc
-from common.rpc import cluster_channel
+from common.gen.tabletsim.v1 import frontend_pb2
+from common.rpc import InterceptorFactory, no_interceptors
 
 log = logging.getLogger(__name__)
 
 
 class FeLink:
-    """Registers this BE and keeps heartbeating; re-registers when the FE asks."""
+    """Registers this BE and keeps heartbeating; re-registers when the FE asks.
+
+    ``interceptors``: the client interceptors of the channel to each FE address (debug points)."""
 
     def __init__(self, config: BeConfig, store: BeStore, start_time_ms: int,
-                 tablet_count: Callable[[], int], interceptors: Sequence = ()) -> None:
+                 tablet_count: Callable[[], int], interceptors: InterceptorFactory = no_interceptors) -> None:
         self._config = config
         self._store = store
         self._start_time_ms = start_time_ms
         self._tablet_count = tablet_count
-        self._channel = cluster_channel(config.fe_address, config.cluster_token, interceptors)
-        self._stub = frontend_pb2_grpc.FrontendServiceStub(self._channel)
+        self.router = FeRouter(config.fe_addresses, config.cluster_token, interceptors)
+        self._stub = self.router.stub
         self.backend_id = store.backend_id()
         self.interval_ms = config.heartbeat_interval_ms
         self._task: asyncio.Task | None = None
@@ -39,7 +45,9 @@ class FeLink:
         self._disk_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="heartbeat-disk")
 
     @property
-    def stub(self) -> frontend_pb2_grpc.FrontendServiceStub:
+    def stub(self) -> LeaderStub:
+        """FrontendService's methods, each sent to the current leader FE: give it to whatever
+        calls the FE (the load coordinator, routine load tasks, the tablet reporter)."""
         return self._stub
 
     async def register(self) -> int:
@@ -63,11 +71,11 @@ class FeLink:
                     )
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
-                        raise Unauthenticated(f"the FE at {self._config.fe_address} refused this BE: "
+                        raise Unauthenticated(f"the FE at {self.router.leader} refused this BE: "
                                               f"{exc.details()}") from None
                     if attempt.retry_state.attempt_number % 10 == 1:
-                        log.warning("FE at %s not reachable yet (%s); retrying",
-                                    self._config.fe_address, exc.code().name)
+                        log.warning("no leader FE reachable yet (last tried %s of %s: %s); retrying",
+                                    self.router.leader, ", ".join(self.router.addresses), exc.code().name)
                     raise
         if resp.backend_id != self.backend_id:
             self._store.set_backend_id(resp.backend_id)
@@ -117,7 +125,7 @@ class FeLink:
             except grpc.aio.AioRpcError as exc:
                 self._failures += 1
                 if self._failures in (1, 10) or self._failures % 100 == 0:
-                    log.warning("heartbeat to FE %s failed (%d in a row): %s %s", self._config.fe_address,
+                    log.warning("heartbeat to FE %s failed (%d in a row): %s %s", self.router.leader,
                                 self._failures, exc.code().name, exc.details())
             except Exception:
                 self._failures += 1
@@ -132,4 +140,4 @@ class FeLink:
             except asyncio.CancelledError:
                 pass
         self._disk_pool.shutdown(wait=False, cancel_futures=True)
-        await self._channel.close()
+        await self.router.close()

@@ -142,13 +142,90 @@ def release(obj: Any, budget: int = CHUNK_VALUES) -> None:
 WRITE_BUFFER_BYTES = 4 * 1024 * 1024
 
 
+class ImageDir:
+    """Image files of one FE: ``<meta dir>/image/image.<seq>``, each written under a temporary
+    name, fsynced, renamed and the directory fsynced, so a file with the final name is whole.
+    The RocksDB edit log points at its image (b"image"); the etcd journal (fe/persist/etcdlog.py)
+    keeps no log locally and takes the newest whole file."""
+
+    def __init__(self, meta_dir: str) -> None:
+        self.path = os.path.join(meta_dir, "image")
+        os.makedirs(self.path, exist_ok=True)
+
+    def write(self, state: dict[str, Any], seq: int) -> tuple[str, int]:
+        """Write the image of ``seq``; returns its file name and size in bytes."""
+        name = f"{_IMAGE_PREFIX}{seq}"
+        path = os.path.join(self.path, name)
+        tmp = path + _TMP_SUFFIX
+        size = 0
+        with open(tmp, "wb") as f:
+            pending: list[bytes] = []
+            pending_bytes = 0
+            for piece in encode_chunks({"seq": seq, "state": state}):
+                pending.append(piece)
+                pending_bytes += len(piece)
+                if pending_bytes >= _WRITE_BYTES:
+                    f.write(b"".join(pending))
+                    size += pending_bytes
+                    pending, pending_bytes = [], 0
+            f.write(b"".join(pending))
+            size += pending_bytes
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self._fsync_dir()
+        return name, size
+
+    def read(self, name: str, seq: int) -> dict[str, Any]:
+        path = os.path.join(self.path, name)
+        try:
+            with open(path, "rb") as f:
+                image = orjson.loads(f.read())
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"the edit log points at image {path} (seq {seq}), which is missing: the meta dir "
+                "was changed by hand; restore that file or the whole meta dir from a backup"
+            ) from None
+        if image.get("seq") != seq:
+            raise RuntimeError(f"image {path} holds seq {image.get('seq')} but the edit log expects {seq}")
+        return image["state"]
+
+    def newest(self) -> tuple[str, int] | None:
+        """The newest whole image file and its seq (None: no image yet)."""
+        best: tuple[str, int] | None = None
+        for name in os.listdir(self.path):
+            if not name.startswith(_IMAGE_PREFIX) or name.endswith(_TMP_SUFFIX):
+                continue
+            try:
+                seq = int(name[len(_IMAGE_PREFIX):])
+            except ValueError:
+                continue
+            if best is None or seq > best[1]:
+                best = (name, seq)
+        return best
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def drop_all_but(self, keep: str) -> None:
+        for name in os.listdir(self.path):
+            if name.startswith(_IMAGE_PREFIX) and name != keep:
+                try:
+                    os.remove(os.path.join(self.path, name))
+                except FileNotFoundError:
+                    pass
+
+
 class EditLog:
     """Append-only, synced log of metadata records plus the latest image."""
 
     def __init__(self, meta_dir: str) -> None:
         os.makedirs(meta_dir, exist_ok=True)
-        self._image_dir = os.path.join(meta_dir, "image")
-        os.makedirs(self._image_dir, exist_ok=True)
+        self._images = ImageDir(meta_dir)
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
         # records are small and appended once: a 4 MB memtable (RocksDB's default is 64 MB) keeps
@@ -169,7 +246,7 @@ class EditLog:
             if "state" in pointer:
                 image_state = pointer["state"]
             else:
-                image_state = self._read_image(pointer["file"], image_seq)
+                image_state = self._images.read(pointer["file"], image_seq)
         tail: list[Record] = []
         for key, value in self._db.items(from_key=_log_key(image_seq + 1)):
             if not key.startswith(_LOG_PREFIX):
@@ -180,20 +257,6 @@ class EditLog:
         last = tail[-1].seq if tail else image_seq
         self._next_seq = last + 1
         return Loaded(image_state, image_seq, tail)
-
-    def _read_image(self, name: str, seq: int) -> dict[str, Any]:
-        path = os.path.join(self._image_dir, name)
-        try:
-            with open(path, "rb") as f:
-                image = orjson.loads(f.read())
-        except FileNotFoundError:
-            raise RuntimeError(
-                f"the edit log points at image {path} (seq {seq}), which is missing: the meta dir "
-                "was changed by hand; restore that file or the whole meta dir from a backup"
-            ) from None
-        if image.get("seq") != seq:
-            raise RuntimeError(f"image {path} holds seq {image.get('seq')} but the edit log expects {seq}")
-        return image["state"]
 
     @property
     def last_seq(self) -> int:
@@ -233,49 +296,15 @@ class EditLog:
         records up to ``seq`` are written (the journal waits for that). ``state`` must not change
         meanwhile. Returns the image's size in bytes.
         """
-        name = f"{_IMAGE_PREFIX}{seq}"
-        path = os.path.join(self._image_dir, name)
-        tmp = path + _TMP_SUFFIX
-        size = 0
-        with open(tmp, "wb") as f:
-            pending: list[bytes] = []
-            pending_bytes = 0
-            for piece in encode_chunks({"seq": seq, "state": state}):
-                pending.append(piece)
-                pending_bytes += len(piece)
-                if pending_bytes >= _WRITE_BYTES:
-                    f.write(b"".join(pending))
-                    size += pending_bytes
-                    pending, pending_bytes = [], 0
-            f.write(b"".join(pending))
-            size += pending_bytes
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        self._fsync_dir()
+        name, size = self._images.write(state, seq)
         batch = WriteBatch(raw_mode=True)
         batch.put(_IMAGE_KEY, orjson.dumps({"seq": seq, "file": name}))
         batch.delete_range(_log_key(0), _log_key(seq + 1))
         self._write_synced(batch)
-        self._drop_images_but(name)
+        self._images.drop_all_but(name)
         log.info("checkpoint: image at seq %d written (%d bytes), log records up to %d dropped",
                  seq, size, seq)
         return size
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self._image_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def _drop_images_but(self, keep: str) -> None:
-        for name in os.listdir(self._image_dir):
-            if name.startswith(_IMAGE_PREFIX) and name != keep:
-                try:
-                    os.remove(os.path.join(self._image_dir, name))
-                except FileNotFoundError:
-                    pass
 
     def close(self) -> None:
         with self._db_lock:

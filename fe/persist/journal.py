@@ -14,6 +14,13 @@ every answer the FE gives and every call it makes. Without a running loop (tools
 tests) ``log`` writes in place, synced, before it applies. A failed write is fatal
 (``on_fatal``; the FE exits).
 
+Two stores sit under one journal (:class:`LogStore`): the local RocksDB edit log
+(fe/persist/editlog.py, the default: one FE) and the etcd journal (fe/persist/etcdlog.py, FE high
+availability: ``make cluster FES=3``). With the etcd store only the leader logs: a follower's
+journal is read-only (``log`` raises :class:`JournalReadOnly`) and takes the leader's records
+through :meth:`Journal.apply_replicated`, the same ``_apply`` replay uses, so its memory equals
+the leader's at its replayed seq.
+
 Ops are named ``<domain>.<verb>``; each domain keeps its own small table of verbs, so there is
 no central switch over op codes.
 
@@ -35,8 +42,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fe.persist.editlog import EditLog, release
-from fe.persist.groupcommit import GroupCommitWriter, exit_process
+from common.errors import Unavailable
+from fe.persist.editlog import Loaded, Record, release
+from fe.persist.groupcommit import MAX_GROUP_RECORDS, GroupCommitWriter, exit_process
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,28 @@ class Domain(Protocol):
     def load(self, state: dict[str, Any]) -> None: ...
 
 
+class LogStore(Protocol):
+    """Where records and images go: :class:`fe.persist.editlog.EditLog` (RocksDB, local) or
+    :class:`fe.persist.etcdlog.EtcdEditLog` (etcd, fenced on leadership)."""
+
+    def load(self) -> Loaded: ...
+
+    @property
+    def last_seq(self) -> int: ...
+
+    def prepare(self, op: str, data: dict[str, Any]) -> tuple[int, bytes]: ...
+
+    def write(self, records: list[tuple[int, bytes]]) -> None: ...
+
+    def checkpoint(self, state: dict[str, Any], seq: int) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class JournalReadOnly(Unavailable):
+    """A record was logged on an FE that is not the leader (a follower only replays)."""
+
+
 @dataclass(frozen=True)
 class CheckpointStats:
     """The last checkpoint: its seq, the time the loop spent on the snapshot, the time the
@@ -68,10 +98,12 @@ class CheckpointStats:
 
 
 class Journal:
-    def __init__(self, editlog: EditLog, checkpoint_every: Callable[[], int] = lambda: 1000,
-                 on_fatal: Callable[[BaseException], None] = exit_process) -> None:
+    def __init__(self, editlog: LogStore, checkpoint_every: Callable[[], int] = lambda: 1000,
+                 on_fatal: Callable[[BaseException], None] = exit_process, *, writable: bool = True,
+                 max_group_records: int = MAX_GROUP_RECORDS) -> None:
         self._editlog = editlog
-        self._writer = GroupCommitWriter(editlog.write, on_fatal)
+        self._writer = GroupCommitWriter(editlog.write, on_fatal, max_group_records)
+        self._writable = writable
         self._domains: dict[str, Domain] = {}
         self._since_checkpoint = 0
         self._checkpoint_every = checkpoint_every
@@ -107,6 +139,10 @@ class Journal:
     def log(self, op: str, data: dict[str, Any]) -> Any:
         """Journal one change and apply it; returns what the domain's apply returns. On an event
         loop the record is durable once :meth:`durable` returns; without one, already."""
+        if not self._writable:
+            raise JournalReadOnly(
+                f"this FE is not the leader: only the leader writes the journal (op {op!r}); send "
+                "writes to the leader FE (ShowFrontends shows it)")
         self._writer.check()
         seq, payload = self._editlog.prepare(op, data)
         try:
@@ -121,6 +157,46 @@ class Journal:
         if every > 0 and self._since_checkpoint >= every and not self.checkpoint_running:
             self._start_checkpoint()
         return result
+
+    @property
+    def writable(self) -> bool:
+        """False on a follower: it replays the leader's records and logs none of its own."""
+        return self._writable
+
+    def set_writable(self, writable: bool) -> None:
+        """The FE became the leader (True; its journal continues after :attr:`last_seq`), or
+        is a follower (False)."""
+        self._writable = writable
+
+    @property
+    def last_seq(self) -> int:
+        """The last seq applied to memory (logged here or replicated from the leader)."""
+        return self._editlog.last_seq
+
+    def apply_replicated(self, records: list[Record]) -> None:
+        """A follower applies records the leader wrote, in seq order, through the same apply
+        replay uses (no live-only side effects). They are durable already: they came from the
+        store."""
+        if self._writable:
+            raise RuntimeError("apply_replicated on a writable journal: the leader writes its own records")
+        advance = self._editlog.advance  # type: ignore[attr-defined]  # stores that replicate have it
+        if not records:
+            return
+        self.replaying = True
+        try:
+            for rec in records:
+                expected = self._editlog.last_seq + 1
+                if rec.seq != expected:
+                    raise ValueError(f"replicated journal record {rec.seq} out of order: expected {expected}")
+                self._apply(rec.op, rec.data)
+                advance(rec.seq)
+        finally:
+            self.replaying = False
+        self._writer.start_at(self._editlog.last_seq)
+        self._since_checkpoint += len(records)
+        every = self._checkpoint_every()
+        if every > 0 and self._since_checkpoint >= every and not self.checkpoint_running:
+            self._start_checkpoint()
 
     async def durable(self) -> None:
         """Wait, off the loop, until every record logged so far is synced."""

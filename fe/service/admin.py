@@ -12,8 +12,10 @@ from common.timefmt import fmt_bytes, fmt_ms
 from fe.catalog.catalog import Catalog
 from fe.catalog.stats import Statistics
 from fe.clone.daemon import TabletSchedDaemon
+from fe.ha.role import HaState
 from fe.routineload.manager import RoutineLoadManager
 from fe.service.admin_catalog import CatalogAdmin
+from fe.service.admin_frontends import FRONTENDS_PROC_PATH, FrontendsAdmin, frontends_proc
 from fe.service.admin_load import LoadAdmin
 from fe.service.admin_replica import ReplicaAdmin
 from fe.service.admin_routine import RoutineLoadAdmin
@@ -60,12 +62,14 @@ class BackendsAdmin:
 
 
 @servicer
-class AdminServicer(BackendsAdmin, CatalogAdmin, LoadAdmin, RoutineLoadAdmin, ReplicaAdmin,
+class AdminServicer(BackendsAdmin, FrontendsAdmin, CatalogAdmin, LoadAdmin, RoutineLoadAdmin, ReplicaAdmin,
                     admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, backends: BackendRegistry, catalog: Catalog, stats: Statistics,
                  dynconfig: DynamicConfig, txns: TransactionManager, clients: BackendClients,
                  inconsistent_tablets: set[int], routine: RoutineLoadManager,
-                 tablet_sched: TabletSchedDaemon | None = None) -> None:
+                 tablet_sched: TabletSchedDaemon | None = None, *, ha: HaState) -> None:
+        self._ha = ha
+        stats.register(FRONTENDS_PROC_PATH, lambda: frontends_proc(ha))
         self._tablet_sched = tablet_sched
         self._routine = routine
         self._backends = backends

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -18,6 +19,8 @@ from fe.service.frontend_report import ReportServiceMixin
 from fe.system.backends import BackendRegistry, DiskInfo, Heartbeat
 from fe.txn.manager import TransactionManager
 from fe.txn.state import SourceType, TxnStatus
+
+log = logging.getLogger(__name__)
 
 
 def _require_endpoint(host: str, port: int) -> None:
@@ -135,12 +138,21 @@ class FrontendServicer(ReportServiceMixin, frontend_pb2_grpc.FrontendServiceServ
         except orjson.JSONDecodeError as exc:
             raise InvalidArgument(f"field 'attachment_json' is not JSON: {exc}") from None
         tablets = {info.tablet_id: list(info.backend_ids) for info in request.tablet_commit_infos}
-        # every commit (stream load, routine load task) comes through here
-        await self._debug.point(FE_TXN_COMMIT_BEFORE_JOURNAL)
-        txn = self._txns.commit(request.txn_id, tablets, attachment, request.loaded_rows)
-        if self._debug.enabled and self._durable is not None:
-            await self._durable()  # the point means "journaled": the commit record is synced
-        await self._debug.point(FE_TXN_COMMIT_AFTER_JOURNAL)
+        txn = self._txns.get(request.txn_id)
+        if txn.status in (TxnStatus.COMMITTED, TxnStatus.VISIBLE):
+            # StarRocks' commitTransaction returns at once for a txn already COMMITTED or VISIBLE:
+            # only its coordinator commits a txn, so this is that coordinator retrying a commit whose
+            # first attempt landed (on a leader that died or stepped down before it answered).
+            # Nothing is logged again: the offsets CAS of a routine load task ran once, with the first.
+            log.info("txn %d (label %s) is already %s: commit answered as done", txn.txn_id, txn.label,
+                     txn.status.value)
+        else:
+            # every commit (stream load, routine load task) comes through here
+            await self._debug.point(FE_TXN_COMMIT_BEFORE_JOURNAL)
+            txn = self._txns.commit(request.txn_id, tablets, attachment, request.loaded_rows)
+            if self._debug.enabled and self._durable is not None:
+                await self._durable()  # the point means "journaled": the commit record is synced
+            await self._debug.point(FE_TXN_COMMIT_AFTER_JOURNAL)
         if request.wait_visible_ms > 0:
             txn = await self._txns.wait_finished(txn.txn_id, request.wait_visible_ms / 1000)
         return frontend_pb2.CommitTxnResponse(status=txn.status.value)

@@ -66,6 +66,10 @@ SETTINGS: tuple[Setting, ...] = (
             "finished transactions and their labels are kept this long"),
     Setting("label_keep_max_num", int, 1000, 1, 10_000_000, "1000",
             "a database keeps at most this many transactions; the oldest finished ones go first"),
+    Setting("fe_leader_lease_second", int, 3, 2, 3600, "(BDB JE: bdbje_heartbeat_timeout_second 30)",
+            "FE high availability (--journal etcd): the etcd lease of each FE; a leader that cannot renew "
+            "it for this long steps down and another FE takes over. Known before the journal is read: "
+            "from the local image or --config at start; a change takes effect at each FE's next start"),
     Setting("max_running_txn_num_per_db", int, 1000, 1, 1_000_000, "1000",
             "running (PREPARE or COMMITTED) transactions per database beyond which a begin is refused; "
             "routine load tasks are not counted"),

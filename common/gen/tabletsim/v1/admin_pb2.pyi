@@ -137,6 +137,146 @@ class ShowBackendsResponse(_message.Message):
 Global___ShowBackendsResponse: _TypeAlias = ShowBackendsResponse  # noqa: Y015
 
 @_typing.final
+class ShowFrontendsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowFrontendsRequest: _TypeAlias = ShowFrontendsRequest  # noqa: Y015
+
+@_typing.final
+class FrontendRow(_message.Message):
+    """SHOW FRONTENDS' columns, in its order; times as 'yyyy-MM-dd HH:mm:ss' ('NULL' when unknown)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    IP_FIELD_NUMBER: _builtins.int
+    EDIT_LOG_PORT_FIELD_NUMBER: _builtins.int
+    HTTP_PORT_FIELD_NUMBER: _builtins.int
+    QUERY_PORT_FIELD_NUMBER: _builtins.int
+    RPC_PORT_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    IS_MASTER_FIELD_NUMBER: _builtins.int
+    CLUSTER_ID_FIELD_NUMBER: _builtins.int
+    JOIN_FIELD_NUMBER: _builtins.int
+    ALIVE_FIELD_NUMBER: _builtins.int
+    REPLAYED_JOURNAL_ID_FIELD_NUMBER: _builtins.int
+    LAST_HEARTBEAT_FIELD_NUMBER: _builtins.int
+    IS_HELPER_FIELD_NUMBER: _builtins.int
+    ERR_MSG_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    ip: _builtins.str
+    edit_log_port: _builtins.int
+    http_port: _builtins.int
+    query_port: _builtins.int
+    rpc_port: _builtins.int
+    role: _builtins.str
+    """LEADER or FOLLOWER"""
+    is_master: _builtins.bool
+    cluster_id: _builtins.str
+    join: _builtins.bool
+    alive: _builtins.bool
+    replayed_journal_id: _builtins.int
+    last_heartbeat: _builtins.str
+    is_helper: _builtins.bool
+    err_msg: _builtins.str
+    start_time: _builtins.str
+    version: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        ip: _builtins.str = ...,
+        edit_log_port: _builtins.int | None = ...,
+        http_port: _builtins.int | None = ...,
+        query_port: _builtins.int | None = ...,
+        rpc_port: _builtins.int | None = ...,
+        role: _builtins.str = ...,
+        is_master: _builtins.bool | None = ...,
+        cluster_id: _builtins.str = ...,
+        join: _builtins.bool | None = ...,
+        alive: _builtins.bool | None = ...,
+        replayed_journal_id: _builtins.int | None = ...,
+        last_heartbeat: _builtins.str = ...,
+        is_helper: _builtins.bool | None = ...,
+        err_msg: _builtins.str = ...,
+        start_time: _builtins.str = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_alive", b"_alive", "_edit_log_port", b"_edit_log_port", "_http_port", b"_http_port", "_is_helper", b"_is_helper", "_is_master", b"_is_master", "_join", b"_join", "_query_port", b"_query_port", "_replayed_journal_id", b"_replayed_journal_id", "_rpc_port", b"_rpc_port", "alive", b"alive", "edit_log_port", b"edit_log_port", "http_port", b"http_port", "is_helper", b"is_helper", "is_master", b"is_master", "join", b"join", "query_port", b"query_port", "replayed_journal_id", b"replayed_journal_id", "rpc_port", b"rpc_port"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alive", b"_alive", "_edit_log_port", b"_edit_log_port", "_http_port", b"_http_port", "_is_helper", b"_is_helper", "_is_master", b"_is_master", "_join", b"_join", "_query_port", b"_query_port", "_replayed_journal_id", b"_replayed_journal_id", "_rpc_port", b"_rpc_port", "alive", b"alive", "cluster_id", b"cluster_id", "edit_log_port", b"edit_log_port", "err_msg", b"err_msg", "http_port", b"http_port", "ip", b"ip", "is_helper", b"is_helper", "is_master", b"is_master", "join", b"join", "last_heartbeat", b"last_heartbeat", "name", b"name", "query_port", b"query_port", "replayed_journal_id", b"replayed_journal_id", "role", b"role", "rpc_port", b"rpc_port", "start_time", b"start_time", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__alive: _TypeAlias = _typing.Literal["alive"]  # noqa: Y015
+    _WhichOneofArgType__alive: _TypeAlias = _typing.Literal["_alive", b"_alive"]  # noqa: Y015
+    _WhichOneofReturnType__edit_log_port: _TypeAlias = _typing.Literal["edit_log_port"]  # noqa: Y015
+    _WhichOneofArgType__edit_log_port: _TypeAlias = _typing.Literal["_edit_log_port", b"_edit_log_port"]  # noqa: Y015
+    _WhichOneofReturnType__http_port: _TypeAlias = _typing.Literal["http_port"]  # noqa: Y015
+    _WhichOneofArgType__http_port: _TypeAlias = _typing.Literal["_http_port", b"_http_port"]  # noqa: Y015
+    _WhichOneofReturnType__is_helper: _TypeAlias = _typing.Literal["is_helper"]  # noqa: Y015
+    _WhichOneofArgType__is_helper: _TypeAlias = _typing.Literal["_is_helper", b"_is_helper"]  # noqa: Y015
+    _WhichOneofReturnType__is_master: _TypeAlias = _typing.Literal["is_master"]  # noqa: Y015
+    _WhichOneofArgType__is_master: _TypeAlias = _typing.Literal["_is_master", b"_is_master"]  # noqa: Y015
+    _WhichOneofReturnType__join: _TypeAlias = _typing.Literal["join"]  # noqa: Y015
+    _WhichOneofArgType__join: _TypeAlias = _typing.Literal["_join", b"_join"]  # noqa: Y015
+    _WhichOneofReturnType__query_port: _TypeAlias = _typing.Literal["query_port"]  # noqa: Y015
+    _WhichOneofArgType__query_port: _TypeAlias = _typing.Literal["_query_port", b"_query_port"]  # noqa: Y015
+    _WhichOneofReturnType__replayed_journal_id: _TypeAlias = _typing.Literal["replayed_journal_id"]  # noqa: Y015
+    _WhichOneofArgType__replayed_journal_id: _TypeAlias = _typing.Literal["_replayed_journal_id", b"_replayed_journal_id"]  # noqa: Y015
+    _WhichOneofReturnType__rpc_port: _TypeAlias = _typing.Literal["rpc_port"]  # noqa: Y015
+    _WhichOneofArgType__rpc_port: _TypeAlias = _typing.Literal["_rpc_port", b"_rpc_port"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__alive) -> _WhichOneofReturnType__alive | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__edit_log_port) -> _WhichOneofReturnType__edit_log_port | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__http_port) -> _WhichOneofReturnType__http_port | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__is_helper) -> _WhichOneofReturnType__is_helper | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__is_master) -> _WhichOneofReturnType__is_master | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__join) -> _WhichOneofReturnType__join | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__query_port) -> _WhichOneofReturnType__query_port | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__replayed_journal_id) -> _WhichOneofReturnType__replayed_journal_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rpc_port) -> _WhichOneofReturnType__rpc_port | None: ...
+
+Global___FrontendRow: _TypeAlias = FrontendRow  # noqa: Y015
+
+@_typing.final
+class ShowFrontendsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRONTENDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def frontends(self) -> _containers.RepeatedCompositeFieldContainer[Global___FrontendRow]: ...
+    def __init__(
+        self,
+        *,
+        frontends: _abc.Iterable[Global___FrontendRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frontends", b"frontends"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShowFrontendsResponse: _TypeAlias = ShowFrontendsResponse  # noqa: Y015
+
+@_typing.final
 class CreateDatabaseRequest(_message.Message):
     """---------------------------------------------------------------- catalog"""
 
@@ -1182,7 +1322,7 @@ class ShowProcRequest(_message.Message):
 
     PATH_FIELD_NUMBER: _builtins.int
     path: _builtins.str
-    """'/statistic' or '/statistic/<DbId>'"""
+    """'/statistic', '/statistic/<DbId>', '/frontends', '/cluster_balance/...'"""
     def __init__(
         self,
         *,

@@ -42,6 +42,11 @@ class AdminServiceStub:
                 request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowBackendsRequest.SerializeToString,
                 response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowBackendsResponse.FromString,
                 _registered_method=True)
+        self.ShowFrontends = channel.unary_unary(
+                '/tabletsim.v1.AdminService/ShowFrontends',
+                request_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowFrontendsRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowFrontendsResponse.FromString,
+                _registered_method=True)
         self.CreateDatabase = channel.unary_unary(
                 '/tabletsim.v1.AdminService/CreateDatabase',
                 request_serializer=tabletsim_dot_v1_dot_admin__pb2.CreateDatabaseRequest.SerializeToString,
@@ -206,6 +211,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ShowFrontends(self, request, context):
+        """SHOW FRONTENDS: one row per FE, with its role (LEADER / FOLLOWER) and replayed journal id.
+        Served by any FE from its own view.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateDatabase(self, request, context):
         """---- catalog
         """
@@ -281,7 +294,7 @@ class AdminServiceServicer:
 
     def ShowProc(self, request, context):
         """SHOW PROC '/statistic' | '/statistic/<DbId>' | '/cluster_balance/pending_tablets' |
-        '/cluster_balance/running_tablets' | '/cluster_balance/history_tablets'
+        '/cluster_balance/running_tablets' | '/cluster_balance/history_tablets' | '/frontends'
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -420,6 +433,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ShowBackends,
                     request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowBackendsRequest.FromString,
                     response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowBackendsResponse.SerializeToString,
+            ),
+            'ShowFrontends': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowFrontends,
+                    request_deserializer=tabletsim_dot_v1_dot_admin__pb2.ShowFrontendsRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_admin__pb2.ShowFrontendsResponse.SerializeToString,
             ),
             'CreateDatabase': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateDatabase,
@@ -601,6 +619,33 @@ class AdminService:
             '/tabletsim.v1.AdminService/ShowBackends',
             tabletsim_dot_v1_dot_admin__pb2.ShowBackendsRequest.SerializeToString,
             tabletsim_dot_v1_dot_admin__pb2.ShowBackendsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowFrontends(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.AdminService/ShowFrontends',
+            tabletsim_dot_v1_dot_admin__pb2.ShowFrontendsRequest.SerializeToString,
+            tabletsim_dot_v1_dot_admin__pb2.ShowFrontendsResponse.FromString,
             options,
             channel_credentials,
             insecure,

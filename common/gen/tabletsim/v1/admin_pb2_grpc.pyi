@@ -38,6 +38,10 @@ class AdminServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AdminServiceAsyncStub: ...
     ShowBackends: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowBackendsRequest, _admin_pb2.ShowBackendsResponse]
     """SHOW BACKENDS: one row per BE."""
+    ShowFrontends: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowFrontendsRequest, _admin_pb2.ShowFrontendsResponse]
+    """SHOW FRONTENDS: one row per FE, with its role (LEADER / FOLLOWER) and replayed journal id.
+    Served by any FE from its own view.
+    """
     CreateDatabase: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateDatabaseRequest, _admin_pb2.CreateDatabaseResponse]
     """---- catalog"""
     DropDatabase: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DropDatabaseRequest, _admin_pb2.DropDatabaseResponse]
@@ -59,7 +63,7 @@ class AdminServiceStub:
     """ADMIN SHOW REPLICA DISTRIBUTION FROM <table> [PARTITION (...)]"""
     ShowProc: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowProcRequest, _admin_pb2.ShowProcResponse]
     """SHOW PROC '/statistic' | '/statistic/<DbId>' | '/cluster_balance/pending_tablets' |
-    '/cluster_balance/running_tablets' | '/cluster_balance/history_tablets'
+    '/cluster_balance/running_tablets' | '/cluster_balance/history_tablets' | '/frontends'
     """
     ShowReplicaStatus: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShowReplicaStatusRequest, _admin_pb2.ShowReplicaStatusResponse]
     """ADMIN SHOW REPLICA STATUS FROM <table> [PARTITION (...)] [WHERE STATUS = '...']"""
@@ -110,6 +114,10 @@ class AdminServiceAsyncStub(AdminServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ShowBackends: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowBackendsRequest, _admin_pb2.ShowBackendsResponse]  # type: ignore[assignment]
     """SHOW BACKENDS: one row per BE."""
+    ShowFrontends: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowFrontendsRequest, _admin_pb2.ShowFrontendsResponse]  # type: ignore[assignment]
+    """SHOW FRONTENDS: one row per FE, with its role (LEADER / FOLLOWER) and replayed journal id.
+    Served by any FE from its own view.
+    """
     CreateDatabase: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateDatabaseRequest, _admin_pb2.CreateDatabaseResponse]  # type: ignore[assignment]
     """---- catalog"""
     DropDatabase: _aio.UnaryUnaryMultiCallable[_admin_pb2.DropDatabaseRequest, _admin_pb2.DropDatabaseResponse]  # type: ignore[assignment]
@@ -131,7 +139,7 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """ADMIN SHOW REPLICA DISTRIBUTION FROM <table> [PARTITION (...)]"""
     ShowProc: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowProcRequest, _admin_pb2.ShowProcResponse]  # type: ignore[assignment]
     """SHOW PROC '/statistic' | '/statistic/<DbId>' | '/cluster_balance/pending_tablets' |
-    '/cluster_balance/running_tablets' | '/cluster_balance/history_tablets'
+    '/cluster_balance/running_tablets' | '/cluster_balance/history_tablets' | '/frontends'
     """
     ShowReplicaStatus: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShowReplicaStatusRequest, _admin_pb2.ShowReplicaStatusResponse]  # type: ignore[assignment]
     """ADMIN SHOW REPLICA STATUS FROM <table> [PARTITION (...)] [WHERE STATUS = '...']"""
@@ -185,6 +193,16 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ShowBackendsResponse, _abc.Awaitable[_admin_pb2.ShowBackendsResponse]]:
         """SHOW BACKENDS: one row per BE."""
+
+    @_abc_1.abstractmethod
+    def ShowFrontends(
+        self,
+        request: _admin_pb2.ShowFrontendsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ShowFrontendsResponse, _abc.Awaitable[_admin_pb2.ShowFrontendsResponse]]:
+        """SHOW FRONTENDS: one row per FE, with its role (LEADER / FOLLOWER) and replayed journal id.
+        Served by any FE from its own view.
+        """
 
     @_abc_1.abstractmethod
     def CreateDatabase(
@@ -278,7 +296,7 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ShowProcResponse, _abc.Awaitable[_admin_pb2.ShowProcResponse]]:
         """SHOW PROC '/statistic' | '/statistic/<DbId>' | '/cluster_balance/pending_tablets' |
-        '/cluster_balance/running_tablets' | '/cluster_balance/history_tablets'
+        '/cluster_balance/running_tablets' | '/cluster_balance/history_tablets' | '/frontends'
         """
 
     @_abc_1.abstractmethod
