@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -9,9 +10,33 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class _Poll(Generic[T]):
+    """One deadline-bound wait: each :meth:`once` runs the probe and says whether to go on."""
+
+    def __init__(self, probe: Callable[[], T], timeout_s: float, what: str) -> None:
+        self._probe = probe
+        self._timeout_s = timeout_s
+        self._what = what
+        self._deadline = time.monotonic() + timeout_s
+        self._last_error = "never became true"
+
+    def once(self) -> T | None:
+        """The probe's value when truthy; None to poll again; AssertionError past the deadline."""
+        try:
+            value = self._probe()
+            if value:
+                return value
+        except AssertionError as exc:
+            self._last_error = str(exc)
+        if time.monotonic() >= self._deadline:
+            raise AssertionError(f"timed out after {self._timeout_s:.1f} s waiting for {self._what}: "
+                                 f"{self._last_error}")
+        return None
 
 
 def assert_eventually(
@@ -22,18 +47,26 @@ def assert_eventually(
     ``probe`` may raise AssertionError while the condition does not hold yet; the last such
     message is reported when the deadline passes.
     """
-    deadline = time.monotonic() + timeout_s
-    last_error: str = "never became true"
-    while True:
-        try:
-            value = probe()
-            if value:
-                return value
-        except AssertionError as exc:
-            last_error = str(exc)
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s:.1f} s waiting for {what}: {last_error}")
+    poll = _Poll(probe, timeout_s, what)
+    while (value := poll.once()) is None:
         time.sleep(interval_s)
+    return value
+
+
+async def pause(seconds: float) -> None:
+    """Give the loop to others for ``seconds`` (a timed wait on an event nobody sets)."""
+    try:
+        await asyncio.wait_for(asyncio.Event().wait(), seconds)
+    except TimeoutError:
+        pass
+
+
+async def eventually(probe: Callable[[], T], *, timeout_s: float, what: str, interval_s: float = 0.05) -> T:
+    """:func:`assert_eventually` on an event loop: the loop runs other work between polls."""
+    poll = _Poll(probe, timeout_s, what)
+    while (value := poll.once()) is None:
+        await pause(interval_s)
+    return value
 
 
 GRPCURL = os.path.join(os.path.dirname(sys.executable), "grpcurl")

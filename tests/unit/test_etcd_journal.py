@@ -19,7 +19,8 @@ from fe.persist.etcdclient import EtcdLayout, EtcdSession, compare_create, op_pu
 from fe.persist.etcdlog import EtcdEditLog, Fence, LeadershipLost
 from fe.persist.groupcommit import JournalWriteFailed
 from fe.persist.journal import Journal, JournalReadOnly
-from tests.etcd_support import etcd_fixture, eventually
+from tests.etcd_support import etcd_fixture
+from tests.support import eventually
 
 _ids = itertools.count()
 
