@@ -43,8 +43,8 @@ proto: $(STAMP)
 	@touch common/gen/__init__.py common/gen/tabletsim/__init__.py common/gen/tabletsim/v1/__init__.py
 	@echo "generated common/gen/tabletsim/v1"
 
-demo: $(STAMP)
-	@$(PY) -m deploy.demo --run-dir $(RUN_DIR) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT)
+demo: $(STAMP) $(if $(filter-out 1,$(FES)),etcd)
+	@$(PY) -m deploy.demo --run-dir $(RUN_DIR) --fes $(FES) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT)
 
 # Seeded faults under load and a checker (deploy/chaos.py); its own cluster on free ports in a temp dir.
 SEED ?= 1
@@ -52,8 +52,8 @@ DURATION ?= 300
 CHAOS_BES ?= 4
 # KINDS=be_kill,fe_kill narrows the fault kinds (default: every kind)
 KINDS ?=
-chaos: $(STAMP)
-	$(PY) -m deploy.chaos --seed $(SEED) --duration $(DURATION) --bes $(if $(filter command line,$(origin BES)),$(BES),$(CHAOS_BES)) --kinds "$(KINDS)"
+chaos: $(STAMP) $(if $(filter-out 1,$(FES)),etcd)
+	$(PY) -m deploy.chaos --seed $(SEED) --duration $(DURATION) --fes $(FES) --bes $(if $(filter command line,$(origin BES)),$(BES),$(CHAOS_BES)) --kinds "$(KINDS)"
 
 bench: $(STAMP)
 	$(PY) -m bench.routine_load

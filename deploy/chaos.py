@@ -1,18 +1,21 @@
 """`make chaos SEED=n DURATION=s`: seeded faults under load, then a checker that proves the invariants.
 
-    python -m deploy.chaos --seed 1 --duration 300 [--bes 4] [--max-down 1] [--rate 1000]
+    python -m deploy.chaos --seed 1 --duration 300 [--bes 4] [--fes 1] [--max-down 1] [--rate 1000]
                            [--report-dir DIR] [--kinds be_kill,fe_be_partition,...]
 
 1. Generates the fault schedule from the seed and the duration alone (deploy/chaos_schedule.py)
    and prints it before anything starts: the same seed prints the same schedule. --kinds
    narrows the fault kinds (default: every kind).
-2. Starts its own cluster (broker, FE, --bes BEs) on free loopback ports in a temporary run dir
+2. Starts its own cluster (broker, FE, --bes BEs; with --fes 3 three FEs on a 3-member etcd,
+   and the fault kinds of FE high availability instead of fe_kill) on free loopback ports in a temporary run dir
    with fast failure detection and repair and debug points on (the link faults are debug-point
    rules), creates the sample workload of deploy/workload.py (an 8-partition topic, an RF=3
    MAJORITY table, a routine load job) and a steady producer.
 3. Runs the faults on time while sampling the cluster every second (deploy/chaos_runner.py).
 4. Stops the producer and runs the checker with bounded waits (deploy/chaos_checker.py), which
    also measures, for each fault, how long the cluster took to converge after its recovery.
+   With more than one FE it also checks that exactly one FE leads and that every FE replayed
+   the journal up to the leader's id within 5 s (deploy/chaos_ha.py).
 5. Writes report.json and timeline.txt to --report-dir (default bench/results/chaos-<seed>),
    prints the verdict with the convergence times per fault kind (count, min / median / max) and
    exits 0 (PASS), 1 (a violation, or a process crashed) or 2 (the run could not be set up). The
@@ -35,13 +38,13 @@ import time
 
 import grpc
 
-from common.gen.tabletsim.v1 import admin_pb2_grpc
 from common.rpc import CHANNEL_OPTIONS
 from deploy import workload
 from deploy.chaos_checker import Bounds, Checker, CheckResult, convergence_lines
 from deploy.chaos_runner import ChaosRunner, Recorder
 from deploy.chaos_schedule import KINDS, Schedule, generate, parse_kinds, quorum_tolerance
 from deploy.cluster import ClusterSpec, LocalCluster
+from deploy.fe_pool import FrontendPool
 from deploy.ports import free_ports
 
 TOPIC_PARTITIONS = 8
@@ -84,8 +87,9 @@ async def run_chaos(cluster: LocalCluster, schedule: Schedule, rate: float, boun
     """Set-up, faults with sampling, then the checker. ``state`` carries the runner out for cleanup."""
     topic = f"chaos_events_{schedule.seed}"
     broker = cluster.broker_address
-    async with grpc.aio.insecure_channel(cluster.fe_address, options=DRIVER_CHANNEL_OPTIONS) as channel:
-        admin = admin_pb2_grpc.AdminServiceStub(channel)
+    async with FrontendPool(cluster.frontends(), DRIVER_CHANNEL_OPTIONS) as pool:
+        admin = pool.admin
+        pool.prefer((cluster.leader() or ("",))[0])
         await _retry_unavailable(lambda: workload.create_schema(admin), "create the table")
         await workload.create_topic(broker, topic, TOPIC_PARTITIONS)
         await _retry_unavailable(lambda: workload.create_job(admin, broker, topic, desired=3, interval_s=1),
@@ -93,15 +97,16 @@ async def run_chaos(cluster: LocalCluster, schedule: Schedule, rate: float, boun
         producer = workload.Producer(broker, topic, TOPIC_PARTITIONS, 0, 10**12, rate)
         produce = asyncio.create_task(producer.run())
         try:
-            return await _faults_and_check(cluster, admin, schedule, producer, produce, bounds, state, topic)
+            return await _faults_and_check(cluster, pool, schedule, producer, produce, bounds, state, topic)
         finally:
             producer.stop()
             await asyncio.gather(produce, return_exceptions=True)
 
 
-async def _faults_and_check(cluster, admin, schedule: Schedule, producer: workload.Producer,
+async def _faults_and_check(cluster, pool: FrontendPool, schedule: Schedule, producer: workload.Producer,
                             produce: asyncio.Task, bounds: Bounds, state: dict,
                             topic: str) -> tuple[Recorder, CheckResult | None]:
+    admin = pool.admin
     print(f"topic {topic} ({TOPIC_PARTITIONS} partitions), table {workload.DB}.{workload.TABLE} (RF=3, MAJORITY), "
           f"job {workload.JOB}; producing ~{producer.rate:,.0f} events/s", flush=True)
     try:
@@ -110,7 +115,7 @@ async def _faults_and_check(cluster, admin, schedule: Schedule, producer: worklo
         raise SetupError(str(exc)) from None
 
     rec = Recorder()  # the chaos clock starts now: every time in the report is relative to it
-    runner = ChaosRunner(cluster, admin, schedule, producer, rec)
+    runner = ChaosRunner(cluster, pool, schedule, producer, rec)
     state["runner"], state["rec"] = runner, rec
     rec.event("observed", f"first rows loaded; chaos starts ({len(schedule.faults)} faults over "
               f"{schedule.duration_s:g} s)")
@@ -130,7 +135,12 @@ async def _faults_and_check(cluster, admin, schedule: Schedule, producer: worklo
         rec.violation("the producer did not stop within 30 s")
     if produce.done() and not produce.cancelled() and produce.exception() is not None:
         rec.violation(f"the producer failed: {produce.exception()!r}")
-    result = await Checker(admin, runner, rec, bounds).run(producer.produced)
+    try:
+        result = await Checker(admin, runner, rec, bounds).run(producer.produced)
+    finally:
+        for task in list(runner.watchers):
+            task.cancel()
+        await asyncio.gather(*runner.watchers, return_exceptions=True)
     return rec, result
 
 
@@ -145,7 +155,8 @@ def build_report(args, schedule: Schedule, rec: Recorder | None, result: CheckRe
     return {
         "verdict": "PASS" if not violations and result is not None else "FAIL",
         "violations": violations,
-        "seed": args.seed, "duration_s": args.duration, "bes": args.bes, "max_down": schedule.max_down,
+        "seed": args.seed, "duration_s": args.duration, "bes": args.bes, "fes": args.fes,
+        "max_down": schedule.max_down,
         "rate": args.rate, "fe_config": CHAOS_FE_CONFIG, "be_config": CHAOS_BE_CONFIG, "run_dir": run_dir, "timings_s": timings,
         "schedule_text": schedule.text(), "schedule": schedule.to_json(),
         "check": result.to_json() if result else None,
@@ -167,6 +178,7 @@ def timeline_text(report: dict, every_s: float = 5.0) -> str:
             items.append((s["t"], 1, f"    loaded {max(s['loaded'], 0):>9,}  {s['rows_per_s']:>7,.0f} rows/s  "
                                      f"lag {s['lag']:>6,}  unhealthy {s['unhealthy']:>3}  "
                                      f"BEs {s['alive_bes']}/{s['total_bes']}  job {s['job_state']}"
+                                     + (f"  leader {s.get('leader') or 'none'}" if report.get("fes", 1) > 1 else "")
                                      + (f"  ({s['error'][:50]})" if s["error"] else "")))
     lines += [f"{t:7.1f}s {text}" for t, _, text in sorted(items, key=lambda x: (x[0], x[1]))]
     lines += ["", f"VERDICT: {report['verdict']}"]
@@ -254,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--duration", type=float, default=300.0, help="seconds of faults (the checker runs after)")
     p.add_argument("--bes", type=int, default=4)
+    p.add_argument("--fes", type=int, default=1,
+                   help="FEs (odd); more than one: an etcd cluster, leader election and the FE HA fault kinds")
     p.add_argument("--max-down", type=int, default=None,
                    help="most BEs down at once (default: what RF=3 MAJORITY tolerates, 1)")
     p.add_argument("--rate", type=float, default=1000.0, help="messages per second")
@@ -263,14 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-run-dir", action="store_true", help="keep the cluster's run dir even on PASS")
     p.add_argument("--kinds", default="", help=f"comma-separated fault kinds (default: all of {', '.join(KINDS)})")
     args = p.parse_args(argv)
+    if args.fes < 1 or args.fes % 2 == 0:
+        p.error(f"--fes {args.fes}: give an odd number of FEs (1, 3, 5, ...): etcd needs a majority")
     try:
-        kinds = parse_kinds(args.kinds)
+        kinds = parse_kinds(args.kinds, args.fes)
     except ValueError as exc:
         p.error(str(exc))
     max_down = quorum_tolerance(3, "MAJORITY") if args.max_down is None else args.max_down
     if args.bes < 3:
         p.error("--bes must be at least 3 (the table has 3 replicas)")
-    schedule = generate(args.seed, args.duration, args.bes, max_down, kinds)
+    schedule = generate(args.seed, args.duration, args.bes, max_down, kinds, fes=args.fes)
     report_dir = args.report_dir or os.path.join("bench", "results", f"chaos-{args.seed}")
     bounds = Bounds(catch_up_s=args.catch_up_bound, healthy_s=args.healthy_bound,
                     txns_s=max(60.0, 3 * float(CHAOS_FE_CONFIG["routine_load_task_timeout_second"])))
@@ -279,10 +295,10 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dir = tempfile.mkdtemp(prefix=f"tabletsim-chaos-{args.seed}-")
     cluster = LocalCluster(run_dir)
-    ports = free_ports(2 + args.bes)
-    spec = ClusterSpec(bes=args.bes, fe_port=ports[0], broker_port=ports[1], be_ports=ports[2:],
-                       with_broker=True, fe_config=dict(CHAOS_FE_CONFIG), be_config=dict(CHAOS_BE_CONFIG),
-                       debug_points=True)
+    ports = free_ports(1 + args.fes + args.bes)
+    spec = ClusterSpec(bes=args.bes, fe_port=ports[1], broker_port=ports[0], fe_ports=ports[1:1 + args.fes],
+                       be_ports=ports[1 + args.fes:], with_broker=True, fe_config=dict(CHAOS_FE_CONFIG),
+                       be_config=dict(CHAOS_BE_CONFIG), debug_points=True, fes=args.fes)
     # SIGTERM is handled like Ctrl-C: unwind through the finally below, which stops the cluster
     signal.signal(signal.SIGTERM, _interrupt)
     state: dict = {}
@@ -292,13 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     interrupted = False
     try:
-        print(f"starting the cluster (broker, FE, {args.bes} BEs) in {run_dir} ...", flush=True)
+        fes = f"{args.fes} FEs on {args.fes} etcd members" if args.fes > 1 else "FE"
+        print(f"starting the cluster (broker, {fes}, {args.bes} BEs) in {run_dir} ...", flush=True)
         try:
             cluster.start(spec, timeout_s=90)
         except TimeoutError as exc:
             raise SetupError(str(exc)) from None
         timings["cluster_start"] = round(time.monotonic() - began, 1)
-        print(f"cluster up in {timings['cluster_start']} s: FE {cluster.fe_address}, broker {cluster.broker_address}, "
+        leader = f" (leader {cluster.leader()[0]})" if spec.ha and cluster.leader() else ""
+        fe_list = ", ".join(f"{n} {a}" for n, a in cluster.frontends().items()) if spec.ha else cluster.fe_address
+        print(f"cluster up in {timings['cluster_start']} s: FE {fe_list}{leader}, broker {cluster.broker_address}, "
               f"BEs {', '.join(cluster.be_address(i) for i in range(args.bes))}", flush=True)
         rec, result = asyncio.run(run_chaos(cluster, schedule, args.rate, bounds, state))
     except SetupError as exc:

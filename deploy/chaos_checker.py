@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 import grpc
 
 from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc
-from deploy import workload
+from deploy import chaos_ha, workload
 from deploy.chaos_runner import ChaosRunner, Event, Recorder, Sample
 from deploy.chaos_schedule import Schedule
 
@@ -76,6 +76,7 @@ class CheckResult:
     job_statistic: dict = field(default_factory=dict)
     verdict_lines: list[str] = field(default_factory=list)
     convergence: list[FaultConvergence] = field(default_factory=list)  # one per fault, in schedule order
+    frontends: dict = field(default_factory=dict)  # more than one FE: chaos_ha.FrontendsVerdict
 
     def to_json(self) -> dict:
         return {
@@ -87,6 +88,7 @@ class CheckResult:
             "job_state": self.job_state, "lag": self.lag, "job_statistic": self.job_statistic,
             "convergence": [asdict(c) for c in self.convergence],
             "convergence_by_kind": convergence_by_kind(self.convergence),
+            "frontends": self.frontends,
         }
 
 
@@ -254,8 +256,20 @@ class Checker:
             if pending:
                 await asyncio.sleep(POLL_S)
         await self._verdict(res, start)
+        if self.runner.cluster.spec.ha:
+            await self._frontends(res)
         res.convergence = fault_convergence(self.runner.schedule, self.rec.events, self.rec.samples)
         return res
+
+    async def _frontends(self, res: CheckResult) -> None:
+        """More than one FE: exactly one leader, and every FE's replayed journal id at the leader's
+        within chaos_ha.REPLAY_EQUAL_S."""
+        v = await chaos_ha.check_frontends(self.runner.cluster, self.runner.pool)
+        res.frontends = v.to_json()
+        res.verdict_lines += v.lines()
+        for problem in v.problems:
+            self.rec.violation(problem)
+        self.rec.event("observed", f"checker: {v.lines()[0]}")
 
     async def _verdict(self, res: CheckResult, start: float) -> None:
         """The full verdict (every id read back), retried within verdict_s while it is not OK."""

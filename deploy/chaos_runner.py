@@ -10,6 +10,12 @@ for the link faults the nodes' DebugService (the cluster runs with --enable-debu
     slow_link           {point "rpc", DELAY delay_ms} on the BE: every call it makes or serves waits
     broker_unreachable  {point "be.kafka.consume", peer <broker>, DROP} on the BE
 
+With more than one FE, "fe" in a link fault is the FE that leads when the fault starts, and the
+FE and etcd faults (fe_leader_kill, fe_leader_stop, fe_follower_kill, etcd_member_kill) act on
+processes as the BE faults do; deploy/chaos_ha.py decides which FE a fault hits and watches the
+takeover and the rejoin. The runner asks the FEs through a :class:`FrontendPool` that prefers
+the leader (from etcd, every sample) and skips an FE a fault holds down.
+
 A peer is named by the address the node answers in ListDebugRules (host:rpc_port for the FE,
 host:be_port for a BE). Each rule expires RULE_EXPIRY_MARGIN_S after its fault should have ended
 (a safety net should the runner die), but the fault ends when the runner removes its rules
@@ -46,9 +52,10 @@ from common.gen.tabletsim.v1 import (
     debug_pb2_grpc,
 )
 from common.rpc import cluster_channel
-from deploy import workload
+from deploy import chaos_ha, workload
 from deploy.chaos_schedule import COMPACTION_WAIT_S, Fault, Schedule
 from deploy.cluster import LocalCluster
+from deploy.fe_pool import FrontendPool
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,7 @@ class Sample:
     alive_bes: int
     total_bes: int
     error: str = ""
+    leader: str = ""  # the FE holding the leader key in etcd ("fe" with one FE; "" when none)
 
 
 @dataclass
@@ -136,7 +144,9 @@ class DebugRuleClient:
         self._names: dict[str, str] = {}  # node -> its address as its peers name it
 
     def _address(self, node: str) -> str:
-        return self.cluster.fe_address if node == "fe" else self.cluster.be_address(int(node[2:]))
+        if node.startswith("fe"):
+            return self.cluster.fe_address_of(node)
+        return self.cluster.be_address(int(node[2:]))
 
     async def _call(self, node: str, method: str, request):
         async with cluster_channel(self._address(node), self.cluster.spec.cluster_token) as channel:
@@ -167,10 +177,11 @@ class DebugRuleClient:
 
 
 class ChaosRunner:
-    def __init__(self, cluster: LocalCluster, admin: admin_pb2_grpc.AdminServiceStub, schedule: Schedule,
+    def __init__(self, cluster: LocalCluster, pool: FrontendPool, schedule: Schedule,
                  producer: workload.Producer, rec: Recorder, print_every_s: float = 5.0) -> None:
         self.cluster = cluster
-        self.admin = admin
+        self.pool = pool
+        self.admin: admin_pb2_grpc.AdminServiceStub = pool.admin  # type: ignore[assignment]
         self.schedule = schedule
         self.producer = producer
         self.rec = rec
@@ -179,6 +190,8 @@ class ChaosRunner:
         self.stopped: set[str] = set()  # nodes under SIGSTOP (cleanup must SIGCONT them)
         self.debug = DebugRuleClient(cluster)
         self.rules: dict[int, list[tuple[str, str]]] = {}  # fault index -> the (node, rule id) it added
+        self.acted_on: dict[int, str] = {}  # fault index -> the FE it hit ("leader" / "follower:k" resolved)
+        self.watchers: set[asyncio.Task] = set()  # takeover and rejoin observations under way
         self._last_printed = -1e9
 
     # ------------------------------------------------------------------ faults
@@ -230,6 +243,13 @@ class ChaosRunner:
             if pid is not None:
                 self.stopped.add(node)
             self.rec.event("fault", f"#{f.index} SIGSTOP {node} (pid {pid}): hung", f.index)
+        elif f.kind in ("fe_leader_kill", "fe_leader_stop", "fe_follower_kill"):
+            await self._inject_fe(f)
+        elif f.kind == "etcd_member_kill":
+            self.held_down.add(node)
+            pid = await asyncio.to_thread(self.cluster.kill_node, node)
+            self.rec.event("fault", f"#{f.index} SIGKILL {node} (pid {pid}): "
+                           f"{len(self.cluster.spec.etcd_names()) - 1} etcd members left", f.index)
         elif f.is_link:
             await self._add_link_rules(f)
         elif f.kind == "job_pause":
@@ -262,12 +282,77 @@ class ChaosRunner:
             self.stopped.discard(node)
             self.held_down.discard(node)
             self.rec.event("recover", f"#{f.index} SIGCONT {node} (pid {pid})", f.index)
+        elif f.kind in ("fe_leader_kill", "fe_leader_stop", "fe_follower_kill"):
+            await self._recover_fe(f)
+        elif f.kind == "etcd_member_kill":
+            pid = await asyncio.to_thread(self.cluster.start_node, node)
+            self.held_down.discard(node)
+            self.rec.event("recover", f"#{f.index} restarted {node} (pid {pid})", f.index)
         elif f.is_link:
             await self._remove_link_rules(f)
         elif f.kind == "job_pause":
             await _retry_unavailable(lambda: self.admin.ResumeRoutineLoad(
                 admin_pb2.RoutineLoadRequest(db=workload.DB, name=workload.JOB), timeout=10), "ResumeRoutineLoad")
             self.rec.event("recover", f"#{f.index} RESUME ROUTINE LOAD {workload.JOB}", f.index)
+
+    async def _inject_fe(self, f: Fault) -> None:
+        node = await chaos_ha.resolve_fe(self.cluster, f.target)
+        self.acted_on[f.index] = node
+        role = "follower" if f.kind == "fe_follower_kill" else "leader"
+        self.held_down.add(node)
+        self.pool.avoid(node)
+        since = time.monotonic()
+        if f.kind == "fe_leader_stop":
+            pid = self.cluster.signal_node(node, signal.SIGSTOP)
+            if pid is not None:
+                self.stopped.add(node)
+            self.rec.event("fault", f"#{f.index} SIGSTOP the leader {node} (pid {pid}): its lease will expire",
+                           f.index)
+        else:
+            pid = await asyncio.to_thread(self.cluster.kill_node, node)
+            self.rec.event("fault", f"#{f.index} SIGKILL the {role} {node} (pid {pid})", f.index)
+        if role == "leader":
+            self._watch(self._observe_takeover(f, node, since))
+
+    async def _recover_fe(self, f: Fault) -> None:
+        node = self.acted_on.get(f.index)
+        if node is None:
+            return  # never injected (reported then)
+        since = time.monotonic()
+        if f.kind == "fe_leader_stop":
+            pid = self.cluster.signal_node(node, signal.SIGCONT)
+            self.stopped.discard(node)
+            self.rec.event("recover", f"#{f.index} SIGCONT {node} (pid {pid}): it must find its lease gone, "
+                                      "write nothing and step down", f.index)
+        else:
+            pid = await asyncio.to_thread(self.cluster.start_node, node)
+            self.rec.event("recover", f"#{f.index} restarted {node} (pid {pid})", f.index)
+        self.held_down.discard(node)
+        self.pool.allow(node)
+        self._watch(self._observe_rejoin(f, node, since))
+
+    def _watch(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self.watchers.add(task)
+        task.add_done_callback(self.watchers.discard)
+
+    async def _observe_takeover(self, f: Fault, old: str, since: float) -> None:
+        found = await chaos_ha.watch_takeover(self.cluster, old, since)
+        if found is None:
+            self.rec.event("observed", f"#{f.index} no other FE took over from {old} within "
+                                       f"{chaos_ha.TAKEOVER_WAIT_S:g} s", f.index)
+        else:
+            self.rec.event("observed", f"#{f.index} {found[0]} took over the leadership from {old} "
+                                       f"{found[1]} s after the fault", f.index)
+
+    async def _observe_rejoin(self, f: Fault, node: str, since: float) -> None:
+        found = await chaos_ha.watch_rejoin(self.pool, node, since)
+        if found is None:
+            self.rec.event("observed", f"#{f.index} {node} did not answer as a FOLLOWER within "
+                                       f"{chaos_ha.REJOIN_WAIT_S:g} s", f.index)
+        else:
+            self.rec.event("observed", f"#{f.index} {node} answers as {found[0]} {found[1]} s after its "
+                                       + ("SIGCONT" if f.kind == "fe_leader_stop" else "restart"), f.index)
 
     def _link_rules(self, f: Fault, names: dict[str, str]) -> list[tuple[str, debug_pb2.DebugRule]]:
         """The (node, rule) pairs that make link fault ``f``; ``names``: node -> the address its peers use."""
@@ -277,7 +362,7 @@ class ChaosRunner:
             return debug_pb2.DebugRule(point=point, peer=peer, action=debug_pb2.DROP, expire_after_ms=expiry)
 
         if f.kind in ("fe_be_partition", "be_be_partition"):
-            a, b = ("fe", f.target) if f.kind == "fe_be_partition" else f.bes
+            a, b = (self.acted_on[f.index], f.target) if f.kind == "fe_be_partition" else f.bes
             return [(a, drop("rpc", names[b])), (b, drop("rpc", names[a]))]
         if f.kind == "slow_link":
             return [(f.target, debug_pb2.DebugRule(point="rpc", action=debug_pb2.DELAY, delay_ms=f.delay_ms,
@@ -285,7 +370,9 @@ class ChaosRunner:
         return [(f.target, drop("be.kafka.consume", self.cluster.broker_address))]
 
     async def _add_link_rules(self, f: Fault) -> None:
-        nodes = ["fe", f.target] if f.kind == "fe_be_partition" else list(f.bes)
+        if f.kind == "fe_be_partition":  # the leader, with more than one FE
+            self.acted_on[f.index] = await chaos_ha.resolve_fe(self.cluster, "leader")
+        nodes = [self.acted_on[f.index], f.target] if f.kind == "fe_be_partition" else list(f.bes)
         names = {node: await self.debug.name(node) for node in nodes}
         rules = self._link_rules(f, names)
         # both sides of a partition at once; what was added is removed at recovery even if the other side failed
@@ -304,7 +391,7 @@ class ChaosRunner:
 
     async def _remove_link_rules(self, f: Fault) -> None:
         done = await asyncio.gather(*(self.debug.remove(node, rid) for node, rid in self.rules.pop(f.index, [])))
-        healed = {"fe_be_partition": f"healed fe | {f.target}", "be_be_partition": f"healed {' | '.join(f.bes)}",
+        healed = {"fe_be_partition": f"healed {self.acted_on.get(f.index, 'fe')} | {f.target}", "be_be_partition": f"healed {' | '.join(f.bes)}",
                   "slow_link": f"{f.target} fast again", "broker_unreachable": f"{f.target} reaches the broker again"}
         self.rec.event("recover", f"#{f.index} {healed[f.kind]}: " + ("; ".join(done) or "no rule to remove"), f.index)
 
@@ -402,6 +489,8 @@ class ChaosRunner:
         return snap
 
     async def sample(self) -> Sample:
+        leader = await chaos_ha.leader_name(self.cluster)
+        self.pool.prefer(leader)
         snap = await self._snapshot()
         now = self.rec.now()
         loaded = snap.loaded
@@ -413,7 +502,7 @@ class ChaosRunner:
         s = Sample(t=now, loaded=loaded, rows_per_s=round(rate, 1), produced=self.producer.produced,
                    lag=sum(snap.lag.values()) if snap.lag else (-1 if snap.error else 0),
                    unhealthy=snap.unhealthy, job_state=snap.job_state, alive_bes=snap.alive_bes,
-                   total_bes=snap.total_bes, error=snap.error)
+                   total_bes=snap.total_bes, error=snap.error, leader=leader)
         self._observe(s)
         self.rec.samples.append(s)
         if self.rec.echo and now - self._last_printed >= self.print_every_s:
@@ -421,6 +510,7 @@ class ChaosRunner:
             print(f"[{now:7.1f}s]     produced {s.produced:>9,}  loaded {max(loaded, 0):>9,}  "
                   f"{rate:>7,.0f} rows/s  lag {s.lag:>6,}  unhealthy {s.unhealthy:>3}  "
                   f"BEs {s.alive_bes}/{s.total_bes}  job {s.job_state}"
+                  + (f"  leader {s.leader or 'none'}" if self.cluster.spec.ha else "")
                   + (f"  ({s.error[:60]})" if s.error else ""), flush=True)
         return s
 
@@ -429,6 +519,9 @@ class ChaosRunner:
         prev = self.rec.samples[-1] if self.rec.samples else None
         if prev is None:
             return
+        if prev.leader != s.leader and self.cluster.spec.ha:
+            self.rec.event("observed", f"{s.leader} leads (was {prev.leader or 'none'})" if s.leader
+                           else f"no FE leads (was {prev.leader})")
         if bool(prev.error) != bool(s.error):
             self.rec.event("observed", "the FE answers again" if not s.error else f"FE unreachable: {s.error[:80]}")
         if s.error:

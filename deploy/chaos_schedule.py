@@ -19,8 +19,21 @@ starts), a duration and a target. Kinds:
                            from the seed) for ``duration_s``
     broker_unreachable     one BE cannot reach the Kafka broker (its consume point drops) for
                            ``duration_s``
-    fe_kill    SIGKILL the FE, start it again after ``duration_s``
+    fe_kill    SIGKILL the FE, start it again after ``duration_s`` (one FE only)
     job_pause  PauseRoutineLoad, ResumeRoutineLoad after ``duration_s``
+
+With more than one FE (``make chaos FES=3``: the FEs elect a leader on etcd, fe/ha/) fe_kill
+gives way to the four kinds of FE high availability (:data:`HA_KINDS`):
+
+    fe_leader_kill     SIGKILL the FE that leads (found in etcd when the fault starts), start it
+                       again after ``duration_s``: it comes back as a follower
+    fe_leader_stop     SIGSTOP the leader for ``duration_s``, longer than fe_leader_lease_second
+                       (3 s): a follower takes over; on SIGCONT the old leader finds its lease
+                       gone, writes nothing more and steps down to follower
+    fe_follower_kill   SIGKILL a follower (target "follower:k", the k-th by name when the fault
+                       starts), start it again after ``duration_s``
+    etcd_member_kill   SIGKILL one etcd member (target "etcd<i>"), start it again after
+                       ``duration_s``: the other two keep the quorum
 
 The four link kinds are debug-point rules on the live processes (deploy/chaos_runner.py adds
 them when the fault starts and removes them when it ends); nothing is killed.
@@ -50,7 +63,7 @@ tasks land on, and a BE down at the same time would leave fewer BEs to take them
 BE faults run concurrently only when ``max_down`` > 1, on distinct BEs; the FE, job and broker
 faults never overlap anything else.
 
-Pure: no I/O, no clock. Same (seed, duration, bes, max_down, kinds) → same schedule and same text.
+Pure: no I/O, no clock. Same (seed, duration, bes, max_down, kinds, fes) → same schedule and same text.
 """
 
 from __future__ import annotations
@@ -63,8 +76,12 @@ BE_KINDS = ("be_kill", "be_wipe", "be_stop", "be_quick_restart", "be_kill_in_com
             "fe_be_partition", "be_be_partition", "slow_link")
 # the kinds made with debug-point rules on live processes
 LINK_KINDS = ("fe_be_partition", "be_be_partition", "slow_link", "broker_unreachable")
+# FE high availability (more than one FE); fe_kill is the single FE's own
+HA_KINDS = ("fe_leader_kill", "fe_leader_stop", "fe_follower_kill", "etcd_member_kill")
+SINGLE_FE_KINDS = ("fe_kill",)
 KINDS = ("be_kill", "be_wipe", "be_stop", "be_quick_restart", "be_kill_in_compaction",
-         "fe_be_partition", "be_be_partition", "slow_link", "broker_unreachable", "fe_kill", "job_pause")
+         "fe_be_partition", "be_be_partition", "slow_link", "broker_unreachable", "fe_kill", "job_pause",
+         *HA_KINDS)
 
 # (min, max) seconds a fault lasts; a SIGSTOP or an FE|BE partition longer than
 # heartbeat_timeout_second makes the FE mark the BE dead, a shorter one is a stall it must ride out.
@@ -80,6 +97,10 @@ DURATION_RANGE_S = {
     "broker_unreachable": (3.0, 10.0),
     "fe_kill": (1.0, 5.0),
     "job_pause": (2.0, 6.0),
+    "fe_leader_kill": (2.0, 8.0),
+    "fe_leader_stop": (5.0, 10.0),  # longer than the 3 s lease: it is lost, a follower takes over
+    "fe_follower_kill": (2.0, 8.0),
+    "etcd_member_kill": (2.0, 10.0),
 }
 # quiet time after a fault ends before the next one may start (recovery: catch-up, clone)
 SETTLE_S = {
@@ -94,10 +115,15 @@ SETTLE_S = {
     "broker_unreachable": 6.0,  # its failed tasks are renewed
     "fe_kill": 6.0,
     "job_pause": 3.0,
+    "fe_leader_kill": 8.0,  # lease expiry, election, the BEs and tasks find the new leader
+    "fe_leader_stop": 10.0,  # the same, and the woken leader steps down and replays as a follower
+    "fe_follower_kill": 5.0,
+    "etcd_member_kill": 5.0,
 }
 WEIGHTS = {"be_kill": 3, "be_wipe": 2, "be_stop": 2, "be_quick_restart": 2, "be_kill_in_compaction": 2,
            "fe_be_partition": 2, "be_be_partition": 2, "slow_link": 2, "broker_unreachable": 2,
-           "fe_kill": 2, "job_pause": 1}
+           "fe_kill": 2, "job_pause": 1,
+           "fe_leader_kill": 3, "fe_leader_stop": 2, "fe_follower_kill": 2, "etcd_member_kill": 2}
 # the delay a slow_link puts on every RPC of its BE, drawn per fault
 SLOW_LINK_DELAY_MS = (200, 2000)
 # how long the runner waits for a compaction to kill inside; the fault's window includes it
@@ -118,7 +144,7 @@ class Fault:
     kind: str
     start_s: float
     duration_s: float
-    target: str  # "be2", "be1|be3" (be_be_partition), "fe" or "job"
+    target: str  # "be2", "be1|be3" (be_be_partition), "fe", "job", "leader", "follower:1" or "etcd0"
     delay_ms: int = 0  # slow_link: the delay on every RPC of the target
 
     @property
@@ -160,6 +186,10 @@ class Fault:
             "broker_unreachable": f"{self.target} cannot reach the broker (its Kafka consume drops), for {d}",
             "fe_kill": f"SIGKILL fe, restart after {d}",
             "job_pause": f"PAUSE ROUTINE LOAD, RESUME after {d}",
+            "fe_leader_kill": f"SIGKILL the leader FE, restart it (as a follower) after {d}",
+            "fe_leader_stop": f"SIGSTOP the leader FE (its lease expires), SIGCONT after {d}",
+            "fe_follower_kill": f"SIGKILL follower FE #{self.target.split(':')[-1]} (by name), restart after {d}",
+            "etcd_member_kill": f"SIGKILL {self.target}, restart after {d}",
         }[self.kind]
         return f"#{self.index:<2} t={self.start_s:6.1f}s..{self.end_s:6.1f}s  {self.kind:21} {what}"
 
@@ -174,9 +204,11 @@ class Schedule:
     bes: int
     max_down: int
     faults: tuple[Fault, ...]
+    fes: int = 1
 
     def text(self) -> str:
-        head = (f"chaos schedule: seed {self.seed}, duration {self.duration_s:g} s, {self.bes} BEs, "
+        fes = f"{self.fes} FEs on etcd, " if self.fes > 1 else ""
+        head = (f"chaos schedule: seed {self.seed}, duration {self.duration_s:g} s, {fes}{self.bes} BEs, "
                 f"at most {self.max_down} BE(s) down at once, {len(self.faults)} faults")
         return "\n".join([head] + ["  " + f.describe() for f in self.faults])
 
@@ -192,17 +224,29 @@ class Schedule:
 
     def to_json(self) -> dict:
         return {"seed": self.seed, "duration_s": self.duration_s, "bes": self.bes, "max_down": self.max_down,
-                "faults": [f.to_json() for f in self.faults]}
+                "fes": self.fes, "faults": [f.to_json() for f in self.faults]}
 
 
-def parse_kinds(text: str | None) -> tuple[str, ...]:
-    """``"be_kill,fe_kill"`` -> the kinds; None or "" -> every kind. Unknown names are refused."""
+def kinds_for(fes: int) -> tuple[str, ...]:
+    """The kinds that apply to a cluster of ``fes`` FEs: fe_kill with one, the HA kinds with more."""
+    left_out = HA_KINDS if fes <= 1 else SINGLE_FE_KINDS
+    return tuple(k for k in KINDS if k not in left_out)
+
+
+def parse_kinds(text: str | None, fes: int = 1) -> tuple[str, ...]:
+    """``"be_kill,fe_kill"`` -> the kinds; None or "" -> every kind for ``fes`` FEs. Unknown names,
+    and kinds that need another number of FEs, are refused."""
+    allowed = kinds_for(fes)
     if not text:
-        return KINDS
+        return allowed
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
-        raise ValueError(f"unknown fault kind(s) {unknown or [text]}; kinds: {', '.join(KINDS)}")
+        raise ValueError(f"unknown fault kind(s) {unknown or [text]}; kinds: {', '.join(allowed)}")
+    wrong = [k for k in kinds if k not in allowed]
+    if wrong:
+        need = "more than one FE (FES=3)" if fes <= 1 else "a single FE (with FES>1 use fe_leader_kill)"
+        raise ValueError(f"fault kind(s) {wrong} need {need}; with {fes} FE(s) the kinds are: {', '.join(allowed)}")
     return tuple(dict.fromkeys(kinds))
 
 
@@ -218,23 +262,40 @@ def _on_bes(rng: random.Random, kind: str, t: float, length: float, free: list[i
     return Fault(0, kind, t, length, "|".join(f"be{i}" for i in picked), delay_ms)
 
 
+def _control_target(rng: random.Random, kind: str, bes: int, fes: int) -> str:
+    """The target of a fault that takes no BE down."""
+    if kind == "broker_unreachable":
+        return f"be{rng.randrange(bes)}"
+    if kind in ("fe_leader_kill", "fe_leader_stop"):
+        return "leader"
+    if kind == "fe_follower_kill":
+        return f"follower:{rng.randrange(fes - 1)}"
+    if kind == "etcd_member_kill":
+        return f"etcd{rng.randrange(fes)}"
+    return "fe" if kind == "fe_kill" else "job"
+
+
 def generate(seed: int, duration_s: float, bes: int = 4, max_down: int = 1,
-             kinds: tuple[str, ...] = KINDS) -> Schedule:
+             kinds: tuple[str, ...] | None = None, fes: int = 1) -> Schedule:
     """The faults for ``duration_s`` seconds of chaos; every fault ends by ``duration_s``.
 
     The first faults are a shuffled round of every kind (so a long enough run has them all),
     the rest are drawn by weight. Draws that would not fit in the time left are skipped.
-    ``kinds`` narrows the kinds drawn (``make chaos KINDS=a,b``). A be_be_partition needs two BEs.
+    ``kinds`` narrows the kinds drawn (``make chaos KINDS=a,b``; default :func:`kinds_for`
+    ``fes``). A be_be_partition needs two BEs; the HA kinds need ``fes`` > 1, fe_kill one FE.
     """
     if bes < 1:
         raise ValueError(f"bes must be at least 1, got {bes}")
     if max_down < 0:
         raise ValueError(f"max_down must be >= 0, got {max_down}")
+    if fes < 1 or fes % 2 == 0:
+        raise ValueError(f"fes must be an odd number (1, 3, 5, ...), got {fes}")
     rng = random.Random(seed)
-    kinds = [k for k in KINDS if k in kinds and (max_down > 0 or k not in BE_KINDS)
-             and (bes >= 2 or k != "be_be_partition")]
+    allowed = kinds_for(fes)
+    kinds = [k for k in KINDS if k in (allowed if kinds is None else kinds) and k in allowed
+             and (max_down > 0 or k not in BE_KINDS) and (bes >= 2 or k != "be_be_partition")]
     if not kinds:
-        return Schedule(seed=seed, duration_s=duration_s, bes=bes, max_down=max_down, faults=())
+        return Schedule(seed=seed, duration_s=duration_s, bes=bes, max_down=max_down, faults=(), fes=fes)
     first_round = list(kinds)
     rng.shuffle(first_round)
     weighted = [k for k in kinds for _ in range(WEIGHTS[k])]
@@ -260,12 +321,10 @@ def generate(seed: int, duration_s: float, bes: int = 4, max_down: int = 1,
                 f = _on_bes(rng, other, t, round(rng.uniform(*DURATION_RANGE_S[other]), 1), free)
                 if f is not None and f.end_s <= duration_s:
                     batch.append(f)
-        elif kind == "broker_unreachable":
-            batch = [Fault(0, kind, t, length, f"be{rng.randrange(bes)}")]
         else:
-            batch = [Fault(0, kind, t, length, "fe" if kind == "fe_kill" else "job")]
+            batch = [Fault(0, kind, t, length, _control_target(rng, kind, bes, fes))]
         for f in batch:
             faults.append(Fault(len(faults) + 1, f.kind, f.start_s, f.duration_s, f.target, f.delay_ms))
         settled = max(f.settled_s for f in batch)
         t = round(settled + rng.uniform(MIN_GAP_S, MAX_GAP_S), 1)
-    return Schedule(seed=seed, duration_s=duration_s, bes=bes, max_down=max_down, faults=tuple(faults))
+    return Schedule(seed=seed, duration_s=duration_s, bes=bes, max_down=max_down, faults=tuple(faults), fes=fes)

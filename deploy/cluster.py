@@ -130,6 +130,10 @@ class LocalCluster:
                 return found  # type: ignore[return-value]
         return None
 
+    def frontends(self) -> dict[str, str]:
+        """FE name -> its gRPC address ("fe" with one FE, fe0.. with more)."""
+        return {name: self.fe_address_of(name) for name in self.spec.fe_names()}
+
     def fe_address_of(self, node: str) -> str:
         spec = self.spec
         return f"{HOST}:{spec.fe_port}" if node == "fe" else spec.fe_addresses()[int(node[2:])]

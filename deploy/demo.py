@@ -5,6 +5,10 @@ producer of sample events, an RF=3 MAJORITY table and a routine load job; shows 
 half-way kills a BE, shows the FE detect it and the replicas being repaired after the BE is
 back; ends with a verdict (produced N, loaded N, duplicates 0, missing 0, all tablets healthy)
 and leaves the cluster running.
+
+With ``--fes 3`` (``make demo FES=3``) the cluster has three FEs on etcd, every progress line
+names the leader, and before the BE is killed the leader FE is SIGKILLed: the demo shows another
+FE take over while rows keep loading, and the old leader come back as a follower.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ import time
 import grpc
 
 from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc
-from deploy import workload
+from common.rpc import CHANNEL_OPTIONS
+from deploy import chaos_ha, workload
 from deploy.cluster import ClusterSpec, LocalCluster
+from deploy.fe_pool import FrontendPool
 
 TOPIC_PARTITIONS = 8
+FE_KILL_AT = 0.15  # FES > 1: the leader FE is killed at this share of the events, restarted FE_DOWN_S later
+FE_DOWN_S = 6.0
 DEMO_FE_CONFIG = {
     "heartbeat_timeout_second": "4",
     "tablet_sched_repair_delay_factor_second": "5",
@@ -38,6 +46,7 @@ class Demo:
         self.t0 = time.monotonic()
         self.last_loaded = 0
         self.last_t = self.t0
+        self.pool: FrontendPool | None = None
 
     def say(self, text: str) -> None:
         print(f"[{time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
@@ -45,8 +54,10 @@ class Demo:
     async def run(self) -> int:
         spec = self.cluster.spec
         topic = f"demo_events_{int(time.time())}"
-        async with workload.channel(self.cluster.fe_address) as channel:
-            admin = admin_pb2_grpc.AdminServiceStub(channel)
+        async with FrontendPool(self.cluster.frontends(), CHANNEL_OPTIONS) as pool:
+            self.pool = pool
+            pool.prefer(await chaos_ha.leader_name(self.cluster))
+            admin = pool.admin
             await self._fresh_schema(admin)
             await workload.create_topic(self.cluster.broker_address, topic, TOPIC_PARTITIONS)
             await workload.create_job(admin, self.cluster.broker_address, topic, desired=3, interval_s=1)
@@ -61,6 +72,8 @@ class Demo:
             finally:
                 producer.stop()
                 await asyncio.gather(produce, return_exceptions=True)
+            for name in self.cluster.spec.fe_names():
+                pool.allow(name)
             return await self._verdict(admin, producer.produced)
 
     async def _fresh_schema(self, admin: admin_pb2_grpc.AdminServiceStub) -> None:
@@ -71,6 +84,9 @@ class Demo:
         await workload.create_schema(admin)
 
     async def _status(self, admin) -> workload.Snapshot:
+        leader = await chaos_ha.leader_name(self.cluster) if self.cluster.spec.ha else ""
+        assert self.pool is not None
+        self.pool.prefer(leader)
         snap = await workload.snapshot(admin)
         now = time.monotonic()
         rate = (snap.loaded - self.last_loaded) / max(now - self.last_t, 1e-6) if snap.loaded >= 0 else 0
@@ -78,12 +94,37 @@ class Demo:
         lag = sum(snap.lag.values())
         self.say(f"loaded {max(snap.loaded, 0):>9,} rows  {rate:>8,.0f} rows/s  lag {lag:>6,}  "
                  f"tablets unhealthy {snap.unhealthy:>3}  BEs alive {snap.alive_bes}/{snap.total_bes}  "
-                 f"job {snap.job_state}" + (f"  ({snap.error})" if snap.error else ""))
+                 f"job {snap.job_state}" + (f"  leader FE {leader or 'none'}" if self.cluster.spec.ha else "")
+                 + (f"  ({snap.error})" if snap.error else ""))
         return snap
+
+    async def _kill_the_leader_fe(self) -> None:
+        """FES > 1: SIGKILL the leader FE, show who takes over, and restart it FE_DOWN_S later."""
+        old = await chaos_ha.leader_name(self.cluster)
+        if not old:
+            self.say(">>> no FE leads right now: the FE kill is skipped")
+            return
+        killed_at = time.monotonic()
+        assert self.pool is not None
+        self.pool.avoid(old)
+        pid = self.cluster.kill_node(old)
+        self.say(f">>> SIGKILL the leader FE {old} (pid {pid}); its lease (fe_leader_lease_second) runs out, "
+                 "a follower takes over")
+        found = await chaos_ha.watch_takeover(self.cluster, old, killed_at)
+        self.say(f">>> {found[0]} leads {found[1]} s after the kill: it replayed the journal to its end; the BEs "
+                 "and the routine load tasks follow it" if found else ">>> no FE took over (see make logs)")
+        await asyncio.sleep(max(0.0, FE_DOWN_S - (time.monotonic() - killed_at)))
+        await asyncio.to_thread(self.cluster.start_node, old)
+        self.pool.allow(old)
+        back = await chaos_ha.watch_rejoin(self.pool, old, time.monotonic())
+        self.say(f">>> restarted {old}: it answers as {back[0]} after {back[1]} s, from its image and the journal "
+                 "in etcd" if back else f">>> restarted {old}, but it does not answer yet (see make logs)")
 
     async def _watch(self, admin, producer: workload.Producer, produce: asyncio.Task, spec: ClusterSpec) -> None:
         victim = "be1"
         kill_at = 0.35 * self.events / self.rate
+        fe_kill_at = FE_KILL_AT * self.events / self.rate if spec.ha else None
+        fe_failover: asyncio.Task | None = None
         phase = "loading"
         killed_at = restarted_at = 0.0
         deadline = time.monotonic() + self.events / self.rate + 240
@@ -91,7 +132,10 @@ class Demo:
             await asyncio.sleep(2)
             snap = await self._status(admin)
             elapsed = time.monotonic() - self.t0
-            if phase == "loading" and elapsed >= kill_at:
+            if fe_kill_at is not None and elapsed >= fe_kill_at:
+                fe_kill_at = None  # progress lines go on while the FEs fail over
+                fe_failover = asyncio.create_task(self._kill_the_leader_fe())
+            elif phase == "loading" and elapsed >= kill_at and (fe_failover is None or fe_failover.done()):
                 pid = self.cluster.kill_node(victim)
                 killed_at = time.monotonic()
                 phase = "killed"
@@ -130,6 +174,9 @@ class Demo:
             print("  " + line)
         print("=" * 72)
         fe = self.cluster.fe_address
+        if self.cluster.spec.ha:
+            print(f"\nThe leader FE is {fe}; any FE answers (followers forward writes):")
+            print(f"  .venv/bin/grpcurl -plaintext {fe} tabletsim.v1.AdminService/ShowFrontends")
         g = f".venv/bin/grpcurl -plaintext -d '{{\"db\":\"{workload.DB}\",\"name\":\"{workload.JOB}\"}}' {fe}"
         print("\nLook further (the cluster is still running):")
         print(f"  {g} tabletsim.v1.AdminService/ShowRoutineLoad")
@@ -151,17 +198,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fe-port", type=int, default=9020)
     p.add_argument("--be-port", type=int, default=9060)
     p.add_argument("--broker-port", type=int, default=9092)
+    p.add_argument("--fes", type=int, default=1, help="FEs (odd); 3: on etcd, and the demo kills the leader FE")
     args = p.parse_args(argv)
+    if args.fes < 1 or args.fes % 2 == 0:
+        p.error(f"--fes {args.fes}: give an odd number of FEs (1, 3, 5, ...): etcd needs a majority")
     cluster = LocalCluster(args.run_dir)
     running = cluster.has_spec() and all(cluster.pid(n) for n in cluster.nodes())
-    if running and (not cluster.spec.with_broker or cluster.spec.bes < 3):
-        print("a cluster without the embedded broker or with fewer than 3 BEs is running; `make stop` first",
-              file=sys.stderr)
+    if running and (not cluster.spec.with_broker or cluster.spec.bes < 3 or cluster.spec.fes != args.fes):
+        print(f"a cluster without the embedded broker, with fewer than 3 BEs or with {cluster.spec.fes} FE(s) "
+              f"(not {args.fes}) is running; `make stop` first", file=sys.stderr)
         return 2
     spec = cluster.spec if running else ClusterSpec(
         bes=3, fe_port=args.fe_port, be_port=args.be_port, broker_port=args.broker_port,
-        fe_config=DEMO_FE_CONFIG)
-    print("reusing the running cluster" if running else "starting the cluster (broker, FE, 3 BEs) ...", flush=True)
+        fe_config=DEMO_FE_CONFIG, fes=args.fes)
+    fes = f"{args.fes} FEs on etcd" if args.fes > 1 else "FE"
+    print("reusing the running cluster" if running else f"starting the cluster (broker, {fes}, 3 BEs) ...",
+          flush=True)
     try:
         cluster.start(spec, timeout_s=90)
     except TimeoutError as exc:
@@ -170,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     if running:
         # the demo's timings need fast failure detection and repair, whatever the cluster was started with
         asyncio.run(_set_config(cluster.fe_address))
-    print(f"cluster up: broker {cluster.broker_address}, FE {cluster.fe_address}, "
+    fe = (", ".join(f"{n} {a}" for n, a in cluster.frontends().items()) + f" (leader {cluster.fe_address})"
+          if cluster.spec.ha else cluster.fe_address)
+    print(f"cluster up: broker {cluster.broker_address}, FE {fe}, "
           f"BEs {', '.join(cluster.be_address(i) for i in range(3))}; logs and data in {cluster.run_dir}\n")
     return asyncio.run(Demo(cluster, args.events, args.rate).run())
 

@@ -6,11 +6,14 @@ import pytest
 
 from deploy.chaos_schedule import (
     BE_KINDS,
+    HA_KINDS,
     KINDS,
     LINK_KINDS,
     SLOW_LINK_DELAY_MS,
     Fault,
     generate,
+    kinds_for,
+    parse_kinds,
     quorum_tolerance,
 )
 
@@ -75,7 +78,8 @@ def test_faults_fit_the_duration_and_control_faults_never_overlap(seed):
 
 @pytest.mark.parametrize("seed", range(1, 31))
 def test_all_fault_kinds_appear_in_a_long_enough_run(seed):
-    assert generate(seed, 300).kinds() == set(KINDS)
+    assert generate(seed, 300).kinds() == set(KINDS) - set(HA_KINDS)
+    assert generate(seed, 300, fes=3).kinds() == set(KINDS) - {"fe_kill"}
 
 
 def test_the_short_suite_run_has_several_faults_and_a_link_fault():
@@ -139,8 +143,8 @@ def test_the_schedule_text_names_every_fault():
 
 
 def test_kinds_narrow_the_schedule_and_unknown_kinds_are_refused():
-    from deploy.chaos_schedule import parse_kinds
-    assert parse_kinds(None) == KINDS and parse_kinds("") == KINDS
+    assert parse_kinds(None) == kinds_for(1) and parse_kinds("") == kinds_for(1)
+    assert parse_kinds("", fes=3) == kinds_for(3)
     assert parse_kinds("be_quick_restart, fe_kill,be_quick_restart") == ("be_quick_restart", "fe_kill")
     with pytest.raises(ValueError, match="unknown fault kind.*'be_nap'.*kinds: be_kill"):
         parse_kinds("be_kill,be_nap")
@@ -163,3 +167,38 @@ def test_a_kill_inside_a_compaction_leaves_time_to_wait_for_one():
     assert f.end_s == 10.0 + COMPACTION_WAIT_S + 4.0
     assert "inside a compaction" in f.describe()
     assert Fault(2, "be_kill", 10.0, 4.0, "be1").end_s == 14.0
+
+
+def test_one_fe_and_several_fes_draw_their_own_fe_kinds():
+    assert "fe_kill" in kinds_for(1) and not set(HA_KINDS) & set(kinds_for(1))
+    assert set(HA_KINDS) <= set(kinds_for(3)) and "fe_kill" not in kinds_for(3)
+    with pytest.raises(ValueError, match=r"\['fe_leader_kill'\] need more than one FE"):
+        parse_kinds("be_kill,fe_leader_kill")
+    with pytest.raises(ValueError, match=r"\['fe_kill'\] need a single FE.*fe_leader_kill"):
+        parse_kinds("fe_kill", fes=3)
+    assert parse_kinds("fe_leader_stop,etcd_member_kill", fes=3) == ("fe_leader_stop", "etcd_member_kill")
+    with pytest.raises(ValueError, match="odd number"):
+        generate(1, 300, fes=2)
+
+
+@pytest.mark.parametrize("seed", range(1, 21))
+def test_ha_faults_name_their_target_and_never_overlap_anything(seed):
+    s = generate(seed, 300, fes=3)
+    assert s.fes == 3 and s.text().startswith(f"chaos schedule: seed {seed}, duration 300 s, 3 FEs on etcd, 4 BEs")
+    ha = [f for f in s.faults if f.kind in HA_KINDS]
+    assert ha
+    for f in ha:
+        expected = {"fe_leader_kill": {"leader"}, "fe_leader_stop": {"leader"},
+                    "fe_follower_kill": {"follower:0", "follower:1"},
+                    "etcd_member_kill": {"etcd0", "etcd1", "etcd2"}}[f.kind]
+        assert f.target in expected and not f.takes_be_down and not f.bes
+        others = [g for g in s.faults if g is not f]
+        assert all(g.settled_s <= f.start_s or g.start_s >= f.settled_s for g in others), f
+    # a SIGSTOP outlasts the 3 s lease, so that a follower takes over while the leader is stopped
+    assert all(f.duration_s > 3.0 for f in s.faults if f.kind == "fe_leader_stop")
+
+
+def test_the_suites_ha_run_kills_and_stops_the_leader():
+    # tests/chaos/test_chaos_ha.py: seed 54, 45 s, 3 FEs
+    kinds = [f.kind for f in generate(54, 45, fes=3).faults]
+    assert {"fe_leader_kill", "fe_leader_stop"} <= set(kinds)
