@@ -137,6 +137,9 @@ class FrontendNode:
         started = time.monotonic()
         self.journal.replay()
         log.info("metadata loaded in %.3f s", time.monotonic() - started)
+        if self._etcd is None:
+            # the one FE leads from its own start: the journaled BE liveness is its previous run's
+            self.backends.lead(inherit=False)
         if self._etcd is not None:
             # a follower until it wins the election and replays the journal to its end
             self.ha.add_listener(self._on_role)
@@ -179,6 +182,8 @@ class FrontendNode:
 
     def _on_role(self, role: FeRole) -> None:
         if role is FeRole.LEADER:
+            # a promoted follower keeps the BEs its predecessor saw alive (fe/system/backends.py)
+            self.backends.lead(inherit=True)
             self._start_leader_daemons()
 
     def _start_leader_daemons(self) -> None:

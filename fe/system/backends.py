@@ -1,8 +1,42 @@
 """The backend registry: who the BEs are, whether they are alive, what they hold.
 
-Persistent facts (id, host, ports, start time, decommission) go through the journal; liveness
-(last heartbeat, disk stats, tablet count) is soft state rebuilt from heartbeats after an FE
-restart, as in StarRocks, where a restarted FE waits for heartbeats before trusting a BE.
+Persistent facts (id, host, ports, start time, decommission) go through the journal. So does
+liveness, but only its *transitions*, as the cheap half of StarRocks' heartbeat journaling
+(HeartbeatMgr logs an OP_HEARTBEAT HbPackage every round; followers replay it through
+``handleHbResponse(isReplay=true)``): when the leader sees a BE become alive (its first heartbeat,
+or the first after it was dead) or marks it dead (no heartbeat for heartbeat_timeout_second), it
+logs one ``backend.liveness`` record: alive, the wall time of the BE's last heartbeat, err_msg and
+its disk stats. A steady heartbeat round journals nothing; a BE that dies and comes back costs two
+records (the journal is etcd with more than one FE). Everything else a heartbeat brings (the
+monotonic time of the last heartbeat, a fresher LastHeartbeat, disk and tablet count) stays soft
+state on the leader. Disk stats are not re-journaled between transitions: the leader's balancer
+uses its own heartbeats, and a follower only shows them (ShowBackends' capacity columns), as of the
+BE's last transition.
+
+Who applies what (one apply, :meth:`BackendRegistry._apply_liveness`, live and replayed):
+
+- **Leader.** Heartbeats (refused on a follower) and the liveness check (a leader daemon) log the
+  transitions; the apply sets the state and tells the listeners ('alive', 'dead'), which drive
+  leader work (clone scheduling, routine load task renewal).
+- **Follower.** Applies the leader's records from the journal tail and shows the leader's view
+  (ShowBackends; Query plans its reads on BEs alive in it). The listeners are not told (the
+  journal is replaying: no leader work starts on a follower), and :meth:`check_liveness` does
+  nothing: a follower hears no heartbeat, marks nothing dead and writes no record.
+- **A follower promoted to leader** (:meth:`lead` with ``inherit=True``): its journaled view is
+  its predecessor's, current to within the leader lease. It keeps every BE alive in it and gives
+  each heartbeat_timeout_second from the promotion to heartbeat to it before it marks it dead, so
+  there is no moment where every BE looks dead and routine load, publish and repair go on at once.
+  A cold start of every FE (the journal in etcd kept) inherits the last leader's view the same
+  way: a BE that died meanwhile looks alive for at most heartbeat_timeout_second, the window a BE
+  that dies under a running leader has anyway.
+- **The one FE on its local journal** leads from its own start (:meth:`lead` with
+  ``inherit=False``): its journaled view is its previous run's, as old as its downtime, so a
+  restarted FE waits for heartbeats before trusting a BE (every BE not alive, "no heartbeat since
+  this FE started"), as it always did; a BE that heartbeats is alive again with one record.
+
+The image holds the journaled view (each BE's last liveness record), never the per-heartbeat soft
+state: an FE that loads an image and the records after it has the same view as one that replayed
+every record, so a follower that restarts from its image shows what the others show.
 """
 
 from __future__ import annotations
@@ -13,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fe.persist.ids import IdAllocator
-from fe.persist.journal import Journal
+from fe.persist.journal import Journal, JournalReadOnly
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +67,22 @@ class Backend:
     http_port: int
     last_start_time_ms: int
     decommissioned: bool = False
-    # soft state, from heartbeats
+    # liveness: alive, err_msg and (on followers) last_heartbeat_ms and disk as the last
+    # ``backend.liveness`` record set them; the leader's heartbeats refresh the rest
     alive: bool = False
     last_heartbeat_ms: int = 0
     last_heartbeat_mono: float = 0.0
     tablet_num: int = 0
     disk: DiskInfo = field(default_factory=DiskInfo)
     err_msg: str = ""
+    journaled: dict[str, Any] | None = None  # the last liveness record applied (the image keeps it)
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.be_port}"
 
     def persistent(self) -> dict[str, Any]:
-        return {
+        d = {
             "backend_id": self.backend_id,
             "host": self.host,
             "be_port": self.be_port,
@@ -54,6 +90,9 @@ class Backend:
             "last_start_time_ms": self.last_start_time_ms,
             "decommissioned": self.decommissioned,
         }
+        if self.journaled is not None:
+            d["liveness"] = self.journaled  # replaced by each apply, never changed in place
+        return d
 
 
 @dataclass(frozen=True)
@@ -67,8 +106,11 @@ class Heartbeat:
     tablet_num: int
 
 
+NOT_HEARD_SINCE_START = "no heartbeat since this FE started: a restarted FE waits for one before trusting a BE"
+
+
 class BackendRegistry:
-    """Journal domain ``backend``: add, update, decommission, drop."""
+    """Journal domain ``backend``: add, update, decommission, drop, liveness."""
 
     def __init__(
         self,
@@ -91,6 +133,7 @@ class BackendRegistry:
             "update": self._apply_update,
             "decommission": self._apply_decommission,
             "drop": self._apply_drop,
+            "liveness": self._apply_liveness,
         }
 
     # ----------------------------------------------------------------- queries
@@ -131,7 +174,9 @@ class BackendRegistry:
         return known.backend_id
 
     def heartbeat(self, hb: Heartbeat) -> bool:
-        """Record a heartbeat. Returns False when the BE is unknown and must register."""
+        """Record a heartbeat (leader only). Returns False when the BE is unknown and must register."""
+        if not self._journal.writable:
+            raise JournalReadOnly("this FE is not the leader: BEs heartbeat to the leader (ShowFrontends shows it)")
         be = self._backends.get(hb.backend_id)
         if be is None:
             return False
@@ -140,26 +185,47 @@ class BackendRegistry:
         be.last_heartbeat_mono = self._mono()
         be.disk = hb.disk
         be.tablet_num = hb.tablet_num
-        be.err_msg = ""
         if not be.alive:
-            be.alive = True
+            self._journal.log("backend.liveness", _liveness(be, alive=True, err_msg=""))
             log.info("backend %d (%s) is alive", be.backend_id, be.address)
-            self._notify(be, "alive")
         return True
 
     def check_liveness(self) -> list[Backend]:
-        """Mark BEs without a heartbeat for heartbeat_timeout_second dead; returns them."""
+        """Mark BEs without a heartbeat for heartbeat_timeout_second dead; returns them. Only the
+        leader hears heartbeats: on a follower (a read-only journal) this does nothing."""
+        if not self._journal.writable:
+            return []
         now = self._mono()
         timeout = self._timeout_s()
         newly_dead = []
-        for be in self._backends.values():
+        for be in list(self._backends.values()):
             if be.alive and now - be.last_heartbeat_mono > timeout:
-                be.alive = False
-                be.err_msg = f"no heartbeat for more than {timeout:g} s (heartbeat_timeout_second)"
+                err_msg = f"no heartbeat for more than {timeout:g} s (heartbeat_timeout_second)"
+                self._journal.log("backend.liveness", _liveness(be, alive=False, err_msg=err_msg))
                 log.warning("backend %d (%s) is dead: %s", be.backend_id, be.address, be.err_msg)
                 newly_dead.append(be)
-                self._notify(be, "dead")
         return newly_dead
+
+    def lead(self, *, inherit: bool) -> None:
+        """This FE starts to act as the leader (see the module docstring). ``inherit``: a
+        promoted follower keeps the BEs alive in the journaled view and gives each
+        heartbeat_timeout_second from now to heartbeat to it; otherwise (an FE leading from its own
+        start) every BE is not alive until it heartbeats. Soft state only: nothing is journaled."""
+        now = self._mono()
+        for be in self._backends.values():
+            if not be.alive:
+                continue
+            if inherit:
+                be.last_heartbeat_mono = now
+            else:
+                be.alive = False
+                be.err_msg = NOT_HEARD_SINCE_START
+        alive = [be.backend_id for be in self.alive()]
+        if inherit:
+            log.info("leading with the journal's backend liveness: %s alive, each given %g s to heartbeat here",
+                     alive or "none", self._timeout_s())
+        else:
+            log.info("leading from this FE's start: every backend is not alive until it heartbeats here")
 
     def decommission(self, backend_id: int) -> None:
         """ALTER SYSTEM DECOMMISSION BACKEND: it takes no new replicas and its replicas move off."""
@@ -217,6 +283,23 @@ class BackendRegistry:
     def _apply_decommission(self, d: dict[str, Any]) -> None:
         self._backends[d["backend_id"]].decommissioned = d.get("decommissioned", True)
 
+    def _apply_liveness(self, d: dict[str, Any]) -> None:
+        be = self._backends.get(d["backend_id"])
+        if be is None:
+            return
+        was = be.alive
+        be.alive = d["alive"]
+        be.err_msg = d["err_msg"]
+        be.last_heartbeat_ms = d["heartbeat_ms"]
+        be.disk = DiskInfo(**d["disk"])
+        be.journaled = d
+        if be.alive:
+            # on the leader the heartbeat's own time; replayed, the time it was applied here (a
+            # promotion restarts every alive BE's clock anyway: lead())
+            be.last_heartbeat_mono = self._mono()
+        if be.alive != was and not self._journal.replaying:
+            self._notify(be, "alive" if be.alive else "dead")
+
     def _apply_drop(self, d: dict[str, Any]) -> None:
         be = self._backends.pop(d["backend_id"], None)
         if be is not None:
@@ -229,4 +312,14 @@ class BackendRegistry:
         self._backends.clear()
         for d in state.get("backends", []):
             self._apply_add(d)
+            if d.get("liveness") is not None:
+                self._apply_liveness(d["liveness"])
+
+
+def _liveness(be: Backend, *, alive: bool, err_msg: str) -> dict[str, Any]:
+    """A ``backend.liveness`` record: the transition and what a follower shows with it."""
+    disk = be.disk
+    return {"backend_id": be.backend_id, "alive": alive, "heartbeat_ms": be.last_heartbeat_ms, "err_msg": err_msg,
+            "disk": {"total_capacity": disk.total_capacity, "data_used": disk.data_used,
+                     "avail_capacity": disk.avail_capacity}}
 
