@@ -13,7 +13,7 @@ BE_PORT ?= 9060
 BROKER_PORT ?= 9092
 CLUSTER := $(PY) -m deploy.cluster --run-dir $(RUN_DIR)
 
-.PHONY: etcd venv proto test unit integration lint demo bench soak many-loads batch-memory cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
+.PHONY: etcd venv proto test unit integration lint demo bench bench-failover soak many-loads batch-memory cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
 
 venv: $(STAMP)
 
@@ -55,12 +55,19 @@ KINDS ?=
 chaos: $(STAMP) $(if $(filter-out 1,$(FES)),etcd)
 	$(PY) -m deploy.chaos --seed $(SEED) --duration $(DURATION) --fes $(FES) --bes $(if $(filter command line,$(origin BES)),$(BES),$(CHAOS_BES)) --kinds "$(KINDS)"
 
-bench: $(STAMP)
+bench: $(STAMP) etcd
 	$(PY) -m bench.routine_load
 	$(PY) -m bench.stream_load
 	$(PY) -m bench.repair
 	$(PY) -m bench.txn_rate
 	$(PY) bench/sched_scale.py
+	$(PY) -m bench.failover
+
+# FE failover (KILLS SIGKILLs of the leader FE, target <= 5 s each) and HA / single-FE commit rate
+# (target >= 0.5), on clusters of its own (bench/failover.py); KILLS=3 for a quick try
+KILLS ?= 20
+bench-failover: $(STAMP) etcd
+	$(PY) -m bench.failover --kills $(KILLS)
 
 # A long steady run on its own cluster (bench/soak.py): routine load at RATE rows/s plus one-row
 # stream loads one after another; one line every INTERVAL s; PASS/FAIL against the targets.

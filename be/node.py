@@ -84,6 +84,7 @@ class BackendNode:
         if self._server is not None:
             await self._server.stop(grace_s)
         await self.routine.close()
+        await self.coordinator.close()
         await self.compaction.close()
         await self.reporter.close()
         await self.link.close()

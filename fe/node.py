@@ -208,7 +208,8 @@ class FrontendNode:
         ]
         for daemon in self._daemons:
             daemon.start()
-        self.tablet_sched.start()
+        # the one FE starts knowing no live BE; a promoted follower inherited their liveness
+        self.tablet_sched.start(grace=self._etcd is None)
         log.info("leader daemons started (liveness, publish, txn timeouts, routine load, tablet scheduling)")
 
     def _clear_aborted(self, txn) -> None:

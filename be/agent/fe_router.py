@@ -9,8 +9,14 @@ heartbeat, tablet reports, txn begin/commit/abort, routine load task reports) go
   once. An empty name means "no leader known yet": the router tries the next FE after a backoff;
 - when the FE does not answer at all (connection refused or lost: UNAVAILABLE while the channel is
   not READY) and there are other FEs, the router tries the next one, with a backoff;
-- anything else - an answer of the leader, a DEADLINE_EXCEEDED, or an UNAVAILABLE the leader
-  itself answered (a write quorum not reached) - goes back to the caller as it came.
+- a call the FE did not answer within its deadline (DEADLINE_EXCEEDED) goes back to the caller (it
+  may have run), but with other FEs the router leaves that FE: the next call asks the next FE,
+  which runs it if it leads or names the leader. A leader SIGSTOPped (or hung) keeps its
+  connection up and never answers; without this every call would wait on it until it woke, long
+  after a follower took over. A leader that was only slow is named again by the follower, and
+  the next call after that goes back to it;
+- anything else - an answer of the leader, or an UNAVAILABLE the leader itself answered (a write
+  quorum not reached) - goes back to the caller as it came.
 
 Attempts are bounded (:data:`ROUNDS` passes over the FE list) and never outlive the caller's
 timeout. With one FE nothing changes from a plain stub: a call to a dead FE fails at once.
@@ -120,6 +126,10 @@ class FeRouter:
             except grpc.aio.AioRpcError as exc:
                 hint = leader_hint(exc)
                 last = attempt == ROUNDS * len(self._addresses)
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and len(self._addresses) > 1:
+                    if self.leader == address:
+                        self._switch(self._next_after(address), f"{address} did not answer within the deadline")
+                    raise
                 if hint:  # a follower named the leader: the call did not run, send it there now
                     if last or hint == address:
                         raise

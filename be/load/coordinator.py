@@ -2,6 +2,11 @@
 
 Stream Load uses it whole; Routine Load (a Kafka batch) reuses the same pieces with an
 attachment on the commit. All CPU-heavy steps (parsing, routing, encoding) run off the event loop.
+
+An abort that no leader took (no FE answered, or none knew a leader: a failover under way) is
+sent again in the background every ``abort_retry_s`` for up to ABORT_RETRY_FOR_S, until a leader
+answers; otherwise the txn would stay PREPARE, and its label taken ("Label Already Exists"), until
+the txn timeout (600 s for a stream load). The caller's answer does not wait for it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from common.loadformat import BatchResult, FilteredRow, LoadPlan, LoadSpec, Load
 log = logging.getLogger(__name__)
 
 WRITE_RPC_TIMEOUT_S = 15.0
+ABORT_TIMEOUT_S = 10.0
+ABORT_RETRY_FOR_S = 120.0  # a leader is elected within seconds; a BE cut off longer lets the txn time out
+# no leader took the call: sent again later. Anything else is the leader's answer (done, or refused)
+_NOT_TAKEN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _EXISTING = re.compile(r"relate to txn \[(\d+)\], status \[(\w+)\]")
 
 
@@ -57,11 +66,14 @@ class Prepared:
 
 class LoadCoordinator:
     def __init__(self, backend_id: Callable[[], int], fe: frontend_pb2_grpc.FrontendServiceStub,
-                 rowsets: RowsetStore, peers: PeerClients) -> None:
+                 rowsets: RowsetStore, peers: PeerClients, *, abort_retry_s: float = 1.0) -> None:
         self._backend_id = backend_id
         self._fe = fe
         self._rowsets = rowsets
         self._peers = peers
+        self._abort_retry_s = abort_retry_s
+        self.pending_aborts: dict[int, asyncio.Task] = {}  # txn id -> its abort, retried in the background
+        self._closed = False
 
     # ------------------------------------------------------------------ pieces
     async def begin(self, db: str, table: str, label: str, timeout_s: int,
@@ -105,10 +117,43 @@ class LoadCoordinator:
             wait_visible_ms=wait_visible_ms), timeout=timeout_s)
 
     async def abort(self, txn_id: int, reason: str) -> None:
+        """Abort ``txn_id`` at the leader; if no leader takes it now, again in the background."""
+        if await self._send_abort(txn_id, reason) or self._closed or txn_id in self.pending_aborts:
+            return
+        log.info("abort of txn %d not taken by a leader yet; sending it again every %g s for up to %g s",
+                 txn_id, self._abort_retry_s, ABORT_RETRY_FOR_S)
+        task = asyncio.create_task(self._abort_later(txn_id, reason), name=f"abort-txn-{txn_id}")
+        self.pending_aborts[txn_id] = task
+        task.add_done_callback(lambda _t: self.pending_aborts.pop(txn_id, None))
+
+    async def _send_abort(self, txn_id: int, reason: str) -> bool:
+        """One attempt; False when no leader took it (to be sent again)."""
         try:
-            await self._fe.AbortTxn(frontend_pb2.AbortTxnRequest(txn_id=txn_id, reason=reason), timeout=10)
+            await self._fe.AbortTxn(frontend_pb2.AbortTxnRequest(txn_id=txn_id, reason=reason),
+                                    timeout=ABORT_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
-            log.warning("abort of txn %d not delivered (%s); it will time out at the FE", txn_id, exc.code().name)
+            if exc.code() in _NOT_TAKEN:
+                return False
+            log.info("abort of txn %d answered %s: %s", txn_id, exc.code().name, exc.details())
+        return True
+
+    async def _abort_later(self, txn_id: int, reason: str) -> None:
+        deadline = time.monotonic() + ABORT_RETRY_FOR_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(self._abort_retry_s)
+            if await self._send_abort(txn_id, reason):
+                log.info("abort of txn %d delivered", txn_id)
+                return
+        log.warning("abort of txn %d not delivered within %g s; it will time out at the FE", txn_id,
+                    ABORT_RETRY_FOR_S)
+
+    async def close(self) -> None:
+        """The BE stops: pending aborts stop being sent (their txns time out at the FE)."""
+        self._closed = True
+        tasks = list(self.pending_aborts.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------------ stream load
     async def stream_load(self, req: types_pb2.StreamLoadRequest) -> types_pb2.StreamLoadResult:

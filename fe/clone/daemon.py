@@ -6,7 +6,8 @@ Every ``tablet_sched_checker_interval_seconds`` (a dynamic config, read each rou
    cancelled; CLONE replicas no task works on (an FE restart mid-clone) are removed;
 2. the :class:`TabletChecker` looks at every tablet (its verdict is UnhealthyTabletNum);
    for heartbeat_timeout_second after the FE starts nothing more happens: no BE has heartbeated
-   yet, so every one looks dead and every tablet unrecoverable;
+   yet, so every one looks dead and every tablet unrecoverable (a follower promoted to leader
+   skips that wait: it inherits the BEs' liveness from the journal, fe/system/backends.py);
 3. ready tablets are queued (ADMIN REPAIR hints raise theirs to VERY_HIGH);
 4. when nothing needs repair and balance is not disabled, the balancer proposes moves;
 5. the scheduler picks tasks within the slots and the executor runs them.
@@ -65,8 +66,10 @@ class TabletSchedDaemon:
                                       self.run_once)
 
     # ---- life cycle ---------------------------------------------------------------------------
-    def start(self) -> None:
-        self._started_s = self._clock()
+    def start(self, *, grace: bool = True) -> None:
+        """``grace``: wait heartbeat_timeout_second before scheduling (an FE that starts knows no
+        live BE yet); a promoted follower that inherited the BEs' liveness does not wait."""
+        self._started_s = self._clock() if grace else None
         self._daemon.start()
 
     async def close(self) -> None:

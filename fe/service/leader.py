@@ -248,7 +248,12 @@ class LeaderInterceptor(grpc.aio.ServerInterceptor):
                     f"FE {came_from} forwarded {method} to FE {here} as the leader, but FE {here} is a "
                     f"{self._ha.role.value} (the leader is {leader or 'not known yet'}): leadership just "
                     f"moved; retry on any FE", ((LEADER_ADDRESS_HEADER, leader or ""),))
-            if not leader or leader == here:
+            if leader == here:  # promoted between routing the call here and forwarding it
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"FE {here} became the leader while {method} was being forwarded; it did not run: retry "
+                    f"(on this FE or any other)", ((LEADER_ADDRESS_HEADER, here),))
+            if not leader:
                 await context.abort(
                     grpc.StatusCode.UNAVAILABLE,
                     f"FE {here} is a {self._ha.role.value} and no leader FE is known yet, so it cannot "

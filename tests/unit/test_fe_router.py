@@ -34,6 +34,7 @@ class _Frontend(frontend_pb2_grpc.FrontendServiceServicer):
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.unavailable = False
+        self.hung = False  # a SIGSTOPped FE: the connection stands, no answer ever comes
 
     async def RegisterBackend(self, request, context):
         self.calls.append("RegisterBackend")
@@ -41,6 +42,8 @@ class _Frontend(frontend_pb2_grpc.FrontendServiceServicer):
 
     async def Heartbeat(self, request, context):
         self.calls.append("Heartbeat")
+        if self.hung:
+            await asyncio.Event().wait()
         if self.unavailable:
             raise Unavailable("tablet 7: 1 of 3 replicas written, below the write quorum 2")
         return frontend_pb2.HeartbeatResponse(heartbeat_interval_ms=1000)
@@ -129,6 +132,25 @@ async def test_a_leader_elected_while_the_call_waits_gets_it(fes):
         await router.close()
     assert router.leader == b.address
     assert b.frontend.calls == ["Heartbeat"] and a.frontend.calls == []
+
+
+async def test_a_leader_that_stops_answering_is_left_for_the_next_fe(fes):
+    # the leader is SIGSTOPped: its connection stays up, calls wait for their deadline; a follower
+    # took over. The timed-out call goes back to its caller (it may have run), the next one asks
+    # the next FE, which names (or is) the leader
+    old, new = await fes(FeRole.LEADER), await fes(FeRole.LEADER)
+    router = FeRouter([old.address, new.address], TOKEN)
+    try:
+        await router.stub.Heartbeat(frontend_pb2.HeartbeatRequest(backend_id=1), timeout=5)
+        old.frontend.hung = True
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await router.stub.Heartbeat(frontend_pb2.HeartbeatRequest(backend_id=1), timeout=0.3)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await router.stub.Heartbeat(frontend_pb2.HeartbeatRequest(backend_id=1), timeout=5)
+    finally:
+        await router.close()
+    assert router.leader == new.address
+    assert old.frontend.calls == ["Heartbeat", "Heartbeat"] and new.frontend.calls == ["Heartbeat"]
 
 
 async def test_one_fe_down_fails_at_once_as_a_plain_stub_would():
