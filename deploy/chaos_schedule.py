@@ -118,7 +118,7 @@ SETTLE_S = {
     "fe_leader_kill": 8.0,  # lease expiry, election, the BEs and tasks find the new leader
     "fe_leader_stop": 10.0,  # the same, and the woken leader steps down and replays as a follower
     "fe_follower_kill": 5.0,
-    "etcd_member_kill": 5.0,
+    "etcd_member_kill": 8.0,  # /health answers before a restarted member caught up: let raft settle
 }
 WEIGHTS = {"be_kill": 3, "be_wipe": 2, "be_stop": 2, "be_quick_restart": 2, "be_kill_in_compaction": 2,
            "fe_be_partition": 2, "be_be_partition": 2, "slow_link": 2, "broker_unreachable": 2,

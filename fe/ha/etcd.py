@@ -6,22 +6,34 @@ Its phases are :class:`fe.ha.state.RoleMachine`'s; this module is the driver tha
 - **Lease.** Each FE holds one etcd lease of ``fe_leader_lease_second`` (dynamic config; a new
   value takes effect at the FE's next lease grant: its next start). The lease carries its member
   key (``members/<name>``: alive while present) and, on the leader, the leader key.
-- **Check.** Every :meth:`interval_s` the FE renews the lease (:class:`LeaseClock` keeps the
-  local deadline), rewrites its member key (replayed journal id, image seq, heartbeat), reads
-  the leader and member keys, and publishes its image seq (``images/<name>``).
+- **Keepalive.** A task of its own renews the lease every :meth:`keepalive_interval_s`
+  (:class:`LeaseClock` keeps the local deadline). A renewal that fails is tried again at once, each try bounded by what
+  is left of the lease, until one gets through or the lease runs out on this FE's clock: a leader
+  stops leading at that deadline (before etcd can expire the lease), however long other etcd calls
+  hang. Renewals never wait behind the check's writes and reads: while etcd has no raft leader
+  (its leader member was killed) those hang until etcd's own timeout, while a keepalive goes
+  through as soon as a new etcd leader is elected.
+- **Check.** Every :meth:`interval_s` the FE rewrites its member key (replayed journal id, image
+  seq, heartbeat), reads the leader and member keys, and publishes its image seq
+  (``images/<name>``).
 - **Election.** A follower that finds no leader key creates it, attached to its lease, in a
   transaction that requires it to be absent. The key's create revision is the fencing token:
   every journal write compares it (fe/persist/etcdlog.py). The winner cancels its tail, reads the
   journal to its end, makes the journal writable and only then reports LEADER to its listeners
-  (fe/node.py starts the leader's daemons there).
+  (fe/node.py starts the leader's daemons there). A campaign whose answer was lost (a timeout, a
+  member that died or hung) may still have gone through: an FE that finds the key with its own
+  name and its current lease won, and leads from that key's create revision.
 - **Losing it.** A leader whose lease ran out on its own clock (SIGSTOPped, or cut from etcd for a
   lease), whose keepalive says the lease is gone, whose leader key changed hands, or whose journal
   write was refused by fencing, steps down: it revokes its lease (best effort) and calls
   ``step_down`` (fe/ha/stepdown.py: the process re-executes itself and comes back as a follower).
   A follower that loses etcd for a lease knows no leader (``leader_address`` None) until it
-  has a lease again.
+  has a lease again. A follower whose tail cannot go on (the records it needs were compacted
+  away) restarts the same way, and its start fails with :class:`JournalBehindCompaction`.
 - **Compaction.** The leader deletes the records that every configured FE's image covers (the
-  minimum of ``images/<name>``; an FE that never published one holds everything).
+  minimum of ``images/<name>``; an FE that never published one holds everything). Image keys
+  have no lease: an FE that is down keeps, in etcd, every record after its last image until it
+  comes back and checkpoints.
 """
 
 from __future__ import annotations
@@ -80,6 +92,7 @@ class EtcdFrontend:
         self._tail = JournalTail(store, session, self._apply, lambda: journal.last_seq)
         self._tail_task: asyncio.Task | None = None
         self._check_task: asyncio.Task | None = None
+        self._lease_task: asyncio.Task | None = None
         self._stepping: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closing = False  # the FE is stopping: a lost leadership ends with the process
@@ -87,7 +100,12 @@ class EtcdFrontend:
     # ------------------------------------------------------------------ HaState
     @property
     def role(self) -> FeRole:
-        return self.machine.phase.role
+        """LEADER only while the lease surely holds on this FE's own clock: a leader that wakes from
+        a SIGSTOP past its lease claims nothing, even before its next check steps it down."""
+        return FeRole.LEADER if self._leads_now() else FeRole.FOLLOWER
+
+    def _leads_now(self) -> bool:
+        return self.machine.phase is HaPhase.LEADER and self._lease.holds(self._mono())
 
     @property
     def phase(self) -> HaPhase:
@@ -104,7 +122,7 @@ class EtcdFrontend:
     @property
     def leader_address(self) -> str | None:
         if self.machine.phase is HaPhase.LEADER:
-            return self._info.address
+            return self._info.address if self._leads_now() else None  # its lease ran out: it knows no leader
         if self._leader is None or not self._lease.holds(self._mono()):
             return None  # no leader known, or this FE lost etcd: it knows nothing current
         return self._leader.get("address")
@@ -114,8 +132,10 @@ class EtcdFrontend:
         return self._journal.durable_seq
 
     def frontends(self) -> list[FrontendInfo]:
-        leader_name = self.name if self.machine.phase is HaPhase.LEADER else (
-            self._leader.get("name") if self._leader else None)
+        if self.machine.phase is HaPhase.LEADER:
+            leader_name = self.name if self._leads_now() else None
+        else:
+            leader_name = self._leader.get("name") if self._leader else None
         names = [name for name, _ in self._configured]
         addresses = dict(self._configured)
         names += sorted(n for n in self._members if n not in addresses)
@@ -160,8 +180,15 @@ class EtcdFrontend:
     # ------------------------------------------------------------------ life
     def interval_s(self) -> float:
         """How often the lease is checked: a sixth of it, so a dead leader is replaced within
-        about a lease and a half."""
+        about a lease and a half. Also what one keepalive try is given."""
         return max(0.1, min(1.0, (self._lease_ttl or self._lease_s()) / 6))
+
+    def keepalive_interval_s(self) -> float:
+        """How often the lease is renewed: a twelfth of it. The local deadline counts from the
+        last renewal *sent*, so renewing often leaves more of the lease to ride out an etcd
+        outage: one shorter than the lease less a try and a backoff (about 2 s of a 3 s lease)
+        never costs the leadership. Keepalives are cheap: no raft round, no disk."""
+        return max(0.05, min(0.5, (self._lease_ttl or self._lease_s()) / 12))
 
     async def start(self) -> None:
         """Connect, register, read the journal to its end (FOLLOWER), then keep checking."""
@@ -187,14 +214,16 @@ class EtcdFrontend:
         self.machine.caught_up()
         log.info("FE %s is a FOLLOWER at journal seq %d (image %d)", self.name, self._journal.last_seq,
                  self._store.image_seq)
-        self._tail_task = asyncio.create_task(self._tail.run(), name="fe-journal-tail")
+        self._tail_task = asyncio.create_task(self._run_tail(), name="fe-journal-tail")
+        self._lease_task = asyncio.create_task(self._run_lease(), name="fe-lease-keepalive")
         self._check_task = asyncio.create_task(self._run_checks(), name="fe-lease-check")
 
     async def close(self) -> None:
-        for task in (self._check_task, self._tail_task, self._stepping):
+        tasks = (self._lease_task, self._check_task, self._tail_task, self._stepping)
+        for task in tasks:
             if task is not None:
                 task.cancel()
-        for task in (self._check_task, self._tail_task, self._stepping):
+        for task in tasks:
             if task is not None:
                 try:
                     await task
@@ -208,6 +237,33 @@ class EtcdFrontend:
         self._store.fence(None)
         await self._session.close()
 
+    # ------------------------------------------------------------------ the lease
+    async def _run_lease(self) -> None:
+        while not self.machine.phase.is_final:
+            try:
+                await self.keep_lease()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the next round tries again; the deadline decides
+                if is_transient(exc):
+                    log.info("lease keepalive: etcd unavailable (%s)", _brief(exc))
+                else:
+                    log.exception("lease keepalive of FE %s failed", self.name)
+            await asyncio.sleep(self.keepalive_interval_s())
+
+    async def keep_lease(self) -> None:
+        """One keepalive round: renew the lease (trying again until it runs out), or, with none,
+        get one."""
+        if self.machine.phase.is_final:
+            return
+        if self.machine.holds_leader_key and not self._lease.holds(self._mono()):
+            self.step_down(f"the leader lease ran out on this FE's clock ({self._lease_ttl} s without a renewal)")
+            return
+        if not self._lease_id:
+            await self._grant()
+            return
+        await self._renew()
+
     # ------------------------------------------------------------------ the check
     async def _run_checks(self) -> None:
         while not self.machine.phase.is_final:
@@ -216,29 +272,27 @@ class EtcdFrontend:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the next check tries again; the lease decides
-                if is_transient(exc):
-                    log.info("lease check: etcd unavailable (%s)", exc)
+                if is_transient(exc) or _lease_not_found(exc):
+                    log.info("check: etcd unavailable or the lease is being renewed (%s)", _brief(exc))
                 else:
-                    log.exception("lease check of FE %s failed", self.name)
+                    log.exception("check of FE %s failed", self.name)
             await asyncio.sleep(self.interval_s())
 
     async def check(self) -> None:
-        """One lease check (see the module docstring)."""
+        """One check (see the module docstring); the lease is kept by :meth:`keep_lease`."""
         if self.machine.phase.is_final:
             return
         if self.machine.holds_leader_key and not self._lease.holds(self._mono()):
             self.step_down(f"the leader lease ran out on this FE's clock ({self._lease_ttl} s without a renewal)")
             return
-        await self._renew()
-        if self.machine.phase.is_final:
-            return
         if not self._lease_id:
-            await self._grant()
+            return  # lost: the keepalive task gets a new one
         await self._put_member()
         await self._read_view()
         if self.machine.phase.is_final:
             return
-        if self._leader is None and self.machine.phase is HaPhase.FOLLOWER:
+        if (self._leader is None and self.machine.phase is HaPhase.FOLLOWER and self._lease_id
+                and self._lease.holds(self._mono())):
             await self._campaign()
         if self.machine.phase is HaPhase.LEADER and self._mono() - self._last_compact >= COMPACT_EVERY_S:
             self._last_compact = self._mono()
@@ -253,19 +307,38 @@ class EtcdFrontend:
         log.info("FE %s holds etcd lease %x (%d s)", self.name, self._lease_id, ttl)
 
     async def _renew(self) -> None:
-        if not self._lease_id:
+        """Renew the lease: try again at once after a transient error or a try without an answer
+        (each is given :meth:`interval_s`, and never more than what is left of the lease), until
+        a renewal gets through or the lease runs out on this FE's clock (then :meth:`_lost_lease`,
+        at the deadline and not later).
+
+        A try may get no answer at all while etcd elects a new raft leader: the member forwards
+        the keepalive to its dead leader and answers nothing, even once a new leader is there
+        (etcd 3.4, its leader member SIGKILLed); the next try answers at once."""
+        delay = 0.05
+        error: BaseException | None = None
+        while True:
+            remaining = self._lease.remaining(self._mono())
+            if remaining <= 0:
+                self._lost_lease(f"no keepalive got through to etcd for the whole lease ({self._lease_ttl} s; "
+                                 f"{_brief(error) if error else 'no answer'})")
+                return
+            sent = self._mono()
+            try:
+                ttl = await self._session.keepalive(
+                    self._lease_id, timeout_s=min(self._session.timeout_s, self.interval_s(), remaining))
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                error = exc
+                await asyncio.sleep(min(delay, self._lease.remaining(self._mono())))
+                delay = min(delay * 2, 0.25)
+                continue
+            if not self._lease.renewed(sent, ttl):
+                self._lost_lease(f"etcd says lease {self._lease_id:x} is gone")
+            elif not self._lease.holds(self._mono()):
+                self._lost_lease("the keepalive's answer came after the lease ran out on this FE's clock")
             return
-        sent = self._mono()
-        try:
-            ttl = await self._session.keepalive(self._lease_id)
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            if not self._lease.holds(self._mono()):
-                self._lost_lease(f"etcd unreachable for the whole lease ({exc})")
-            return
-        if not self._lease.renewed(sent, ttl):
-            self._lost_lease(f"etcd says lease {self._lease_id:x} is gone")
 
     def _lost_lease(self, reason: str) -> None:
         if self.machine.holds_leader_key:
@@ -283,11 +356,12 @@ class EtcdFrontend:
 
     async def _put_member(self) -> None:
         lay = self._store.layout
+        image = self._store.image_seq  # the checkpoint thread may move it while this is in flight
         ops = [op_put(lay.member_key(self.name), orjson.dumps(self._member_record()), lease=self._lease_id)]
-        if self._store.image_seq != self._published_image:
-            ops.append(op_put(lay.image_key(self.name), str(self._store.image_seq).encode()))
+        if image != self._published_image:
+            ops.append(op_put(lay.image_key(self.name), str(image).encode()))
         await self._session.txn(rpc.TxnRequest(success=ops))
-        self._published_image = self._store.image_seq
+        self._published_image = image
 
     async def _read_view(self) -> None:
         lay = self._store.layout
@@ -312,6 +386,13 @@ class EtcdFrontend:
             log.info("FE %s: the leader key is its previous run's; revoking lease %x", self.name, leader["lease"])
             await self._session.revoke(int(leader["lease"]))
             leader = None
+        if (leader is not None and leader.get("name") == self.name and self._lease_id
+                and leader.get("lease") == self._lease_id and self.machine.phase is HaPhase.FOLLOWER):
+            # this FE's own campaign went through but its answer was lost: it won (its key's
+            # create revision is its fencing token); waiting for "the leader" would wait forever
+            log.info("FE %s: the leader key is its own (a campaign whose answer was lost): it leads", self.name)
+            await self._promote(leader_kvs[0].create_revision)
+            return
         if (leader or {}).get("name") != (self._leader or {}).get("name"):
             log.info("FE %s: the leader is %s", self.name, leader["name"] if leader else "unknown")
         self._leader = leader
@@ -348,6 +429,8 @@ class EtcdFrontend:
             log.exception("FE %s could not read the journal to its end", self.name)
             self.step_down(f"reading the journal to its end failed ({exc})")
             return
+        if self.machine.phase is not HaPhase.PROMOTING:
+            return  # stepped down meanwhile (the keepalive task found the lease gone)
         if not self._lease.holds(self._mono()):
             self.step_down("the lease ran out while the journal was being replayed")
             return
@@ -369,6 +452,14 @@ class EtcdFrontend:
             self._compacted = floor
 
     # ------------------------------------------------------------------ replication
+    async def _run_tail(self) -> None:
+        try:
+            await self._tail.run()
+        except JournalBehindCompaction as exc:
+            # the FE cannot follow any more: its start says so (and how to fix it), once restarted
+            log.error("FE %s: the journal tail stopped: %s", self.name, exc)
+            self.step_down(str(exc))
+
     def _apply(self, records: list[Record]) -> None:
         if self.machine.phase is HaPhase.LEADER:
             raise RuntimeError("the leader does not apply replicated records")
@@ -420,6 +511,12 @@ class EtcdFrontend:
                 fn(role)
             except Exception:  # noqa: BLE001 - one listener does not stop the others
                 log.exception("FE role listener failed on %s", role.value)
+
+
+def _lease_not_found(exc: BaseException) -> bool:
+    """etcd refused a put on this FE's lease: it expired (the keepalive task finds out too)."""
+    return (isinstance(exc, grpc.aio.AioRpcError) and exc.code() is grpc.StatusCode.NOT_FOUND
+            and "lease not found" in (exc.details() or ""))
 
 
 def _brief(exc: BaseException) -> str:

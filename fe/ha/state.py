@@ -7,8 +7,9 @@
                                                                                       STEPPED_DOWN (final)
 
 - INIT: the local image is loaded; the records after it are being read from etcd.
-- FOLLOWER: tails the journal; acts on nothing (no daemons, no journal writes). ``connected``
-  says whether its lease holds: a follower out of contact with etcd knows no leader.
+- FOLLOWER: tails the journal; acts on nothing (no daemons, no journal writes). While its lease
+  does not hold on its own clock (out of contact with etcd) it knows no leader
+  (``EtcdFrontend.leader_address`` is None).
 - PROMOTING: it holds the leader key; it replays the journal to its end before it writes or acts.
 - LEADER: writes the journal (fenced on the leader key's create revision) and runs the daemons.
 - STEPPED_DOWN: the leadership is lost (lease expired, fencing refused a write, the key changed

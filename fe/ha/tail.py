@@ -37,25 +37,30 @@ class JournalTail:
         self.watch_records = 0  # records that came through the watch (not range reads)
 
     async def catch_up(self) -> int:
-        """Read and apply every record after this FE's position; the etcd revision read at."""
+        """Read and apply every record after this FE's position; the etcd revision read at.
+
+        The compaction mark is read with every page: an FE whose position is below it misses
+        records, even when none is left after it (every image covered the last record, and the
+        journal in etcd is empty); "nothing after my position" is not "caught up" then."""
         while True:
             position = self._position()
-            records, revision, more = await self._store.read_after(position)
+            page = await self._store.read_after(position)
+            if page.compacted > position:
+                raise JournalBehindCompaction(
+                    f"this FE replayed up to journal seq {position} (its image and records), but etcd's "
+                    f"journal was compacted through seq {page.compacted}: copy the newest image file "
+                    f"(image/image.<seq>) from another FE's meta dir into this FE's meta dir and restart it")
+            records = page.records
             if records and records[0].seq != position + 1:
-                compacted = await self._store.compacted_through()
-                if compacted > position:
-                    raise JournalBehindCompaction(
-                        f"this FE replayed up to journal seq {position} (its image and records), but etcd's "
-                        f"journal was compacted through seq {compacted}: copy the newest image file "
-                        f"(image/image.<seq>) from another FE's meta dir into this FE's meta dir and restart it")
                 raise RuntimeError(f"journal in etcd has a hole: seq {position + 1} is missing before "
                                    f"{records[0].seq}")
             self._apply(records)
-            if not more:
-                return revision
+            if not page.more:
+                return page.revision
 
     async def run(self) -> None:
-        """Catch up, then follow the watch; until cancelled."""
+        """Catch up, then follow the watch; until cancelled, or :class:`JournalBehindCompaction`
+        (the FE cannot follow any more)."""
         backoff = 0.1
         while True:
             try:
@@ -84,9 +89,9 @@ class JournalTail:
                 key=prefix, range_end=prefix_end(prefix), start_revision=start_revision))
             await stop.wait()
 
-        call = self._session.watch_stub().Watch(requests())
+        responses = self._session.watch(requests())
         try:
-            async for resp in call:
+            async for resp in responses:
                 if resp.compact_revision or resp.canceled:
                     log.info("journal watch ended (compacted below revision %d%s); range reads take over",
                              resp.compact_revision, f": {resp.cancel_reason}" if resp.cancel_reason else "")
@@ -105,4 +110,4 @@ class JournalTail:
                 self.watch_records += len(records)
         finally:
             stop.set()
-            call.cancel()
+            await responses.aclose()  # cancels the stream

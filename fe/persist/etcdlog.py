@@ -17,8 +17,10 @@ journal, its group commit and its checkpoints do not change:
   retry (the first key holds our bytes) and not written twice.
 - Images stay local, in the meta dir (:class:`fe.persist.editlog.ImageDir`): the newest whole
   ``image.<seq>`` file is the image; records after it come from etcd.
-- Followers read records with :meth:`read_after` (and fe/ha/tail.py watches them); the leader
-  deletes records every FE has folded into an image with :meth:`compact_through`.
+- Followers read records with :meth:`read_after`, which also reads ``journal_compacted`` at the
+  same revision (fe/ha/tail.py watches them, and tells an FE whose position is below the mark that
+  it is behind the compaction, even when no record is left at all); the leader deletes records
+  every FE has folded into an image with :meth:`compact_through` (the mark only grows).
 
 Keys: see fe/persist/etcdclient.py.
 """
@@ -42,6 +44,7 @@ from fe.persist.etcdclient import (
     EtcdLayout,
     EtcdSession,
     compare_create,
+    compare_mod,
     is_transient,
     op_delete,
     op_get,
@@ -72,6 +75,17 @@ class Fence:
 
     revision: int
     deadline: Callable[[], float]
+
+
+@dataclass(frozen=True)
+class JournalPage:
+    """One range read of the journal: the records, the etcd revision read at, whether more
+    follow, and ``journal_compacted`` at that revision (records up to it are gone)."""
+
+    records: list[Record]
+    revision: int
+    more: bool
+    compacted: int
 
 
 def decode(layout: EtcdLayout, key: bytes, value: bytes) -> Record:
@@ -206,30 +220,52 @@ class EtcdEditLog:
                 delay = min(delay * 2, 0.5)
 
     async def compact_through(self, seq: int) -> int:
-        """Delete the records up to ``seq`` (fenced, leader only); returns how many went."""
+        """Delete the records up to ``seq`` (fenced, leader only); returns how many went.
+
+        ``journal_compacted`` only grows: a ``seq`` at or below it deletes nothing (a new leader
+        whose floor is lower, because an FE came back with an older image, must not lower the mark
+        an FE compares its position with). The transaction compares the mark as read, so a try
+        etcd applies late (its answer was lost) never lowers it either."""
         fence = self._fence
         if fence is None:
             raise LeadershipLost(f"compacting the journal through {seq}: this FE is not the leader")
         lay = self.layout
+        mark = (await self._session.range(lay.compacted_key)).kvs
+        if mark and seq <= int(mark[0].value):
+            return 0
         request = rpc.TxnRequest(
-            compare=[compare_create(lay.leader_key, fence.revision)],
+            # the mark as read: a try whose answer was lost and that etcd applies later, after a
+            # newer compaction, changes nothing
+            compare=[compare_create(lay.leader_key, fence.revision),
+                     compare_mod(lay.compacted_key, mark[0].mod_revision if mark else 0)],
             success=[op_delete(lay.journal_key(0), lay.journal_key(seq + 1)),
                      op_put(lay.compacted_key, str(seq).encode())],
+            failure=[op_get(lay.leader_key)],
         )
         resp = await self._fenced_call(fence, request, f"compacting the journal through {seq}")
         if not resp.succeeded:
-            raise LeadershipLost(f"compacting the journal through {seq} refused by fencing")
+            leader = resp.responses[0].response_range.kvs
+            if not leader or leader[0].create_revision != fence.revision:
+                raise LeadershipLost(f"compacting the journal through {seq} refused by fencing")
+            log.info("journal compaction through %d: the mark moved meanwhile (an earlier try went through)", seq)
+            return 0
         deleted = resp.responses[0].response_delete_range.deleted
         log.info("journal compacted through seq %d (%d records deleted from etcd)", seq, deleted)
         return deleted
 
     # ------------------------------------------------------------------ reading
-    async def read_after(self, seq: int, limit: int = READ_BATCH) -> tuple[list[Record], int, bool]:
-        """Records after ``seq`` (at most ``limit``), the store revision they were read at, and
-        whether more follow."""
+    async def read_after(self, seq: int, limit: int = READ_BATCH) -> JournalPage:
+        """Records after ``seq`` (at most ``limit``) and, at the same revision, the compaction mark."""
         lay = self.layout
-        resp = await self._session.range(lay.journal_key(seq + 1), prefix_end(lay.journal_prefix), limit=limit)
-        return [decode(lay, kv.key, kv.value) for kv in resp.kvs], resp.header.revision, resp.more
+        resp = await self._session.txn(rpc.TxnRequest(success=[
+            rpc.RequestOp(request_range=rpc.RangeRequest(
+                key=lay.journal_key(seq + 1), range_end=prefix_end(lay.journal_prefix), limit=limit,
+                sort_order=rpc.RangeRequest.ASCEND, sort_target=rpc.RangeRequest.KEY)),
+            op_get(lay.compacted_key),
+        ]))
+        page, mark = resp.responses[0].response_range, resp.responses[1].response_range
+        return JournalPage([decode(lay, kv.key, kv.value) for kv in page.kvs], resp.header.revision, page.more,
+                           int(mark.kvs[0].value) if mark.kvs else 0)
 
     async def compacted_through(self) -> int:
         resp = await self._session.range(self.layout.compacted_key)

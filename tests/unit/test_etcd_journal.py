@@ -8,6 +8,7 @@ import itertools
 import time
 from typing import Any
 
+import grpc
 import pytest
 from aetcd import rpc
 
@@ -15,12 +16,13 @@ from fe.ha.etcd import EtcdFrontend
 from fe.ha.role import FeRole, FrontendInfo
 from fe.ha.state import HaPhase
 from fe.ha.tail import JournalBehindCompaction, JournalTail
-from fe.persist.etcdclient import EtcdLayout, EtcdSession, compare_create, op_put, prefix_end
+from fe.persist.editlog import Record
+from fe.persist.etcdclient import EtcdLayout, EtcdSession, compare_create, is_transient, op_put, prefix_end
 from fe.persist.etcdlog import EtcdEditLog, Fence, LeadershipLost
 from fe.persist.groupcommit import JournalWriteFailed
 from fe.persist.journal import Journal, JournalReadOnly
 from tests.etcd_support import etcd_fixture
-from tests.support import eventually
+from tests.support import eventually, pause
 
 _ids = itertools.count()
 
@@ -220,8 +222,8 @@ async def test_compaction_below_every_image_and_an_fe_behind_it(etcd, tmp_path):
 
 
 def frontend(etcd, meta_dir, lay: EtcdLayout, name: str, steps: list[str],
-             lease_s: int = 2) -> tuple[EtcdFrontend, Counter, Journal]:
-    session = EtcdSession((etcd.endpoint,))
+             lease_s: int = 2, rpc_timeout_s: float = 2.0) -> tuple[EtcdFrontend, Counter, Journal]:
+    session = EtcdSession((etcd.endpoint,), timeout_s=rpc_timeout_s)
     store = EtcdEditLog(str(meta_dir), session, lay)
     holder: dict[str, EtcdFrontend] = {}
     journal = Journal(store, lambda: 0, lambda exc: holder["ha"].fatal(exc), writable=False)
@@ -260,16 +262,21 @@ async def test_election_failover_and_fencing_between_two_fes(etcd, tmp_path):
                      timeout_s=10, what="both FEs registered")
     assert [f.name for f in fe1.frontends() if f.is_leader] == ["fe0"]
 
-    # fe0 freezes (its checks stop: no keepalive); its lease expires and fe1 takes over
+    # fe0 freezes (its checks and keepalives stop); its lease expires and fe1 takes over
     frozen_at = time.monotonic()
-    fe0._check_task.cancel()
+    freeze(fe0)
     await eventually(lambda: fe1.phase is HaPhase.LEADER, timeout_s=10, what="fe1 to take over")
     assert time.monotonic() - frozen_at < 6
     assert c1.values == list(range(30))
     j1.log("c.add", {"v": 30})
     await j1.durable()
 
-    # fe0 wakes and writes: refused (its lease ran out), it steps down, nothing written
+    # fe0 wakes: before any check of its own runs, it no longer claims to lead (its lease ran out on
+    # its own clock): not to its callers, not in SHOW FRONTENDS, and it names no leader it cannot vouch for
+    assert fe0.phase is HaPhase.LEADER and fe0.role is FeRole.FOLLOWER
+    assert fe0.leader_address is None
+    assert [f.name for f in fe0.frontends() if f.is_leader] == []
+    # ... and it writes: refused (its lease ran out), it steps down, nothing written
     j0.log("c.add", {"v": 666})
     with pytest.raises(JournalWriteFailed):
         await j0.durable()
@@ -295,7 +302,7 @@ async def test_a_restarted_leader_does_not_wait_for_its_previous_lease(etcd, tmp
     await eventually(lambda: first.phase is HaPhase.LEADER, timeout_s=10, what="fe0 to lead")
     j1.log("c.add", {"v": 1})
     await j1.durable()
-    first._check_task.cancel()  # killed: no keepalive, no revoke
+    freeze(first)  # killed: no keepalive, no revoke
     await first._session.close()
     again, counter, j2 = frontend(etcd, tmp_path / "fe0", lay, "fe0", steps, lease_s=30)
     restarted_at = time.monotonic()
@@ -306,3 +313,408 @@ async def test_a_restarted_leader_does_not_wait_for_its_previous_lease(etcd, tmp
     assert not steps
     await again.close()
     j2.close()
+
+
+def freeze(fe: EtcdFrontend) -> None:
+    """The FE stops talking to etcd (as if SIGSTOPped): no check, no keepalive."""
+    for task in (fe._check_task, getattr(fe, "_lease_task", None)):
+        if task is not None:
+            task.cancel()
+
+
+async def test_an_fe_behind_a_compaction_that_left_no_record_is_told_so(etcd, tmp_path):
+    """Every FE's image covered the last record, so compaction emptied the journal: an FE with an
+    older image (or none) finds no record after its position, and must not take that for "caught
+    up" (it would serve, and could lead from, a state that misses the compacted records)."""
+    lay = layout()
+    leader = Fe(etcd, tmp_path / "a", lay, writable=True)
+    await leader.lead()
+    for v in range(20):
+        leader.journal.log("c.add", {"v": v})
+    await leader.journal.durable()
+    await leader.store.compact_through(20)
+    assert await leader.keys() == []
+    stale = Fe(etcd, tmp_path / "s", lay, writable=False)
+    tail = JournalTail(stale.store, stale.session, stale.journal.apply_replicated, lambda: stale.journal.last_seq)
+    with pytest.raises(JournalBehindCompaction, match="compacted through seq 20"):
+        await tail.catch_up()
+    assert stale.counter.values == []
+    await stale.close()
+    await leader.close()
+
+
+async def test_the_compaction_mark_never_goes_back(etcd, tmp_path):
+    """A new leader (its own count of what it compacted starts at 0) whose floor is lower than what
+    was compacted (an FE came back with an older image) must not lower ``journal_compacted``:
+    an FE between the two would then be told of a hole instead of JournalBehindCompaction."""
+    lay = layout()
+    leader = Fe(etcd, tmp_path / "a", lay, writable=True)
+    await leader.lead()
+    for v in range(20):
+        leader.journal.log("c.add", {"v": v})
+    await leader.journal.durable()
+    assert await leader.store.compact_through(12) == 12
+    assert await leader.store.compact_through(5) == 0
+    assert await leader.store.compacted_through() == 12
+    stale = Fe(etcd, tmp_path / "s", lay, writable=False)
+    stale.journal.apply_replicated([Record(seq, "c.add", {"v": seq - 1}) for seq in range(1, 9)])
+    tail = JournalTail(stale.store, stale.session, stale.journal.apply_replicated, lambda: stale.journal.last_seq)
+    with pytest.raises(JournalBehindCompaction, match="compacted through seq 12"):
+        await tail.catch_up()
+    await stale.close()
+    await leader.close()
+
+
+async def test_the_image_published_is_the_one_that_was_sent(etcd, tmp_path):
+    """A checkpoint that finishes while the member key is being written: the FE must remember the
+    image seq it sent, not the newer one, or the newer one is never published (and compaction
+    waits for this FE's next checkpoint)."""
+    lay = layout()
+    fe0, _, j0 = frontend(etcd, tmp_path / "fe0", lay, "fe0", [])
+    await fe0._session.connect()
+    await fe0._grant()
+    fe0._store.image_seq = 30
+    real_txn = fe0._session.txn
+
+    async def txn_during_a_checkpoint(request, timeout_s=None):
+        resp = await real_txn(request, timeout_s)
+        fe0._store.image_seq = 40  # the checkpoint thread, meanwhile
+        return resp
+
+    fe0._session.txn = txn_during_a_checkpoint
+    await fe0._put_member()
+    fe0._session.txn = real_txn
+    await fe0._put_member()
+    resp = await fe0._session.range(lay.image_key("fe0"))
+    assert resp.kvs[0].value == b"40"
+    fe0.closing = True
+    await fe0.close()
+    j0.close()
+
+
+async def test_a_slow_etcd_call_does_not_cost_the_leader_its_lease(etcd, tmp_path):
+    """etcd members without a raft leader hold writes and reads until their own timeout while a
+    lease keepalive goes through as soon as a leader is back (seen when the etcd leader was
+    SIGKILLed): the FE renews its lease on its own, not behind the other calls of its check."""
+    lay = layout()
+    steps: list[str] = []
+    fe0, _, j0 = frontend(etcd, tmp_path / "fe0", lay, "fe0", steps, lease_s=2)
+    await fe0.start()
+    await eventually(lambda: fe0.phase is HaPhase.LEADER, timeout_s=10, what="fe0 to lead")
+    real_txn = fe0._session.txn
+    slow = {"until": 0.0}
+
+    async def txn(request, timeout_s=None):
+        if not request.compare and time.monotonic() < slow["until"]:  # member key and view reads
+            await pause(slow["until"] - time.monotonic())
+        return await real_txn(request, timeout_s)
+
+    fe0._session.txn = txn
+    slow["until"] = time.monotonic() + 5  # two and a half leases
+    await pause(5.5)
+    assert fe0.phase is HaPhase.LEADER and not steps, fe0.machine.history
+    j0.log("c.add", {"v": 1})
+    await j0.durable()
+    fe0.closing = True
+    await fe0.close()
+    j0.close()
+
+
+async def test_a_keepalive_without_an_answer_is_tried_again_within_the_lease(etcd, tmp_path):
+    """A keepalive sent to an etcd member that forwards it to its dead raft leader gets no answer
+    at all, even after a new etcd leader is elected (seen with etcd 3.4 when its leader member was
+    SIGKILLed: the first try hangs until its deadline, the next one answers at once). A try must
+    be given up and sent again well within the lease, whatever the RPC timeout."""
+    lay = layout()
+    steps: list[str] = []
+    fe0, _, j0 = frontend(etcd, tmp_path / "fe0", lay, "fe0", steps, lease_s=3, rpc_timeout_s=6)
+    await fe0.start()
+    await eventually(lambda: fe0.phase is HaPhase.LEADER, timeout_s=10, what="fe0 to lead")
+    real_keepalive = fe0._session.keepalive
+    election = {"until": 0.0}
+
+    async def keepalive(lease_id, timeout_s=None):
+        if time.monotonic() < election["until"]:  # sent while etcd elects: no answer, ever
+            await pause(timeout_s or fe0._session.timeout_s)
+            raise TimeoutError("no answer")
+        return await real_keepalive(lease_id, timeout_s)
+
+    fe0._session.keepalive = keepalive
+    election["until"] = time.monotonic() + 1.5
+    await pause(4)
+    assert fe0.phase is HaPhase.LEADER and not steps, fe0.machine.history
+    fe0.closing = True
+    await fe0.close()
+    j0.close()
+
+
+async def test_a_leader_cut_off_from_etcd_stops_leading_at_its_lease_deadline(etcd, tmp_path):
+    """etcd hangs (SIGSTOP): the leader's keepalive gets no answer. It must stop acting as the
+    leader when its lease runs out on its own clock (another FE may lead once etcd expires the
+    lease), not when a hung call times out."""
+    lay = layout()
+    steps: list[str] = []
+    fe0, _, j0 = frontend(etcd, tmp_path / "fe0", lay, "fe0", steps, lease_s=2, rpc_timeout_s=6)
+    await fe0.start()
+    await eventually(lambda: fe0.phase is HaPhase.LEADER, timeout_s=10, what="fe0 to lead")
+    etcd.pause()
+    try:
+        paused_at = time.monotonic()
+        await eventually(lambda: fe0.phase is not HaPhase.LEADER, timeout_s=10, what="fe0 to stop leading")
+        stopped_at = time.monotonic()
+        deadline = fe0._lease.deadline
+    finally:
+        etcd.resume()
+    assert deadline <= paused_at + 2
+    assert stopped_at - deadline < 0.5, f"led {stopped_at - deadline:.1f} s past its lease"
+    assert fe0.role is FeRole.FOLLOWER
+    await eventually(lambda: steps, timeout_s=10, what="fe0 to step down")
+    fe0.closing = True
+    await fe0.close()
+    j0.close()
+
+
+async def test_a_follower_whose_tail_falls_behind_compaction_steps_down(etcd, tmp_path):
+    """The records a follower still needs were compacted away under it (its image key said
+    otherwise): its tail cannot go on. The FE must not keep serving a state that stopped moving:
+    it restarts (and then fails with the JournalBehindCompaction message)."""
+    lay = layout()
+    steps0: list[str] = []
+    steps1: list[str] = []
+    fe0, _, j0 = frontend(etcd, tmp_path / "fe0", lay, "fe0", steps0)
+    await fe0.start()
+    await eventually(lambda: fe0.phase is HaPhase.LEADER, timeout_s=10, what="fe0 to lead")
+    fe1, _, j1 = frontend(etcd, tmp_path / "fe1", lay, "fe1", steps1)
+    await fe1.start()
+    for v in range(5):
+        j0.log("c.add", {"v": v})
+    await j0.durable()
+    assert await fe1.wait_replayed(5, timeout_s=10)
+    freeze(fe1)  # away for a moment
+    fe1._tail_task.cancel()
+    await asyncio.gather(fe1._tail_task, return_exceptions=True)
+    for v in range(5, 10):
+        j0.log("c.add", {"v": v})
+    await j0.durable()
+    await fe0._store.compact_through(10)  # not what fe0 would do: fe1's image key is older
+    fe1._tail_task = asyncio.create_task(fe1._run_tail())
+    await eventually(lambda: steps1, timeout_s=10, what="fe1 to step down")
+    assert "copy the newest image" in steps1[0]
+    for fe, j in ((fe0, j0), (fe1, j1)):
+        fe.closing = True
+        await fe.close()
+        j.close()
+
+
+async def test_a_step_down_while_promoting_never_makes_the_journal_writable(etcd, tmp_path):
+    lay = layout()
+    steps: list[str] = []
+    fe0, _, j0 = frontend(etcd, tmp_path / "fe0", lay, "fe0", steps)
+    real_catch_up = fe0._tail.catch_up
+
+    async def catch_up():
+        revision = await real_catch_up()
+        if fe0.phase is HaPhase.PROMOTING:
+            fe0.step_down("the lease ran out during the replay")
+        return revision
+
+    fe0._tail.catch_up = catch_up
+    await fe0.start()
+    await eventually(lambda: steps, timeout_s=10, what="fe0 to step down")
+    assert fe0.phase is HaPhase.STEPPED_DOWN
+    assert not j0.writable and fe0._store._fence is None
+    assert [p for p, _ in fe0.machine.history] == [HaPhase.INIT, HaPhase.FOLLOWER, HaPhase.PROMOTING,
+                                                   HaPhase.STEPPED_DOWN]
+    fe0.closing = True
+    await fe0.close()
+    j0.close()
+
+
+def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+@pytest.mark.parametrize(("code", "details", "transient"), [
+    (grpc.StatusCode.UNAVAILABLE, "etcdserver: leader changed", True),
+    (grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out", True),
+    (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", True),
+    # the client's deadline reached etcd first: etcd answers with its context's error
+    (grpc.StatusCode.UNKNOWN, "context deadline exceeded", True),
+    (grpc.StatusCode.UNKNOWN, "context canceled", True),
+    # etcd 3.4 returns raft's ErrProposalDropped as is (no leader, or a leadership transfer)
+    (grpc.StatusCode.UNKNOWN, "raft proposal dropped", True),
+    (grpc.StatusCode.UNKNOWN, "something else", False),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, "etcdserver: too many requests", True),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded", False),
+    (grpc.StatusCode.NOT_FOUND, "etcdserver: requested lease not found", False),
+    (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: request is too large", False),
+])
+def test_etcd_errors_that_are_worth_another_try(code, details, transient):
+    assert is_transient(_rpc_error(code, details)) is transient
+
+
+class FreezableProxy:
+    """A TCP proxy to etcd that can stop forwarding, its connections left open: what an etcd
+    member looks like to its clients once SIGSTOPped (the kernel accepts, nothing answers)."""
+
+    def __init__(self, target: str) -> None:
+        self._host, _, port = target.rpartition(":")
+        self._port = int(port)
+        self.thawed = asyncio.Event()
+        self.thawed.set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self._host, self._port)
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                await self.thawed.wait()
+                dst.write(data)
+                await dst.drain()
+        except OSError:
+            pass
+        finally:
+            dst.close()
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def test_a_session_leaves_an_etcd_member_that_hangs(etcd):
+    """An etcd member SIGSTOPped (or cut off one way) keeps its connection open: nothing answers,
+    and gRPC's pick_first stays on that connection (a new channel in the same order even reuses
+    it: gRPC shares subchannels between channels). After calls that got no answer the session
+    dials the members again, another one first."""
+    proxy = FreezableProxy(etcd.endpoint)
+    session = EtcdSession((await proxy.start(), etcd.endpoint), timeout_s=0.5)
+    try:
+        await session.put(b"/hung-member-test", b"through the proxy")
+        proxy.thawed.clear()  # the member the session talks to hangs
+
+        async def put() -> bool:
+            try:
+                await session.put(b"/hung-member-test", b"x")
+            except Exception as exc:  # noqa: BLE001 - the probe: what failed is in the message below
+                assert is_transient(exc), exc
+                return False
+            return True
+
+        started = time.monotonic()
+        while not await put():
+            assert time.monotonic() - started < 5, "every call still goes to the member that hangs"
+        assert session.redials >= 1
+    finally:
+        proxy.thawed.set()
+        await session.close()
+        await proxy.close()
+
+
+async def test_calls_in_flight_when_the_session_redials_fail_transient(etcd):
+    """Closing a gRPC channel makes its calls in flight raise CancelledError in whoever awaits them:
+    a journal write would look like its FE stopping, a follower's tail would end. They must fail
+    with an error that is tried again, while a task that is itself cancelled still is."""
+    proxy = FreezableProxy(etcd.endpoint)
+    session = EtcdSession((await proxy.start(), etcd.endpoint), timeout_s=5)
+    lay = layout()
+    try:
+        await session.put(b"/redial-test", b"through the proxy")
+        proxy.thawed.clear()
+
+        async def watch() -> None:
+            request = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
+                key=lay.journal_prefix, range_end=prefix_end(lay.journal_prefix)))
+            async for _ in session.watch(iter([request])):
+                pass
+
+        calls = [asyncio.create_task(session.put(b"/redial-test", b"x")), asyncio.create_task(watch()),
+                 asyncio.create_task(session.keepalive(1))]
+        cancelled = asyncio.create_task(session.put(b"/redial-test", b"y"))
+        await pause(0.2)
+        cancelled.cancel()
+        assert await session.redial("a test")
+        for call in calls:
+            exc = (await asyncio.gather(call, return_exceptions=True))[0]
+            assert isinstance(exc, Exception) and is_transient(exc), repr(exc)
+        assert cancelled.cancelled()
+        await session.put(b"/redial-test", b"on the new channel")
+    finally:
+        proxy.thawed.set()
+        await session.close()
+        await proxy.close()
+
+
+def _no_answer() -> grpc.aio.AioRpcError:
+    return _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+
+
+async def test_a_campaign_that_won_without_an_answer_still_leads(etcd, tmp_path):
+    """The transaction that created the leader key went through, its answer did not (a timeout,
+    a member that died or hung): the FE then finds the key with its own name and its own lease.
+    It won: it must lead, not wait for a leader that is itself (nobody would ever lead: it keeps
+    that lease alive)."""
+    lay = layout()
+    steps: list[str] = []
+    fe0, _, j0 = frontend(etcd, tmp_path / "fe0", lay, "fe0", steps)
+    real_txn = fe0._session.txn
+    lost = []
+
+    async def txn(request, timeout_s=None):
+        resp = await real_txn(request, timeout_s)
+        if request.compare and request.compare[0].key == lay.leader_key and request.compare[0].create_revision == 0 \
+                and not lost:
+            lost.append(resp.succeeded)
+            raise _no_answer()
+        return resp
+
+    fe0._session.txn = txn
+    await fe0.start()
+    await eventually(lambda: lost, timeout_s=10, what="the campaign")
+    assert lost == [True]
+    await eventually(lambda: fe0.phase is HaPhase.LEADER, timeout_s=10, what="fe0 to lead")
+    j0.log("c.add", {"v": 1})
+    await j0.durable()
+    assert not steps
+    fe0.closing = True
+    await fe0.close()
+    j0.close()
+
+
+async def test_a_compaction_applied_late_never_lowers_the_mark(etcd, tmp_path):
+    """A compaction whose answer was lost may still be applied later (a hung member wakes and
+    runs what it had received), after a newer compaction: it must not lower the mark."""
+    lay = layout()
+    leader = Fe(etcd, tmp_path / "a", lay, writable=True)
+    await leader.lead()
+    for v in range(20):
+        leader.journal.log("c.add", {"v": v})
+    await leader.journal.durable()
+    real_txn = leader.session.txn
+    held: list[rpc.TxnRequest] = []
+
+    async def txn(request, timeout_s=None):
+        if not held and any(op.HasField("request_delete_range") for op in request.success):
+            held.append(request)  # sent, not answered: applied later
+            raise _no_answer()
+        return await real_txn(request, timeout_s)
+
+    leader.session.txn = txn
+    assert await leader.store.compact_through(12) == 12  # the retry went through
+    assert await leader.store.compact_through(18) == 6
+    await real_txn(held[0])  # the first try, at last
+    assert await leader.store.compacted_through() == 18
+    await leader.close()
