@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -27,17 +28,25 @@ RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"
 
 @contextmanager
 def bench_cluster(bes: int = 3, with_broker: bool = False, fe_config: dict[str, str] | None = None,
-                  be_config: dict[str, str] | None = None) -> Iterator[LocalCluster]:
-    with tempfile.TemporaryDirectory(prefix="tabletsim-bench-") as tmp:
-        ports = free_ports(2 + bes)
-        cluster = LocalCluster(os.path.join(tmp, "run"))
-        spec = ClusterSpec(bes=bes, fe_port=ports[0], broker_port=ports[1], be_ports=ports[2:],
-                           with_broker=with_broker, fe_config=fe_config or {}, be_config=be_config or {})
-        try:
-            cluster.start(spec, timeout_s=60)
-            yield cluster
-        finally:
-            cluster.stop()
+                  be_config: dict[str, str] | None = None, *, fes: int = 1,
+                  keep: bool = False) -> Iterator[LocalCluster]:
+    """A cluster on free loopback ports in a temporary run dir, stopped by pid at the end; ``fes``
+    > 1: as many FEs on as many etcd members. ``keep``: the run dir (logs) stays, its path printed."""
+    tmp = tempfile.mkdtemp(prefix="tabletsim-bench-")
+    ports = free_ports(1 + fes + bes)
+    cluster = LocalCluster(os.path.join(tmp, "run"))
+    spec = ClusterSpec(bes=bes, fe_port=ports[1], broker_port=ports[0], fe_ports=ports[1:1 + fes],
+                       be_ports=ports[1 + fes:], with_broker=with_broker, fe_config=fe_config or {},
+                       be_config=be_config or {}, fes=fes)
+    try:
+        cluster.start(spec, timeout_s=60 if fes == 1 else 90)
+        yield cluster
+    finally:
+        cluster.stop()
+        if keep:
+            print(f"run dir kept: {cluster.run_dir}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class Timer:
@@ -202,6 +211,23 @@ async def create_one_row_table(admin: admin_pb2_grpc.AdminServiceStub, db: str, 
         db=db, table=table, columns=[admin_pb2.ColumnDef(name="id", type="BIGINT", not_null=True)],
         duplicate_key=["id"], distributed_by=["id"], buckets=1,
         properties={"replication_num": "3", "write_quorum": "MAJORITY"}, if_not_exists=True))
+
+
+async def timed_loads(admin: admin_pb2_grpc.AdminServiceStub, ids: range, concurrency: int) -> float:
+    """One-row Stream Loads of ``ids`` into b.t (label l<id>), ``concurrency`` at a time; the seconds
+    they took (bench/txn_rate.py, bench/failover.py)."""
+    queue = list(ids)
+
+    async def worker() -> None:
+        while queue:
+            i = queue.pop()
+            res = await admin.StreamLoad(types_pb2.StreamLoadRequest(db="b", table="t", label=f"l{i}",
+                                                                     data=f"{i}\n".encode()), timeout=60)
+            assert res.status == "Success", res
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - began
 
 
 @dataclass

@@ -38,13 +38,10 @@ import asyncio
 import itertools
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
@@ -56,13 +53,13 @@ from bench.common import (
     format_table,
     interrupt_on_sigterm,
     percentile,
+    timed_loads,
     write_json,
 )
 from bench.txn_rate import editlog_appends_per_s
 from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 from common.rpc import admin_channel
-from deploy.cluster import ClusterSpec, LocalCluster
-from deploy.ports import free_ports
+from deploy.cluster import LocalCluster
 from fe.persist.etcdclient import EtcdSession, compare_create, op_put
 
 DB, TABLE = "fo", "t"
@@ -82,39 +79,9 @@ COLUMNS = ["kill", "killed", "new_leader", "etcd_leader_s", "won_s", "leader_s",
            "failover_s", "failed_tries", "settle_s"]
 
 
-@contextmanager
-def ha_cluster(keep: bool) -> Iterator[LocalCluster]:
+def ha_cluster(keep: bool):
     """3 etcd members, fe0..fe2 and 3 BEs on free loopback ports; stopped by pid at the end."""
-    tmp = tempfile.mkdtemp(prefix="tabletsim-bench-")
-    ports = free_ports(6)
-    cluster = LocalCluster(os.path.join(tmp, "run"))
-    spec = ClusterSpec(bes=3, fes=3, fe_ports=ports[:3], be_ports=ports[3:], with_broker=False,
-                       fe_config={"fe_leader_lease_second": str(LEASE_S)})
-    try:
-        cluster.start(spec, timeout_s=90)
-        yield cluster
-    finally:
-        cluster.stop()
-        if keep:
-            print(f"run dir kept: {cluster.run_dir}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-async def timed_loads(admin: admin_pb2_grpc.AdminServiceStub, ids: range, concurrency: int) -> float:
-    """One-row loads of ``ids`` (label l<id>), ``concurrency`` at a time, as txn_rate does; seconds."""
-    queue = list(ids)
-
-    async def worker() -> None:
-        while queue:
-            i = queue.pop()
-            res = await admin.StreamLoad(types_pb2.StreamLoadRequest(db="b", table="t", label=f"l{i}",
-                                                                     data=f"{i}\n".encode()), timeout=60)
-            assert res.status == "Success", res
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - began
+    return bench_cluster(3, fe_config={"fe_leader_lease_second": str(LEASE_S)}, fes=3, keep=keep)
 
 
 async def rates(single_fe: str, ha_fe: str, loads: int, concurrency: int) -> tuple[float, float]:

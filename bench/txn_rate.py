@@ -13,8 +13,8 @@ import argparse
 import asyncio
 import tempfile
 
-from bench.common import Timer, bench_cluster, report
-from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+from bench.common import Timer, bench_cluster, report, timed_loads
+from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc
 from common.rpc import admin_channel
 from fe.persist.editlog import EditLog
 
@@ -38,20 +38,10 @@ async def small_loads(fe: str, loads: int, concurrency: int) -> float:
         await admin.CreateTable(admin_pb2.CreateTableRequest(
             db="b", table="t", columns=[admin_pb2.ColumnDef(name="id", type="BIGINT")], distributed_by=["id"],
             buckets=1, properties={"replication_num": "3"}))
-        queue = list(range(loads))
-
-        async def worker() -> None:
-            while queue:
-                i = queue.pop()
-                res = await admin.StreamLoad(types_pb2.StreamLoadRequest(db="b", table="t", label=f"l{i}",
-                                                                         data=f"{i}\n".encode()), timeout=60)
-                assert res.status == "Success", res
-
-        with Timer() as t:
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = await timed_loads(admin, range(loads), concurrency)
         count = await admin.Query(admin_pb2.QueryRequest(db="b", table="t", limit=0))
         assert count.count == loads
-        return loads / t.seconds
+        return loads / seconds
 
 
 def main() -> None:
