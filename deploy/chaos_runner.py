@@ -353,6 +353,10 @@ class ChaosRunner:
         else:
             self.rec.event("observed", f"#{f.index} {node} answers as {found[0]} {found[1]} s after its "
                                        + ("SIGCONT" if f.kind == "fe_leader_stop" else "restart"), f.index)
+            leader = await chaos_ha.leader_name(self.cluster)
+            if found[0] == "LEADER" and leader != node:
+                self.rec.violation(f"fault #{f.index}: {node} says it is the LEADER while etcd's leader key names "
+                                   f"{leader or 'no FE'}: two FEs claim to lead")
 
     def _link_rules(self, f: Fault, names: dict[str, str]) -> list[tuple[str, debug_pb2.DebugRule]]:
         """The (node, rule) pairs that make link fault ``f``; ``names``: node -> the address its peers use."""

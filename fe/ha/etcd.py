@@ -395,7 +395,8 @@ class EtcdFrontend:
             return
         if (leader or {}).get("name") != (self._leader or {}).get("name"):
             log.info("FE %s: the leader is %s", self.name, leader["name"] if leader else "unknown")
-        self._leader = leader
+        if not self.machine.phase.is_final:  # a check that was under way when this FE stepped down
+            self._leader = leader
 
     async def _campaign(self) -> None:
         lay = self._store.layout
@@ -489,6 +490,7 @@ class EtcdFrontend:
             return
         self._store.fence(None)
         self._journal.set_writable(False)
+        self._leader = None  # until it re-executes it knows no leader (its own key is no proof)
         log.warning("FE %s steps down from %s: %s", self.name, was.value, reason)
         if was is HaPhase.LEADER:
             self._notify(FeRole.FOLLOWER)

@@ -282,6 +282,9 @@ async def test_election_failover_and_fencing_between_two_fes(etcd, tmp_path):
         await j0.durable()
     await eventually(lambda: steps0, timeout_s=5, what="fe0 to step down")
     assert fe0.phase is HaPhase.STEPPED_DOWN
+    # until it has re-executed itself it names no leader, least of all itself
+    assert fe0.role is FeRole.FOLLOWER and fe0.leader_address is None
+    assert [f.name for f in fe0.frontends() if f.is_leader] == []
     resp = await fe1._session.range(lay.journal_key(31))
     assert b'"v":30' in resp.kvs[0].value
     assert not steps1
