@@ -50,11 +50,13 @@ from bench.common import (
     write_json,
 )
 from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc
+from common.rpc import CHANNEL_OPTIONS
 from deploy import workload
 from deploy.chaos_checker import Bounds, Checker, CheckResult
 from deploy.chaos_runner import ChaosRunner, Recorder
 from deploy.chaos_schedule import Schedule
 from deploy.cluster import LocalCluster
+from deploy.fe_pool import FrontendPool
 
 PARTITIONS = 8
 # one round of sends every second, each round one record batch per partition (the linger outlasts
@@ -253,9 +255,10 @@ def interval_count(duration_s: float, interval_s: float) -> int:
 
 
 class Soak:
-    def __init__(self, cluster: LocalCluster, admin: admin_pb2_grpc.AdminServiceStub, args, out: dict) -> None:
+    def __init__(self, cluster: LocalCluster, pool: FrontendPool, args, out: dict) -> None:
         self.cluster = cluster
-        self.admin = admin
+        self.pool = pool
+        self.admin: admin_pb2_grpc.AdminServiceStub = pool.admin  # type: ignore[assignment]
         self.args = args
         self.out = out
         self.loads: list[LoadResult] = []
@@ -387,25 +390,29 @@ class Soak:
             raise RuntimeError("the producer did not stop within 30 s")
         if produce.exception() is not None:
             raise RuntimeError(f"the producer failed: {produce.exception()!r}")
-        rec = Recorder()
-        schedule = Schedule(seed=0, duration_s=0.0, bes=self.args.bes, max_down=0, faults=())
-        runner = ChaosRunner(self.cluster, self.admin, schedule, producer, rec, print_every_s=10.0)
-        bounds = Bounds(catch_up_s=self.args.catch_up_bound, healthy_s=self.args.catch_up_bound,
-                        txns_s=self.args.catch_up_bound)
+        checker = self.checker(producer)
         print(f"\nproducer stopped at {producer.produced:,} rows; checking exactly-once "
               f"(deploy/chaos_checker.py, catch-up bound {self.args.catch_up_bound:.0f} s)", flush=True)
-        result = await Checker(self.admin, runner, rec, bounds).run(producer.produced)
-        self.out["checker"] = {**result.to_json(), "violations": list(rec.violations)}
+        result = await checker.run(producer.produced)
+        self.out["checker"] = {**result.to_json(), "violations": list(checker.rec.violations)}
         return result
+
+    def checker(self, producer: workload.Producer) -> Checker:
+        """The chaos checker over a schedule of no faults, asking the FEs through this soak's pool."""
+        schedule = Schedule(seed=0, duration_s=0.0, bes=self.args.bes, max_down=0, faults=())
+        rec = Recorder()
+        runner = ChaosRunner(self.cluster, self.pool, schedule, producer, rec, print_every_s=10.0)
+        bounds = Bounds(catch_up_s=self.args.catch_up_bound, healthy_s=self.args.catch_up_bound,
+                        txns_s=self.args.catch_up_bound)
+        return Checker(self.admin, runner, rec, bounds)
 
     async def close(self) -> None:
         await self.backends.close()
 
 
 async def run(cluster: LocalCluster, args, out: dict) -> None:
-    async with workload.channel(cluster.fe_address) as channel:
-        admin = admin_pb2_grpc.AdminServiceStub(channel)
-        soak = Soak(cluster, admin, args, out)
+    async with FrontendPool(cluster.frontends(), CHANNEL_OPTIONS) as pool:
+        soak = Soak(cluster, pool, args, out)
         produce: asyncio.Task | None = None
         try:
             producer, produce = await soak.setup()

@@ -8,6 +8,7 @@ from bench.common import LoadResult, format_table, percentile
 from bench.many_loads import slice_label, slice_row, tenth_slices
 from bench.soak import (
     Probe,
+    Soak,
     Targets,
     checks,
     fe_rss_growth_pct,
@@ -206,3 +207,22 @@ def test_a_checker_violation_fails_the_soak_even_with_every_id_once():
     clean = checks(rows, 0, 0, Targets(), violations=[])
     assert [c.ok for c in clean] == [True, True, True, True, True] and verdict(clean) == "PASS"
     assert not checks(rows, 0, 0, Targets())[-1].ok  # the checker never ran: not measured
+
+
+async def test_the_soaks_exactly_once_check_gets_the_fe_pool_the_chaos_runner_needs(tmp_path):
+    # the soak reuses the chaos checker, whose runner asks the FEs through a FrontendPool: a soak
+    # that handed it a plain stub ran for its whole duration, then failed at the final check
+    from types import SimpleNamespace
+
+    from deploy.chaos_checker import Checker
+    from deploy.cluster import ClusterSpec, LocalCluster
+    from deploy.fe_pool import FrontendPool
+    from deploy.workload import Producer
+
+    cluster = LocalCluster(str(tmp_path / "run"))
+    cluster.save_spec(ClusterSpec(bes=3, fe_port=1, broker_port=2, with_broker=False))
+    async with FrontendPool(cluster.frontends()) as pool:
+        soak = Soak(cluster, pool, SimpleNamespace(bes=3, catch_up_bound=10.0), {})
+        producer = Producer("127.0.0.1:2", "t", 1, 0, 10, 1.0)
+        checker = soak.checker(producer)
+        assert isinstance(checker, Checker) and checker.runner.pool is pool and checker.admin is soak.admin
