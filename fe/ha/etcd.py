@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 import orjson
@@ -238,26 +238,36 @@ class EtcdFrontend:
         await self._session.close()
 
     # ------------------------------------------------------------------ the lease
-    async def _run_lease(self) -> None:
+    async def _run_every(self, step: Callable[[], Awaitable[None]], interval_s: Callable[[], float], what: str,
+                         expected: Callable[[BaseException], bool]) -> None:
+        """``step`` every ``interval_s()`` until this FE steps down. A failure ``expected`` says is
+        etcd being away is logged in a line; the next round tries again (the lease decides)."""
         while not self.machine.phase.is_final:
             try:
-                await self.keep_lease()
+                await step()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the next round tries again; the deadline decides
-                if is_transient(exc):
-                    log.info("lease keepalive: etcd unavailable (%s)", _brief(exc))
+            except Exception as exc:  # noqa: BLE001 - the next round tries again; the lease decides
+                if expected(exc):
+                    log.info("%s: etcd unavailable or the lease is being renewed (%s)", what, _brief(exc))
                 else:
-                    log.exception("lease keepalive of FE %s failed", self.name)
-            await asyncio.sleep(self.keepalive_interval_s())
+                    log.exception("%s of FE %s failed", what, self.name)
+            await asyncio.sleep(interval_s())
+
+    async def _run_lease(self) -> None:
+        await self._run_every(self.keep_lease, self.keepalive_interval_s, "lease keepalive", is_transient)
+
+    def _lease_ran_out(self) -> bool:
+        """A leader (or one promoting) whose lease ran out on its own clock steps down; True then."""
+        if self.machine.holds_leader_key and not self._lease.holds(self._mono()):
+            self.step_down(f"the leader lease ran out on this FE's clock ({self._lease_ttl} s without a renewal)")
+            return True
+        return False
 
     async def keep_lease(self) -> None:
         """One keepalive round: renew the lease (trying again until it runs out), or, with none,
         get one."""
-        if self.machine.phase.is_final:
-            return
-        if self.machine.holds_leader_key and not self._lease.holds(self._mono()):
-            self.step_down(f"the leader lease ran out on this FE's clock ({self._lease_ttl} s without a renewal)")
+        if self.machine.phase.is_final or self._lease_ran_out():
             return
         if not self._lease_id:
             await self._grant()
@@ -266,24 +276,12 @@ class EtcdFrontend:
 
     # ------------------------------------------------------------------ the check
     async def _run_checks(self) -> None:
-        while not self.machine.phase.is_final:
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the next check tries again; the lease decides
-                if is_transient(exc) or _lease_not_found(exc):
-                    log.info("check: etcd unavailable or the lease is being renewed (%s)", _brief(exc))
-                else:
-                    log.exception("check of FE %s failed", self.name)
-            await asyncio.sleep(self.interval_s())
+        await self._run_every(self.check, self.interval_s, "check",
+                              lambda exc: is_transient(exc) or _lease_not_found(exc))
 
     async def check(self) -> None:
         """One check (see the module docstring); the lease is kept by :meth:`keep_lease`."""
-        if self.machine.phase.is_final:
-            return
-        if self.machine.holds_leader_key and not self._lease.holds(self._mono()):
-            self.step_down(f"the leader lease ran out on this FE's clock ({self._lease_ttl} s without a renewal)")
+        if self.machine.phase.is_final or self._lease_ran_out():
             return
         if not self._lease_id:
             return  # lost: the keepalive task gets a new one
