@@ -58,8 +58,10 @@ chaos: $(STAMP) $(if $(filter-out 1,$(FES)),etcd)
 bench: $(STAMP) etcd
 	$(PY) -m bench.routine_load
 	$(PY) -m bench.stream_load
+	$(PY) -m bench.query
 	$(PY) -m bench.repair
 	$(PY) -m bench.txn_rate
+	$(PY) -m bench.group_commit
 	$(PY) bench/sched_scale.py
 	$(PY) -m bench.failover
 

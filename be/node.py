@@ -9,6 +9,8 @@ from be.agent.peers import PeerClients
 from be.agent.report import TabletReporter
 from be.clone.task import CloneRunner
 from be.load.coordinator import LoadCoordinator
+from be.load.group_commit import GroupCommitter
+from be.load.group_commit_wal import GroupCommitWal
 from be.load.routine_task import RoutineLoadRunner
 from be.service.backend import BackendServicer
 from be.storage.compaction import CompactionManager
@@ -43,6 +45,8 @@ class BackendNode:
                            interceptors=self.debug.client_interceptors)
         self.peers = PeerClients(config.cluster_token, self.debug.client_interceptors)
         self.coordinator = LoadCoordinator(lambda: self.link.backend_id, self.link.stub, self.rowsets, self.peers)
+        self.group_commit = GroupCommitter(self.coordinator, self.link.stub, GroupCommitWal(self.store),
+                                           lambda: self.link.backend_id)
         self.routine = RoutineLoadRunner(self.coordinator, self.link.stub, debug=self.debug,
                                          write_buffer_size=config.storage.write_buffer_size)
         self.cloner = CloneRunner(self.store, self.tablets, self.rowsets, self.peers, lambda: self.link.backend_id,
@@ -56,7 +60,8 @@ class BackendNode:
     async def start(self) -> None:
         backend = BackendServicer(self.store, self.tablets, self.rowsets, self.coordinator, self.routine,
                                   self.start_time_ms, lambda: self.link.backend_id,
-                                  config=self.config.storage, compaction=self.compaction, debug=self.debug)
+                                  config=self.config.storage, compaction=self.compaction, debug=self.debug,
+                                  group_commit=self.group_commit)
         backend.attach_cloner(self.cloner)
         debug_services, debug_adders = debug_served(self.debug)
         services = SERVICES + debug_services
@@ -76,6 +81,7 @@ class BackendNode:
                  ", debug points on" if self.debug.enabled else "", ", ".join(self.config.fe_addresses))
         await self.link.register()
         self.link.start()
+        await self.group_commit.start()  # async_mode groups of the previous process: loaded again
         self.reporter.start()
         self.compaction.start()
         log.info("backend %d started", self.link.backend_id)
@@ -84,6 +90,7 @@ class BackendNode:
         if self._server is not None:
             await self._server.stop(grace_s)
         await self.routine.close()
+        await self.group_commit.close()
         await self.coordinator.close()
         await self.compaction.close()
         await self.reporter.close()

@@ -192,8 +192,11 @@ class FrontendNode:
         if self._leading:
             return
         self._leading = True
-        self.publish_daemon = PeriodicDaemon("publish", lambda: 0.05, self.publisher.run_once)
+        self.publish_daemon = PeriodicDaemon("publish", lambda: self.dynconfig.publish_version_interval_ms / 1000,
+                                             self.publisher.run_once)
         self.txns.on_committed.append(lambda _txn: self.publish_daemon.wake())
+        routine_daemon = PeriodicDaemon("routine-load-scheduler", lambda: 0.2, self.routine_scheduler.run_once)
+        self.routine.on_change.append(routine_daemon.wake)  # a job created, altered or resumed: scheduled now
         self._daemons = [
             PeriodicDaemon(
                 "backend-liveness",
@@ -203,7 +206,7 @@ class FrontendNode:
             self.publish_daemon,
             PeriodicDaemon("txn-timeout", lambda: 1.0, self.txns.abort_expired),
             PeriodicDaemon("txn-label-clean", lambda: TXN_CLEAN_INTERVAL_S, self.txns.clean_finished),
-            PeriodicDaemon("routine-load-scheduler", lambda: 0.2, self.routine_scheduler.run_once),
+            routine_daemon,
             PeriodicDaemon("routine-load-lag", lambda: LAG_REFRESH_S, self.routine_scheduler.refresh_lag),
         ]
         for daemon in self._daemons:

@@ -4,7 +4,9 @@ Rowsets are immutable once visible: the path of rowsets covering the versions as
 ones, and stale ones a compaction replaced when the older versions need them) is taken under the
 rowset lock with a RocksDB snapshot, and the chunks are then read through that snapshot off the
 event loop, a group at a time - a compaction or a sweep meanwhile does not disturb it. One message carries one
-stored chunk (up to ``CHUNK_ROWS`` rows, as the load wrote it), never one row.
+stored chunk (a segment as the load or a compaction wrote it), never one row. Segments travel as
+the bytes stored - columnar (common/columnar.py) or older marshal rows - and the destination
+stores them unchanged (be/clone/task.py): a clone reads and checksums as its source does.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The coordinator's replicated write: each tablet's rows to all its target replicas, quorum counted.
 
-Rows are encoded once per tablet and sent per BE in batches of about ``batch_bytes`` (never one
+Each tablet's rows are encoded once, as columnar segments of at most CHUNK_ROWS rows
+(common/columnar.py), and sent per BE in batches of about ``batch_bytes`` (never one
 call per row); a BE's batch is stored atomically, so a replica has taken a tablet's rows only if
 every batch that carried them succeeded. The local BE is written directly, without an RPC.
 
@@ -20,8 +21,10 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import grpc
+import pyarrow as pa
 
 from be.load.router import Router
+from common.columnar import encode_segment
 from common.errors import FailedPrecondition, TabletsimError, Unavailable
 from common.gen.tabletsim.v1 import backend_pb2, types_pb2
 from common.quorum import check_writable
@@ -68,8 +71,24 @@ class WriteOutcome:
     failed_backends: dict[int, str] = field(default_factory=dict)
 
 
+def encode_tablet_tables(router: Router, by_tablet: dict[int, pa.Table]) -> dict[int, list[Chunk]]:
+    """Encode each tablet's table into columnar segments of at most CHUNK_ROWS rows (an empty
+    tablet gets one empty segment)."""
+    out: dict[int, list[Chunk]] = {}
+    for tablet_id, table in by_tablet.items():
+        partition_id = router.tablets[tablet_id].partition_id
+        n = table.num_rows
+        out[tablet_id] = [
+            Chunk(tablet_id, partition_id, encode_segment(table.slice(i, CHUNK_ROWS)), min(CHUNK_ROWS, n - i))
+            for i in range(0, n, CHUNK_ROWS)
+        ] or [Chunk(tablet_id, partition_id, encode_segment(table), 0)]
+    return out
+
+
 def encode_tablet_rows(router: Router, by_tablet: dict[int, list[tuple]]) -> dict[int, list[Chunk]]:
-    """Encode each tablet's rows into chunks (an empty tablet gets one empty chunk)."""
+    """Encode each tablet's rows into marshal-row chunks (an empty tablet gets one empty chunk): the
+    row-at-a-time reference, for the benchmark's lean baseline and tests that write rows by hand;
+    loads write :func:`encode_tablet_tables`."""
     out: dict[int, list[Chunk]] = {}
     for tablet_id, rows in by_tablet.items():
         partition_id = router.tablets[tablet_id].partition_id

@@ -5,32 +5,34 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import orjson
-
 from be.load.coordinator import LoadCoordinator
+from be.load.group_commit import GroupCommitter
 from be.load.routine_task import RoutineLoadRunner
 from be.service.clone_service import CloneServiceMixin
 from be.storage.compaction import CompactionManager
 from be.storage.rowsets import RowsetStore, StorageError
-from be.storage.scan import compile_predicates
+from be.storage.scan import ScanResult, TabletScan
 from be.storage.store import BeStore
 from be.storage.tablets import TabletManager, TabletMeta
-from common.coltypes import Column
 from common.config import StorageConfig
 from common.debug import BE_WRITE_BEFORE_ACK, DebugPoints, caller_node
 from common.errors import FailedPrecondition, InvalidArgument
 from common.gen.tabletsim.v1 import backend_pb2, backend_pb2_grpc
-from common.rowcodec import encode_rows
+from common.offload import off_loop_if_large
 from common.rpc import servicer
 
+PUBLISH_COST_BYTES = 4096
+"""A tablet's publish (one small RocksDB batch) counted as this many bytes of work: a publish of up
+to 64 tablets runs on the loop (common/offload.py)."""
 
 @servicer
 class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer):
     def __init__(self, store: BeStore, tablets: TabletManager, rowsets: RowsetStore, coordinator: LoadCoordinator,
                  routine: RoutineLoadRunner, start_time_ms: int, backend_id: Callable[[], int], *,
                  config: StorageConfig | None = None, compaction: CompactionManager | None = None,
-                 debug: DebugPoints | None = None) -> None:
+                 debug: DebugPoints | None = None, group_commit: GroupCommitter | None = None) -> None:
         self._debug = debug or DebugPoints.disabled()
+        self._group_commit = group_commit
         self._routine = routine
         self._config = config or StorageConfig()
         self._compaction = compaction
@@ -85,6 +87,10 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
 
     # ------------------------------------------------------------------ loads
     async def ExecuteStreamLoad(self, request, context):
+        if request.group_commit and request.group_commit != "off_mode":  # the FE resolved the mode
+            if self._group_commit is None:
+                raise FailedPrecondition(f"backend {self._backend_id()} does not run group commit")
+            return await self._group_commit.load(request)
         return await self._coordinator.stream_load(request)
 
     async def SubmitRoutineLoadTask(self, request, context):
@@ -97,7 +103,8 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
         chunks = [(c.tablet_id, c.partition_id, c.rows, c.row_count, c.seq if c.HasField("seq") else None)
                   for c in request.chunks]
         try:
-            written = await asyncio.to_thread(self._rowsets.write, request.txn_id, chunks)
+            written = await off_loop_if_large(sum(len(c[2]) for c in chunks), self._rowsets.write,
+                                              request.txn_id, chunks)
         except StorageError as exc:
             raise FailedPrecondition(f"backend {self._backend_id()}: {exc}") from None
         # stored as pending, not yet acknowledged: a failure here is a replica that took the rows
@@ -109,16 +116,17 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
         def publish_all() -> list[backend_pb2.PublishResult]:
             out = []
             for t in request.tablets:
-                outcome = self._rowsets.publish(request.txn_id, t.tablet_id, t.version)
+                txn_id = t.txn_id or request.txn_id
+                outcome = self._rowsets.publish(txn_id, t.tablet_id, t.version)
                 meta = self._tablets.get(t.tablet_id)
                 out.append(backend_pb2.PublishResult(
-                    tablet_id=t.tablet_id, ok=outcome.ok, version=outcome.version, error=outcome.error,
+                    tablet_id=t.tablet_id, txn_id=txn_id, ok=outcome.ok, version=outcome.version, error=outcome.error,
                     row_count=meta.row_count if meta else 0, data_size=meta.data_size if meta else 0,
                     version_count=meta.version_count if meta else 0,
                 ))
             return out
 
-        results = await asyncio.to_thread(publish_all)
+        results = await off_loop_if_large(len(request.tablets) * PUBLISH_COST_BYTES, publish_all)
         if self._compaction is not None:
             self._compaction.notify([r.tablet_id for r in results if r.ok])
         return backend_pb2.PublishVersionResponse(results=results)
@@ -129,30 +137,23 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
 
     # ------------------------------------------------------------------ reads
     async def ScanTablets(self, request, context):
-        def scan() -> tuple[int, list[tuple]]:
-            count, rows = 0, []
-            limit = request.limit
-            cache: dict[str, object] = {}
+        def scan() -> ScanResult:
+            read = TabletScan(request.predicates, request.limit, columnar=request.columnar, columns=request.columns,
+                              aggregates=[(a.func, a.column) for a in request.aggregates], group_by=request.group_by)
             for t in request.tablets:
                 meta = self._tablets.get(t.tablet_id)
                 if meta is None:
                     raise StorageError(f"tablet {t.tablet_id} does not exist on this backend")
-                test = cache.get(meta.schema_json)
-                if test is None:
-                    columns = [Column.from_dict(c) for c in orjson.loads(meta.schema_json)]
-                    test = cache[meta.schema_json] = compile_predicates(list(request.predicates), columns)
-                for row in self._rowsets.scan(t.tablet_id, t.version):
-                    if test(row):
-                        count += 1
-                        if len(rows) < limit:
-                            rows.append(row)
-            return count, rows
+                for payload in self._rowsets.chunks(t.tablet_id, t.version):
+                    read.add(payload, meta.schema_json)
+            return read.finish()
 
         try:
-            count, rows = await asyncio.to_thread(scan)
+            res = await asyncio.to_thread(scan)
         except StorageError as exc:
             raise FailedPrecondition(f"backend {self._backend_id()}: {exc}") from None
-        return backend_pb2.ScanTabletsResponse(count=count, rows=encode_rows(rows))
+        return backend_pb2.ScanTabletsResponse(count=res.count, rows=res.rows, partials=res.partials,
+                                               aggregated=res.aggregated)
 
     async def TabletChecksum(self, request, context):
         try:

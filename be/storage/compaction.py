@@ -13,7 +13,9 @@ A compaction, in its thread:
 1. copies the tablet's meta and takes a RocksDB snapshot (the rowset lock is held for the copy);
 2. picks its inputs on the copy, writes an in-progress marker ``cmp/<tablet><rowset>`` with the
    first output chunks, merges the inputs' chunks (:func:`be.storage.merge.merge_chunks`) read
-   through the snapshot, and writes the output chunks - no lock held;
+   through the snapshot into columnar segments of the tablet's schema (old marshal-row segments
+   are converted: compaction brings an old replica to the new format), and writes the output
+   chunks - no lock held;
 3. swaps, in one RocksDB batch under the rowset lock: the output becomes live, the inputs stale,
    the marker goes (:meth:`RowsetStore.swap_compacted`). If the inputs changed meanwhile (a full
    clone, a drop), the output is deleted instead.
@@ -37,6 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 from rocksdict import WriteBatch
 
 from be.storage import versions as V
@@ -52,6 +55,7 @@ from be.storage.merge import merge_chunks
 from be.storage.rowsets import RowsetStore, chunk_key, delete_rowset_chunks, read_chunks
 from be.storage.store import COMPACTION_MARKER_PREFIX, BeStore
 from be.storage.tablets import CompactionStatus, TabletManager, TabletMeta
+from common.columnar import is_columnar
 from common.config import StorageConfig
 from common.daemon import PeriodicDaemon
 
@@ -92,6 +96,19 @@ class Outcome:
     kind: CompactionType
     ok: bool
     message: str
+
+
+def _all_columnar(snap, tablet_id: int, rowset: list[int]) -> bool:
+    """Whether ``rowset``'s chunks are columnar segments, told by its first and last chunk (a
+    rowset is written in one format, and extended in place only once its chunks are columnar)."""
+    for i in sorted({0, rowset[V.CHUNKS] - 1}) if rowset[V.CHUNKS] else []:
+        try:
+            payload = snap[chunk_key(tablet_id, rowset[V.RID], i)]
+        except Exception:  # noqa: BLE001 - rocksdict's snapshot raises a bare Exception for a missing key
+            return False  # rewritten then, and read_chunks says which chunk is missing
+        if not is_columnar(payload):
+            return False
+    return True
 
 
 class CompactionManager:
@@ -248,7 +265,7 @@ class CompactionManager:
             return None
         try:
             ok, message = self._merge_and_swap(meta.tablet_id, meta.replica_id, meta.cumulative_point,
-                                               pick, snap, started)
+                                               pick, snap, started, meta.arrow_schema)
         except Exception as exc:  # noqa: BLE001 - a failed compaction is reported, the tablet keeps its rowsets
             ok, message = False, f"{type(exc).__name__}: {exc}"
         if not ok:
@@ -258,12 +275,17 @@ class CompactionManager:
         return Outcome(tablet_id, kind, ok, message)
 
     def _merge_and_swap(self, tablet_id: int, replica_id: int, cumulative_point: int, pick: Pick, snap,
-                        started: float) -> tuple[bool, str]:
+                        started: float, schema: pa.Schema | None = None) -> tuple[bool, str]:
         # A base compaction extends the base rowset [0-M] in place: a DUPLICATE KEY merge is a
         # concatenation, so the base's chunks stay as they are and the merged cumulative rowsets
         # are appended under its id. Readers of the old base (now a stale [0-M] entry with M's
         # chunk count) read the same chunks as before; the work is the new data, not the base.
+        # ``schema``: the tablet's Arrow schema, None when it declares no columns (rows stay rows).
+        # A base still in marshal rows (written before columnar segments) is rewritten instead,
+        # once, under a new id: after that its chunks are columnar and it is extended in place.
         base = pick.inputs[0] if pick.kind is CompactionType.BASE and pick.inputs[0][V.START] == 0 else None
+        if base is not None and schema is not None and not _all_columnar(snap, tablet_id, base):
+            base = None
         rowset_id = base[V.RID] if base else new_rowset_id()
         first = base[V.CHUNKS] if base else 0
         marker = marker_key(tablet_id, rowset_id)
@@ -273,7 +295,8 @@ class CompactionManager:
         batch_bytes = written = 0
         n_chunks, rows, nbytes = (first, base[V.ROWS], base[V.BYTES]) if base else (0, 0, 0)
         try:
-            for payload, n in merge_chunks(read_chunks(snap, tablet_id, pick.inputs[1:] if base else pick.inputs)):
+            for payload, n in merge_chunks(read_chunks(snap, tablet_id, pick.inputs[1:] if base else pick.inputs),
+                                           schema):
                 batch.put(chunk_key(tablet_id, rowset_id, n_chunks), payload)
                 n_chunks += 1
                 rows += n

@@ -1,6 +1,7 @@
 """Rowsets of tablet replicas: pending by txn, visible by version range (MVCC).
 
-    b"rs/"   + tablet(8) + rowset(8) + chunk(4)  ->  encoded rows (common/rowcodec)
+    b"rs/"   + tablet(8) + rowset(8) + chunk(4)  ->  a segment: columnar (common/columnar.py) or,
+                                                    written before it, marshal rows (common/rowcodec.py)
     b"pend/" + tablet(8) + txn(8)                ->  orjson {partition_id, rows, bytes, chunks, segments}
 
 A write appends chunks to the txn's pending rowset (its rowset id is the txn id); a txn may write
@@ -14,6 +15,11 @@ rowsets and lags until a clone). A read at version V follows a path of rowsets c
 (be/storage/versions.py) through a RocksDB snapshot, so a compaction swapping rowsets or a sweep
 deleting stale ones never pulls chunks from under it. Compaction (be/storage/compaction.py)
 swaps rowsets through :meth:`RowsetStore.swap_compacted` and :meth:`RowsetStore.sweep_stale`.
+
+Segments of both formats are read: as rows (:meth:`RowsetStore.scan`), as Arrow tables in the
+tablet's schema (:meth:`RowsetStore.scan_tables`), and by the checksum, which depends on the rows
+only - not on how they are cut into segments nor on the format - so replicas with different
+compaction histories agree.
 """
 
 from __future__ import annotations
@@ -26,12 +32,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import orjson
+import polars as pl
+import pyarrow as pa
 from rocksdict import WriteBatch
 
 from be.storage import versions as V
+from be.storage.merge import count_rows
 from be.storage.store import PENDING_PREFIX, ROWSET_PREFIX, STALE_PREFIX, BeStore
-from be.storage.tablets import TabletManager, TabletMeta
-from common.rowcodec import decode_rows
+from be.storage.tablets import TabletManager, TabletMeta, arrow_schema_of
+from common.columnar import read_table, segment_to_rows
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +70,13 @@ def delete_rowset_chunks(batch: WriteBatch, tablet_id: int, rowset_id: int, from
 
 
 CHECKSUM_BLOCK_ROWS = 1024
-"""Rows per block of the row checksum: fixed, so the sum does not depend on how chunks are cut."""
+"""Rows per block of the row checksum of a tablet without a schema: fixed, so the sum does not
+depend on how chunks are cut."""
+CHECKSUM_SEED = 0x7AB1E751
+"""Seed of the 64-bit row hashes of the columnar checksum (polars ``DataFrame.hash_rows``)."""
+CHECKSUM_BATCH_ROWS = 65_536
+"""Segments are hashed in groups of about this many rows (fewer calls for many small segments;
+the grouping does not change the sum)."""
 
 
 @dataclass
@@ -128,7 +143,7 @@ class RowsetStore:
             fields = orjson.loads(raw)
             pending = self._pending[(tablet_id, txn_id)] = Pending(**fields)
             if "segments" not in fields:  # written before chunks had positions: size them from the store
-                pending.segments = [[len(decode_rows(payload)), len(payload)]
+                pending.segments = [[count_rows(payload), len(payload)]
                                     for payload in (store.db[chunk_key(tablet_id, txn_id, i)]
                                                     for i in range(pending.chunks))]
         if self._pending:
@@ -148,7 +163,7 @@ class RowsetStore:
 
     # ------------------------------------------------------------------ writes
     def write(self, txn_id: int, chunks: Sequence[tuple]) -> int:
-        """Add ``(tablet_id, partition_id, encoded rows, row count[, seq])`` chunks to pending rowsets.
+        """Add ``(tablet_id, partition_id, segment, row count[, seq])`` chunks to pending rowsets.
 
         A chunk with ``seq`` goes to that position of the txn's pending rowset of the tablet: the
         next one appends, an earlier one replaces the chunk there (a resend), a later one is refused.
@@ -264,27 +279,66 @@ class RowsetStore:
             return [list(rs[:6]) for rs in path], self._store.db.snapshot()
 
     def chunks(self, tablet_id: int, version: int) -> Iterator[bytes]:
-        """Encoded row chunks of the rowsets covering ``[0, version]``, in version order."""
+        """Segments (either format) of the rowsets covering ``[0, version]``, in version order."""
         path, snap = self.read_plan(tablet_id, version)
         yield from read_chunks(snap, tablet_id, path)
 
     def scan(self, tablet_id: int, version: int) -> Iterator[tuple]:
+        """The rows at ``version``, in version order, as the row API gives them (common/columnar.py)."""
         for payload in self.chunks(tablet_id, version):
-            yield from decode_rows(payload)
+            yield from segment_to_rows(payload)
+
+    def scan_tables(self, tablet_id: int, version: int) -> Iterator[pa.Table]:
+        """Each segment of the rowsets covering ``[0, version]``, in version order, as an Arrow table
+        in the tablet's schema (:func:`be.storage.tablets.arrow_schema_of`); old marshal-row
+        segments are converted. A tablet that declares no columns has no such schema: StorageError."""
+        path, snap, schema = self._read_view(tablet_id, version)
+        if schema is None:
+            raise StorageError(f"tablet {tablet_id} declares no columns (schema_json '[]'): its segments "
+                               "have no Arrow schema; read its rows with scan()")
+        for rs, i, payload in read_segments(snap, tablet_id, path):
+            yield segment_table(tablet_id, rs, i, payload, schema)
 
     def checksum(self, tablet_id: int, version: int) -> tuple[str, int]:
-        """CRC32 over the rows in version order, in fixed blocks of rows, and the row count: equal
-        on replicas with the same rows, however their compactions cut the chunks."""
-        crc, rows, block = 0, 0, []
-        for row in self.scan(tablet_id, version):
-            block.append(row)
-            rows += 1
-            if len(block) == CHECKSUM_BLOCK_ROWS:
-                crc = zlib.crc32(marshal.dumps(block, 2), crc)
-                block = []
-        if block:
-            crc = zlib.crc32(marshal.dumps(block, 2), crc)
+        """A checksum of the rows at ``version`` in version order, and the row count: equal on
+        replicas with the same rows, however their compactions cut them into segments and whichever
+        format (columnar or marshal rows) each segment has.
+
+        Each segment is read as a table in the tablet's schema, each row hashed to 64 bits (polars
+        ``DataFrame.hash_rows`` with the fixed :data:`CHECKSUM_SEED`), and the hashes, in row
+        order, fed to a streaming CRC32 (``crc32(b, crc32(a)) == crc32(a + b)``: the cut between
+        segments does not show). polars promises the same hashes only within one polars version:
+        every process of a cluster runs the same virtualenv, so replicas compare like with like; a
+        cluster upgraded one BE at a time would see checksum mismatches until all run the same one.
+
+        A tablet that declares no columns (schema_json ``"[]"``, tools and unit tests) has no
+        types to hash by: its checksum is a CRC32 over its row values (marshal, in fixed blocks of
+        :data:`CHECKSUM_BLOCK_ROWS` rows), the same for both formats since they give the same rows.
+        """
+        path, snap, schema = self._read_view(tablet_id, version)
+        if schema is None:
+            return _row_checksum(segment_to_rows(p) for p in read_chunks(snap, tablet_id, path))
+        crc = rows = 0
+        batch: list[pa.Table] = []  # small segments (one-row loads) are hashed together
+        batch_rows = 0
+        for rs, i, payload in read_segments(snap, tablet_id, path):
+            table = segment_table(tablet_id, rs, i, payload, schema)
+            batch.append(table)
+            batch_rows += table.num_rows
+            if batch_rows >= CHECKSUM_BATCH_ROWS:
+                crc = _crc_of_row_hashes(pa.concat_tables(batch), crc)
+                rows += batch_rows
+                batch, batch_rows = [], 0
+        if batch_rows:
+            crc = _crc_of_row_hashes(pa.concat_tables(batch), crc)
+            rows += batch_rows
         return f"{crc:08x}", rows
+
+    def _read_view(self, tablet_id: int, version: int) -> tuple[list[list[int]], object, pa.Schema | None]:
+        """:meth:`read_plan` and the tablet's Arrow schema, taken together under the lock."""
+        with self._lock:
+            path, snap = self.read_plan(tablet_id, version)
+            return path, snap, arrow_schema_of(self._tablets.get(tablet_id).schema_json)
 
     # ------------------------------------------------------------------ clone
     def pending_tablets(self) -> dict[int, set[int]]:
@@ -434,11 +488,53 @@ class RowsetStore:
 
 
 def read_chunks(snap, tablet_id: int, rowsets: list[list[int]]) -> Iterator[bytes]:
-    """Every chunk of ``rowsets`` in order, read through the snapshot ``snap``."""
+    """Every chunk (segment) of ``rowsets`` in order, read through the snapshot ``snap``."""
+    for _rs, _i, payload in read_segments(snap, tablet_id, rowsets):
+        yield payload
+
+
+def read_segments(snap, tablet_id: int, rowsets: list[list[int]]) -> Iterator[tuple[list[int], int, bytes]]:
+    """``(rowset, chunk index, segment)`` of every chunk of ``rowsets`` in order, through ``snap``."""
     for rs in rowsets:
         for i in range(rs[V.CHUNKS]):
             try:
-                yield snap[chunk_key(tablet_id, rs[V.RID], i)]
+                payload = snap[chunk_key(tablet_id, rs[V.RID], i)]
             except Exception:  # noqa: BLE001 - rocksdict's snapshot raises a bare Exception for a missing key
                 raise StorageError(f"tablet {tablet_id}: chunk {i} of rowset {rs[V.RID]} "
                                    f"(versions {rs[V.START]}-{rs[V.END]}) is missing") from None
+            yield rs, i, payload
+
+
+def segment_table(tablet_id: int, rs: list[int], i: int, payload: bytes, schema: pa.Schema) -> pa.Table:
+    """A segment as a table of the tablet's ``schema`` (common/columnar.read_table); a segment
+    that does not fit the schema raises a StorageError naming it."""
+    try:
+        return read_table(payload, schema)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise StorageError(f"tablet {tablet_id}: chunk {i} of rowset {rs[V.RID]} (versions "
+                           f"{rs[V.START]}-{rs[V.END]}) does not fit the tablet's schema "
+                           f"{schema.names}: {type(exc).__name__}: {exc}") from None
+
+
+def _crc_of_row_hashes(table: pa.Table, crc: int) -> int:
+    """``crc`` continued over the 64-bit hashes of ``table``'s rows (little-endian, in row order)."""
+    hashes = pl.from_arrow(table, rechunk=False).hash_rows(seed=CHECKSUM_SEED).to_arrow()
+    for chunk in hashes.chunks if isinstance(hashes, pa.ChunkedArray) else [hashes]:
+        data = memoryview(chunk.buffers()[1])[chunk.offset * 8:(chunk.offset + len(chunk)) * 8]
+        crc = zlib.crc32(data, crc)
+    return crc
+
+
+def _row_checksum(segments: Iterator[list[tuple]]) -> tuple[str, int]:
+    """CRC32 over rows in fixed blocks of :data:`CHECKSUM_BLOCK_ROWS` (marshal), and the count."""
+    crc, rows, block = 0, 0, []
+    for segment in segments:
+        for row in segment:
+            block.append(row)
+            rows += 1
+            if len(block) == CHECKSUM_BLOCK_ROWS:
+                crc = zlib.crc32(marshal.dumps(block, 2), crc)
+                block = []
+    if block:
+        crc = zlib.crc32(marshal.dumps(block, 2), crc)
+    return f"{crc:08x}", rows

@@ -3,7 +3,8 @@
     b"tablet/" + 8-byte tablet id  ->  orjson tablet meta (ids, schema, version)
 
 Rowsets (visible by version, pending by txn) live under their own prefixes and are added by the
-write path; dropping a tablet deletes them with it.
+write path; dropping a tablet deletes them with it. A tablet's columns (``schema_json``, as the FE
+sent them) give the Arrow schema of its columnar segments (:func:`arrow_schema_of`).
 
 One lock, :attr:`TabletManager.lock`, guards every change of a tablet's meta: the RowsetStore
 holds it while it reads a meta and writes it back (write, publish, clone install, compaction
@@ -13,6 +14,7 @@ undone by the publish writing the dropped tablet's meta back.
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 import threading
@@ -20,13 +22,16 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
+import pyarrow as pa
 from rocksdict import WriteBatch
 
 from be.storage.store import TABLET_PREFIX, BeStore, tablet_key
 from be.storage.versions import version_count
+from common.coltypes import Column
+from common.columnar import arrow_schema
 from common.compaction_status import CompactionStatus
 
-__all__ = ["CompactionStatus", "TabletManager", "TabletMeta", "tablet_id_of"]
+__all__ = ["CompactionStatus", "TabletManager", "TabletMeta", "arrow_schema_of", "tablet_id_of"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,24 @@ class TabletMeta:
     @property
     def version_count(self) -> int:
         return version_count(self.rowsets)
+
+    @property
+    def arrow_schema(self) -> pa.Schema | None:
+        """The Arrow schema of the tablet's segments; None when it declares no columns."""
+        return arrow_schema_of(self.schema_json)
+
+
+@functools.lru_cache(maxsize=1024)
+def arrow_schema_of(schema_json: str) -> pa.Schema | None:
+    """The Arrow schema (common/columnar.py) of a tablet's ``schema_json``, parsed once per text.
+
+    None for a tablet that declares no columns (``"[]"``: made without a table, by tools and unit
+    tests): its segments are rows without types, read through the row API only."""
+    try:
+        columns = [Column.from_dict(c) for c in orjson.loads(schema_json or "[]")]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"tablet schema_json is not a list of columns ({exc}): {schema_json[:200]!r}") from None
+    return arrow_schema(columns) if columns else None
 
 
 _STORED = [f.name for f in fields(TabletMeta) if f.name != "stale_rowsets"]

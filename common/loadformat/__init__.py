@@ -1,7 +1,7 @@
 """Parsing and mapping of load batches, shared by Stream Load and Routine Load.
 
 ``compile_load(spec, table_columns)`` checks a LoadSpec against a table once and returns a
-LoadPlan; ``plan.parse(body)`` maps a Stream Load body and ``plan.parse_messages(msgs)`` a Kafka
+vectorized LoadPlan (``compile_row_load`` the row-at-a-time reference); ``plan.parse(body)`` maps a Stream Load body and ``plan.parse_messages(msgs)`` a Kafka
 batch into a BatchResult of converted rows, counts and filtered-row samples.
 """
 
@@ -9,6 +9,7 @@ from common.loadformat.expr import parse_expression
 from common.loadformat.functions import FUNCTIONS
 from common.loadformat.jsonpath import MISSING, parse_jsonpaths, parse_path
 from common.loadformat.plan import ColumnsMapping, LoadPlan, compile_load, parse_columns
+from common.loadformat.rowplan import RowLoadPlan, compile_row_load
 from common.loadformat.spec import BatchResult, FilteredRow, LoadSpec, LoadSpecError
 
 __all__ = [
@@ -20,7 +21,9 @@ __all__ = [
     "LoadPlan",
     "LoadSpec",
     "LoadSpecError",
+    "RowLoadPlan",
     "compile_load",
+    "compile_row_load",
     "parse_columns",
     "parse_expression",
     "parse_jsonpaths",

@@ -1,16 +1,17 @@
-"""compile_load(): a LoadSpec and a table's columns become a LoadPlan that maps batches of rows.
+"""compile_load(): a LoadSpec and a table's columns become a vectorized LoadPlan.
 
-The plan is built once per load (Stream Load request, Routine Load task) and holds one closure
-per target column. ``LoadPlan.parse`` reads a Stream Load body and ``LoadPlan.parse_messages``
-a batch of Kafka messages; both go through the same per-row mapping:
+``LoadPlan.parse`` (Stream Load body) and ``LoadPlan.parse_messages`` (Kafka batch) read a whole
+batch into polars columns (vector_read.py), evaluate COLUMNS expressions (vector_expr.py),
+convert into the column types (vector_convert.py) and WHERE on whole columns, and return a
+BatchResult whose ``table`` holds the loaded rows as Arrow.
 
-1. the source row: the CSV fields of a line, or a JSON object (or any JSON node with jsonpaths);
-2. each target column: its source value, its COLUMNS expression, its default, or NULL; then
-   conversion into the column type with StarRocks' strict-mode rules;
-3. WHERE over the target values: rows where it is not TRUE are *unselected*, not errors.
-
-A row that cannot be loaded is *filtered*: counted, and sampled as a FilteredRow whose reason
-names the row number in the batch, the column, the value and the type.
+Every row the columns cannot decide exactly (a fallback mask: bad UTF-8, wrong field count,
+malformed JSON, a value the vectorized cast does not take, a NULL for a NOT NULL column, an
+unsure expression result ...) is mapped by the row-at-a-time reference plan
+(common/loadformat/rowplan.py, ``compile_row_load``), which gives the reason texts; its rows are
+merged back in input order. These batches go to the reference whole: JSON with json_root,
+strip_outer_array or jsonpaths other than '$.key', and Stream Load JSON bodies that are not
+newline-delimited objects that polars reads.
 """
 
 from __future__ import annotations
@@ -19,520 +20,321 @@ import decimal
 import operator
 import re
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 
-import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from common.coltypes import CURRENT_TIMESTAMP, Column, ConversionError, convert_default, converter_for
+from common.columnar import arrow_schema, column_values, is_large_int, table_from_rows
 from common.loadformat.expr import compile_expression, parse_expression
-from common.loadformat.functions import EvalEnv, Zone, fmt_datetime, to_bool
-from common.loadformat.jsonpath import MISSING, compile_path, parse_jsonpaths
-from common.loadformat.spec import FORMATS, BatchResult, FilteredRow, LoadSpec, LoadSpecError
+from common.loadformat.functions import fmt_datetime, to_bool
+from common.loadformat.jsonpath import parse_path
+from common.loadformat.rowplan import (
+    _EVAL_ERRORS,
+    ColumnsMapping,
+    RowLoadPlan,
+    _unescape,
+    compile_row_load,
+    parse_columns,
+)
+from common.loadformat.spec import BatchResult, LoadSpec
+from common.loadformat.vector_convert import _arrow_value, convert, convert_values
+from common.loadformat.vector_expr import Col, Evaluator, Unsupported
+from common.loadformat.vector_read import Sources, body_lines, csv_sources, json_sources, message_lines
 
-MAX_RAW_ROW_CHARS = 200
-NULL_MARKER = "\\N"
-# Evaluation errors of a COLUMNS expression give NULL, as SQL does for a failed cast or 1/0.
-_EVAL_ERRORS = (ArithmeticError, ValueError, TypeError, OverflowError, IndexError)
-_ITEM_RE = re.compile(r"\s*(`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)\s*(?:=(?!=)(.*))?", re.S)
-
-
-class _RowError(Exception):
-    """A row must be filtered; the message is the reason without the row number."""
-
-
-@dataclass(frozen=True)
-class _Bad:
-    """Input that could not be decoded, kept in place so that row numbers stay in order."""
-
-    raw: str
-    reason: str
-
-
-def _unescape(text: str) -> str:
-    """Separators arrive as header text: '\\t', '\\n', '\\x01' mean the control characters."""
-    return re.sub(
-        r"\\(x[0-9a-fA-F]{2}|[tnr\\])",
-        lambda m: (
-            {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(m.group(1)) or chr(int(m.group(1)[1:], 16))
-        ),
-        text,
-    )
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split COLUMNS text at commas outside parentheses and quotes."""
-    items, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"`":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            items.append(text[start:i])
-            start = i + 1
-    items.append(text[start:])
-    return items
-
-
-@dataclass(frozen=True)
-class ColumnsMapping:
-    """The parsed COLUMNS text: source names in order, and derived target -> expression text."""
-
-    sources: tuple[str, ...]
-    derived: tuple[tuple[str, str], ...]
-
-
-def parse_columns(text: str) -> ColumnsMapping:
-    sources: list[str] = []
-    derived: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for item in _split_top_level(text):
-        m = _ITEM_RE.fullmatch(item)
-        if m is None:
-            raise LoadSpecError(
-                f"invalid COLUMNS item {item.strip()!r} in {text!r}: expected a source column name or "
-                "'column = expression', e.g. COLUMNS(k1, tmp_ts, v = from_unixtime(tmp_ts))"
-            )
-        name = m.group(1).strip("`")
-        if name.lower() in seen:
-            raise LoadSpecError(f"column '{name}' is listed twice in COLUMNS {text!r}")
-        seen.add(name.lower())
-        if m.group(2) is None:
-            sources.append(name)
-        elif not m.group(2).strip():
-            raise LoadSpecError(f"COLUMNS item {item.strip()!r} has no expression after '='")
-        else:
-            derived.append((name, m.group(2).strip()))
-    return ColumnsMapping(tuple(sources), tuple(derived))
+__all__ = ["ColumnsMapping", "LoadPlan", "compile_load", "compile_row_load", "parse_columns"]
+_KEY_RE = re.compile(r"[A-Za-z0-9_$@\-]+")
 
 
 class LoadPlan:
-    """A compiled load: call ``parse`` (Stream Load body) or ``parse_messages`` (Kafka batch)."""
+    """A compiled vectorized load: call ``parse`` (Stream Load body) or ``parse_messages`` (Kafka)."""
 
-    def __init__(
-        self,
-        spec: LoadSpec,
-        columns: list[Column],
-        fmt: str,
-        env: EvalEnv,
-        source_names: list[str],
-        accessors: list[Callable],
-        col_fns: list[Callable],
-        where: Callable | None,
-    ) -> None:
-        self.spec = spec
-        self.columns = list(columns)
-        self.format = fmt
-        self.source_names = source_names
-        self._env = env
-        self._accessors = accessors
-        self._col_fns = col_fns
-        self._where = where
-        self._sep = _unescape(spec.column_separator)
-        self._row_delimiter = _unescape(spec.row_delimiter)
-        self._root = compile_path(spec.json_root) if spec.json_root else None
-        self._by_key = fmt == "json" and not spec.jsonpaths
+    def __init__(self, row: RowLoadPlan) -> None:
+        self.reference = row
+        self.spec = row.spec
+        self.columns = row.columns
+        self.format = row.format
+        self.source_names = row.source_names
+        self.schema = arrow_schema(row.columns)
+        self._env = row._env
+        self._sep = _unescape(row.spec.column_separator)
+        self._delim = _unescape(row.spec.row_delimiter)
+        src = {name.lower(): i for i, name in enumerate(row.source_names)}
+        self._source_index = src
+        self._by_name = {c.name.lower(): j for j, c in enumerate(row.columns)}
+        self._targets: list[tuple] = []
+        for col in row.columns:
+            key = col.name.lower()
+            if key in row.derived:
+                text = row.derived[key]
+                node = parse_expression(text, f"the expression of column '{col.name}'")
+                self._targets.append(("derived", node, text))
+            elif key in src:
+                self._targets.append(("direct", src[key]))
+            else:
+                self._targets.append(("default",))
+        self._where = parse_expression(row.spec.where, "WHERE") if row.spec.where and row.spec.where.strip() else None
+        self._json_keys = self._simple_keys(row)
+        sensitive: set[str] = set()
+        for i, name in enumerate(row.source_names):
+            key = self._json_keys[i] if self._json_keys else name
+            target = self._by_name.get(name.lower())
+            direct_numeric = target is not None and row.columns[target].type.kind in (
+                "TINYINT", "SMALLINT", "INT", "BIGINT", "FLOAT", "DOUBLE", "DECIMAL", "BOOLEAN")
+            if not direct_numeric or name.lower() in row.derived:
+                sensitive.add(key)
+        self._sensitive = sensitive
+        self._per_value: dict[int, Callable] = {}
+
+    @staticmethod
+    def _simple_keys(row: RowLoadPlan) -> list[str] | None:
+        """The JSON key of each source column, or None when the batch goes to the reference."""
+        spec = row.spec
+        if row.format != "json" or spec.json_root or spec.strip_outer_array:
+            return None
+        if row.paths is None:
+            return list(row.source_names)
+        keys = []
+        for p in row.paths:
+            steps = parse_path(p)
+            if len(steps) != 1 or type(steps[0]) is not str or not _KEY_RE.fullmatch(steps[0]):
+                return None
+            keys.append(steps[0])
+        return keys
 
     # ------------------------------------------------------------ entry points
 
     def parse(self, data: bytes) -> BatchResult:
-        """Map a Stream Load body: CSV lines, or one JSON document / newline-delimited JSON."""
+        """Map a Stream Load body: CSV lines, or newline-delimited JSON objects."""
         self._env.refresh()
-        out = _Out(self.spec.max_error_samples)
-        out.result.loaded_bytes = len(data)
         if self.format == "csv":
-            self._csv_lines(self._body_lines(data, out), out)
+            lines, bad = body_lines(data, self._delim)
+            if bad.any():
+                return self.reference.parse(data)
+            src = csv_sources(lines, bad, self._sep, len(self.source_names))
+            res = self._map(src, len(lines), lambda i, before: self.reference.map_csv_line(lines[i], before), 0)
         else:
-            for doc, raw in self._json_documents(data):
-                self._json_doc(doc, raw, out)
-        return out.result
+            if self._json_keys is None:
+                return self.reference.parse(data)
+            docs = [line for line in data.split(b"\n") if line.strip()]
+            src = json_sources(docs, self._json_keys, self._sensitive, whole_or_nothing=True) if docs else None
+            if src is None:
+                return self.reference.parse(data)
+            res = self._map(src, len(docs), lambda i, before: self.reference.map_json_line(docs[i], before), 0)
+        res.loaded_bytes = len(data)
+        return res
 
     def parse_messages(self, msgs: list[bytes], first_row: int = 0) -> BatchResult:
         """Map a Kafka batch, or a chunk of one: each message is one CSV line or one JSON document.
 
         ``first_row`` is how many rows earlier chunks of the batch had: error samples number the
         rows of the whole batch, and now() keeps the value it took at the batch's first row."""
+        if self.format == "json" and self._json_keys is None:
+            return self.reference.parse_messages(msgs, first_row)
         if first_row == 0:
             self._env.refresh()
-        out = _Out(self.spec.max_error_samples, first_row)
-        out.result.loaded_bytes = sum(len(m) for m in msgs)
         if self.format == "csv":
-            delim = self._row_delimiter
-            lines: list[str | _Bad] = []
-            for m in msgs:
+            lines, bad = message_lines(msgs, self._delim)
+            src = csv_sources(lines, bad, self._sep, len(self.source_names))
+        else:
+            src = json_sources(msgs, self._json_keys, self._sensitive, whole_or_nothing=False)
+        res = self._map(src, len(msgs), lambda i, before: self.reference.map_message(msgs[i], before), first_row)
+        res.loaded_bytes = sum(map(len, msgs))
+        return res
+
+    # ------------------------------------------------------------ mapping
+
+    def _map(self, src: Sources, n: int, by_reference: Callable[[int, int], BatchResult], first_row: int) -> BatchResult:
+        fallback = src.fallback
+        source_cols = [Col(s, k) for s, k in zip(src.columns, src.kinds, strict=True)]
+        py_sources: list[list] | None = None
+
+        def sources_py() -> list[list]:
+            nonlocal py_sources
+            if py_sources is None:
+                py_sources = [s.to_list() for s in src.columns]
+            return py_sources
+
+        def ref(name: str) -> Col:
+            return source_cols[self._source_index[name.lower()]]
+
+        ev = Evaluator(ref, self._env, n)
+        arrays: list[pa.Array] = []
+        views: list[Col | None] = []
+        for col, target in zip(self.columns, self._targets, strict=True):
+            if target[0] == "default":
+                arrays.append(self._default_array(col, n))
+                views.append(None)
+                continue
+            if target[0] == "derived":
                 try:
-                    line = m.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    lines.append(_bad_utf8(m, e))
+                    value = ev.eval(target[1])
+                except Unsupported:
+                    arr, fail = self._derived_per_value(col, target, sources_py(), n)
+                    arrays.append(arr)
+                    views.append(None)
+                    fallback = fallback | fail
                     continue
-                lines.append(line[: -len(delim)] if line.endswith(delim) else line)
-            self._csv_lines(lines, out)
-        else:
-            for m in msgs:
-                try:
-                    doc = orjson.loads(m)
-                except orjson.JSONDecodeError as e:
-                    doc = _Bad(m.decode("utf-8", "replace"), f"malformed JSON: {e}")
-                self._json_doc(doc, m, out)
-        return out.result
-
-    # ------------------------------------------------------------ CSV
-
-    def _body_lines(self, data: bytes, out: _Out) -> list[str | _Bad]:
-        delim = self._row_delimiter
-        try:
-            lines: list[str | _Bad] = data.decode("utf-8").split(delim)
-        except UnicodeDecodeError:
-            lines = []
-            for chunk in data.split(delim.encode("utf-8")):
-                try:
-                    lines.append(chunk.decode("utf-8"))
-                except UnicodeDecodeError as e:
-                    lines.append(_bad_utf8(chunk, e))
-        if lines and lines[-1] == "":
-            lines.pop()
-        return lines
-
-    def _csv_lines(self, lines: Iterable[str | _Bad], out: _Out) -> None:
-        sep, nsrc = self._sep, len(self.source_names)
-        col_fns, where = self._col_fns, self._where
-        res = out.result
-        rows = res.rows
-        for line in lines:
-            res.total_rows += 1
-            if type(line) is _Bad:
-                out.error(line.raw, line.reason)
-                continue
-            fields = line.split(sep)
-            if len(fields) != nsrc:
-                out.error(line, f"expected {nsrc} fields separated by {sep!r} but got {len(fields)}")
-                continue
-            if NULL_MARKER in line:
-                fields = [None if f == NULL_MARKER else f for f in fields]
+                strict, missing_default = False, False
+            else:
+                value = source_cols[target[1]]
+                strict, missing_default = self.spec.strict_mode, src.missing_is_null and col.default is not None
+            if value.unsure is not None:
+                fallback = fallback | value.unsure.fill_null(True)
             try:
-                row = tuple([f(fields) for f in col_fns])
-            except _RowError as e:
-                out.error(line, str(e))
-                continue
-            if where is not None and not where(row, fields):
-                res.unselected_rows += 1
-                continue
-            rows.append(row)
+                conv = convert(value, col.type, strict)
+                arr, fail, view = conv.array, conv.fail, conv.view
+            except Unsupported:
+                arr, fail = convert_values(value.s.to_list(), col.type, strict)
+                view = None
+            fallback = fallback | fail.fill_null(True)
+            is_null = value.s.is_null()
+            if is_null.any():
+                if missing_default:
+                    arr = _fill(arr, is_null, self._default_array(col, 1))
+                    view = None
+                elif not col.nullable:
+                    fallback = fallback | is_null
+            arrays.append(arr)
+            views.append(view)
 
-    # ------------------------------------------------------------ JSON
-
-    def _json_documents(self, data: bytes) -> list[tuple[object, bytes | None]]:
-        try:
-            return [(orjson.loads(data), None)]
-        except orjson.JSONDecodeError as whole_error:
-            lines = [line for line in data.split(b"\n") if line.strip()]
-            if len(lines) <= 1:
-                return [(_Bad(data.decode("utf-8", "replace"), f"malformed JSON: {whole_error}"), None)]
-        try:  # newline-delimited JSON: parse all lines in one call when they are all valid
-            return [(doc, None) for doc in orjson.loads(b"[" + b",".join(lines) + b"]")]
-        except orjson.JSONDecodeError:
-            docs: list[tuple[object, bytes | None]] = []
-            for line in lines:
-                try:
-                    docs.append((orjson.loads(line), line))
-                except orjson.JSONDecodeError as e:
-                    docs.append((_Bad(line.decode("utf-8", "replace"), f"malformed JSON: {e}"), line))
-            return docs
-
-    def _json_doc(self, doc: object, raw: bytes | None, out: _Out) -> None:
-        res = out.result
-        if type(doc) is _Bad:
-            res.total_rows += 1
-            out.error(doc.raw, doc.reason)
-            return
-        if self._root is not None:
-            whole, doc = doc, self._root(doc)
-            if doc is MISSING:
-                res.total_rows += 1
-                out.error(_raw_json(raw, whole), f"json_root {self.spec.json_root!r} is not in the document")
-                return
-        if self.spec.strip_outer_array:
-            if type(doc) is not list:
-                res.total_rows += 1
-                out.error(_raw_json(raw, doc), "expected a JSON array because strip_outer_array is true")
-                return
-            objs = doc
-        elif type(doc) is list:
-            res.total_rows += 1
-            out.error(
-                _raw_json(raw, doc),
-                "the JSON document is an array; set strip_outer_array=true to load its elements as rows",
-            )
-            return
+        if self._where is not None:
+            selected, unsure = self._eval_where(arrays, views, source_cols, sources_py, n)
+            fallback = fallback | unsure
+            loaded = ~fallback & selected
+            unselected = int((~fallback & ~selected).sum())
         else:
-            objs = (doc,)
-        col_fns, where, rows, by_key = self._col_fns, self._where, res.rows, self._by_key
-        for obj in objs:
-            res.total_rows += 1
-            if by_key and type(obj) is not dict:
-                out.error(_raw_json(None, obj), f"expected a JSON object but got {_json_kind(obj)}")
-                continue
+            loaded, unselected = ~fallback, 0
+        table = pa.Table.from_arrays(arrays, schema=self.schema)
+        if not loaded.all():
+            table = table.filter(loaded.to_arrow())
+        res = BatchResult(total_rows=n, unselected_rows=unselected, table=table)
+        fb = fallback.arg_true().to_list()
+        if fb:
+            self._merge_reference(res, fb, loaded, by_reference, first_row)
+        return res
+
+    def _merge_reference(self, res: BatchResult, fb: list[int], loaded: pl.Series,
+                         by_reference: Callable[[int, int], BatchResult], first_row: int) -> None:
+        limit = self.spec.max_error_samples
+        rows: list[tuple] = []
+        at: list[int] = []
+        for i in fb:
+            r = by_reference(i, first_row + i)
+            res.filtered_rows += r.filtered_rows
+            res.unselected_rows += r.unselected_rows
+            room = limit - len(res.errors)
+            if room > 0:
+                res.errors.extend(r.errors[:room])
+            if r.rows:
+                rows.extend(r.rows)
+                at.extend([i] * len(r.rows))
+        if rows:
+            extra = table_from_rows(rows, self.schema)
+            index = loaded.arg_true().to_list() + at
+            order = sorted(range(len(index)), key=index.__getitem__)
+            res.table = pa.concat_tables([res.table, extra]).take(pa.array(order, type=pa.int64()))
+            res._rows = None
+
+    def _default_array(self, col: Column, n: int) -> pa.Array:
+        value = convert_default(col.default, col.type)
+        if value == CURRENT_TIMESTAMP:
+            value = fmt_datetime(self._env.zone.local(int(self._env.now_ts)))
+        to_arrow = _arrow_value(col.type.kind)
+        if value is not None and to_arrow is not None:
+            value = to_arrow(value)
+        return pa.array([value] * n, type=self.schema.field(col.name).type)
+
+    def _derived_per_value(self, col: Column, target: tuple, values: list[list], n: int) -> tuple[pa.Array, pl.Series]:
+        """A COLUMNS expression with no column form, run per row with the reference's closure."""
+        key = id(target)
+        fn = self._per_value.get(key)
+        if fn is None:
+            compiled = compile_expression(target[1], lambda name: operator.itemgetter(self._source_index[name.lower()]),
+                                          self._env, f"the expression of column '{col.name}'")
+            fn = compiled.fn
+            skip = compiled.rtype is not None and compiled.rtype == col.type.kind.lower()
+            self._per_value[key] = fn = (fn, skip)
+        fn, skip = fn
+        conv = converter_for(col.type, False)
+        to_arrow = _arrow_value(col.type.kind)
+        out: list = []
+        fail = [False] * n
+        rows = zip(*values, strict=True) if values else [()] * n
+        for i, row in enumerate(rows):
             try:
-                row = tuple([f(obj) for f in col_fns])
-            except _RowError as e:
-                out.error(_raw_json(None, obj), str(e))
-                continue
-            if where is not None and not where(row, obj):
-                res.unselected_rows += 1
-                continue
-            rows.append(row)
+                v = fn(row)
+            except _EVAL_ERRORS:
+                v = None
+            if v is not None and not skip:
+                try:
+                    v = conv(v)
+                except ConversionError:
+                    v = None
+                    fail[i] = not col.nullable
+            if v is None and not col.nullable:
+                fail[i] = True
+            out.append(v if v is None or to_arrow is None else to_arrow(v))
+        return pa.array(out, type=self.schema.field(col.name).type), pl.Series(fail, dtype=pl.Boolean)
+
+    def _eval_where(self, arrays: list[pa.Array], views: list[Col | None], source_cols: list[Col],
+                    sources_py: Callable[[], list[list]], n: int) -> tuple[pl.Series, pl.Series]:
+        def ref(name: str) -> Col:
+            j = self._by_name.get(name.lower())
+            if j is None:
+                return source_cols[self._source_index[name.lower()]]
+            if views[j] is None:
+                raise Unsupported
+            return views[j]
+
+        try:
+            c = Evaluator(ref, self._env, n).eval(self._where)
+            if c.kind not in ("bool", "null"):
+                raise Unsupported
+            no = pl.repeat(False, n, dtype=pl.Boolean, eager=True)
+            selected = c.s.cast(pl.Boolean).fill_null(False) if c.kind == "bool" else no
+            return selected, (c.unsure.fill_null(True) if c.unsure is not None else no)
+        except Unsupported:
+            pass
+        targets: dict[int, list] = {}
+
+        def resolve(name: str) -> Callable:
+            j = self._by_name.get(name.lower())
+            if j is None:
+                i = self._source_index[name.lower()]
+                return lambda ctx: ctx[1][i]
+            if j not in targets:
+                field = self.schema.field(j)
+                vals = column_values(arrays[j], is_large_int(field))
+                if self.columns[j].type.kind == "DECIMAL":
+                    vals = [None if v is None else decimal.Decimal(v) for v in vals]
+                targets[j] = vals
+            vals = targets[j]
+            return lambda ctx: vals[ctx[0]]
+
+        fn = compile_expression(self._where, resolve, self._env, "WHERE").fn
+        py = sources_py()
+        selected = [False] * n
+        rows = zip(*py, strict=True) if py else [()] * n
+        for i, srow in enumerate(rows):
+            try:
+                selected[i] = to_bool(fn((i, srow))) is True
+            except _EVAL_ERRORS:
+                selected[i] = False
+        return pl.Series(selected, dtype=pl.Boolean), pl.repeat(False, n, dtype=pl.Boolean, eager=True)
 
 
-class _Out:
-    """The result being built, with sampling of filtered rows."""
-
-    __slots__ = ("result", "_max_samples", "_first_row")
-
-    def __init__(self, max_samples: int, first_row: int = 0) -> None:
-        self.result = BatchResult()
-        self._max_samples = max_samples
-        self._first_row = first_row
-
-    def error(self, raw: str, reason: str) -> None:
-        """Record a filtered row; the row number is the batch's row count so far."""
-        res = self.result
-        res.filtered_rows += 1
-        if len(res.errors) < self._max_samples:
-            res.errors.append(FilteredRow(raw[:MAX_RAW_ROW_CHARS], f"row {self._first_row + res.total_rows}: {reason}"))
+def _fill(arr: pa.Array, mask: pl.Series, default: pa.Array) -> pa.Array:
+    """``arr`` with the rows in ``mask`` replaced by the one value of ``default``."""
+    return pc.if_else(mask.to_arrow(), default[0], arr)
 
 
-def _bad_utf8(raw: bytes, e: UnicodeDecodeError) -> _Bad:
-    return _Bad(raw.decode("utf-8", "replace"), f"invalid UTF-8 ({e.reason} at byte {e.start})")
-
-
-def _raw_json(raw: bytes | None, node: object) -> str:
-    if raw is not None:
-        return raw[: MAX_RAW_ROW_CHARS * 4].decode("utf-8", "replace")
-    if node is MISSING:
-        return ""
-    try:
-        return orjson.dumps(node).decode()
-    except TypeError:
-        return str(node)
-
-
-def _json_kind(node: object) -> str:
-    return {
-        list: "an array",
-        str: "a string",
-        int: "a number",
-        float: "a number",
-        bool: "a boolean",
-        type(None): "null",
-    }.get(type(node), type(node).__name__)
-
-
-# ---------------------------------------------------------------- compilation
-
-
-def compile_load(
-    spec: LoadSpec, table_columns: list[Column], *, clock: Callable[[], float] = time.time
-) -> LoadPlan:
-    """Check ``spec`` against the table and build its LoadPlan; raises LoadSpecError.
+def compile_load(spec: LoadSpec, table_columns: list[Column], *, clock: Callable[[], float] = time.time) -> LoadPlan:
+    """Check ``spec`` against the table and build its vectorized LoadPlan; raises LoadSpecError.
 
     ``clock`` (epoch seconds) feeds now() and DEFAULT CURRENT_TIMESTAMP, read once per batch.
     """
-    fmt = (spec.format or "").strip().lower()
-    if fmt not in FORMATS:
-        raise LoadSpecError(f"unknown format {spec.format!r}; allowed formats: {', '.join(FORMATS)}")
-    if not spec.column_separator:
-        raise LoadSpecError("column_separator must not be empty; e.g. ',' or '\\t' or '\\x01'")
-    if not spec.row_delimiter:
-        raise LoadSpecError("row_delimiter must not be empty; e.g. '\\n'")
-    if spec.max_error_samples < 0:
-        raise LoadSpecError(f"max_error_samples must be >= 0, got {spec.max_error_samples}")
-    if not table_columns:
-        raise LoadSpecError("the table has no columns")
-    env = EvalEnv(Zone(spec.timezone), clock)
-    by_name = {c.name.lower(): i for i, c in enumerate(table_columns)}
-    table_names = ", ".join(c.name for c in table_columns)
+    return LoadPlan(compile_row_load(spec, table_columns, clock=clock))
 
-    if spec.columns is not None and spec.columns.strip():
-        mapping = parse_columns(spec.columns)
-    else:
-        mapping = None
-    paths = parse_jsonpaths(spec.jsonpaths) if fmt == "json" and spec.jsonpaths else None
-    if spec.json_root:
-        compile_path(spec.json_root)
-
-    if mapping is not None:
-        sources = list(mapping.sources)
-        derived = list(mapping.derived)
-        if paths is not None and len(paths) != len(sources):
-            raise LoadSpecError(
-                f"jsonpaths has {len(paths)} paths but COLUMNS names {len(sources)} source columns "
-                f"({', '.join(sources) or 'none'}); they are matched by position and must be as many"
-            )
-    else:
-        derived = []
-        if paths is not None:
-            if len(paths) > len(table_columns):
-                raise LoadSpecError(
-                    f"jsonpaths has {len(paths)} paths but the table has only {len(table_columns)} columns "
-                    f"({table_names}); without COLUMNS they are matched to table columns in order"
-                )
-            sources = [c.name for c in table_columns[: len(paths)]]
-        else:
-            sources = [c.name for c in table_columns]
-    for name, _ in derived:
-        if name.lower() not in by_name:
-            raise LoadSpecError(
-                f"COLUMNS maps column '{name}' but the table has no such column; table columns: {table_names}"
-            )
-    if not sources and fmt == "csv":
-        raise LoadSpecError(f"COLUMNS {spec.columns!r} names no source column for the CSV fields")
-
-    # One accessor per source column: it reads the raw value from a CSV field list or a JSON row.
-    if fmt == "csv":
-        accessors = [operator.itemgetter(i) for i in range(len(sources))]
-    elif paths is not None:
-        accessors = [compile_path(p) for p in paths]
-    else:
-        accessors = [operator.methodcaller("get", name, MISSING) for name in sources]
-    source_index = {name.lower(): i for i, name in enumerate(sources)}
-
-    def source_ref(name: str, what: str) -> Callable:
-        i = source_index.get(name.lower())
-        if i is None:
-            raise LoadSpecError(
-                f"{what} refers to column '{name}' which is not a source column; "
-                f"source columns: {', '.join(sources) or 'none'}"
-            )
-        get = accessors[i]
-        if fmt == "csv":
-            return get
-        return lambda src: None if (v := get(src)) is MISSING else v
-
-    derived_by_target = {name.lower(): text for name, text in derived}
-    col_fns = []
-    for col in table_columns:
-        key = col.name.lower()
-        if key in derived_by_target:
-            what = f"the expression of column '{col.name}'"
-            node = parse_expression(derived_by_target[key], what)
-            compiled = compile_expression(node, lambda n, w=what: source_ref(n, w), env, what)
-            col_fns.append(_derived_column(col, compiled.fn, compiled.rtype, derived_by_target[key]))
-        elif key in source_index:
-            col_fns.append(
-                _direct_column(col, accessors[source_index[key]], spec.strict_mode, _default_fn(col, env))
-            )
-        else:
-            if col.default is None and not col.nullable:
-                raise LoadSpecError(
-                    f"column '{col.name}' is NOT NULL and has no default, but the load gives it no value; "
-                    f"name it in COLUMNS (source columns: {', '.join(sources) or 'none'}) or map it "
-                    "with 'name = expression'"
-                )
-            default = _default_fn(col, env)
-            col_fns.append(lambda src, d=default: d())
-
-    where = None
-    if spec.where is not None and spec.where.strip():
-        where = _compile_where(spec.where, table_columns, by_name, source_index, source_ref, env)
-    return LoadPlan(spec, table_columns, fmt, env, sources, accessors, col_fns, where)
-
-
-def _default_fn(col: Column, env: EvalEnv) -> Callable[[], object]:
-    try:
-        value = convert_default(col.default, col.type)
-    except ValueError as e:
-        raise LoadSpecError(f"column '{col.name}': {e}") from None
-    if value == CURRENT_TIMESTAMP:
-        return lambda: fmt_datetime(env.zone.local(int(env.now_ts)))
-    return lambda: value
-
-
-def _direct_column(col: Column, get: Callable, strict: bool, default: Callable[[], object]) -> Callable:
-    conv = converter_for(col.type, strict)
-    name, nullable, has_default = col.name, col.nullable, col.default is not None
-
-    def direct(src: object) -> object:
-        v = get(src)
-        if v is None or v is MISSING:
-            if v is MISSING and has_default:
-                return default()
-            if nullable:
-                return None
-            raise _RowError(f"column '{name}' is NULL but the column is NOT NULL")
-        try:
-            return conv(v)
-        except ConversionError as e:
-            if strict or not nullable:
-                raise _RowError(f"column '{name}' {e}") from None
-            return None
-
-    return direct
-
-
-def _derived_column(col: Column, fn: Callable, rtype: str | None, text: str) -> Callable:
-    # StarRocks: strict mode does not apply to columns computed by expressions, so a value the
-    # expression produced that does not fit the type is NULL unless the column is NOT NULL.
-    conv = converter_for(col.type, False)
-    skip_conversion = rtype is not None and rtype == col.type.kind.lower()
-    name, nullable = col.name, col.nullable
-
-    def derived(src: object) -> object:
-        try:
-            v = fn(src)
-        except _EVAL_ERRORS:
-            v = None
-        if v is None:
-            if nullable:
-                return None
-            raise _RowError(f"column '{name}' is NULL (from {text}) but the column is NOT NULL")
-        if skip_conversion:
-            return v
-        try:
-            return conv(v)
-        except ConversionError as e:
-            if nullable:
-                return None
-            raise _RowError(f"column '{name}' {e} (from {text})") from None
-
-    return derived
-
-
-def _compile_where(
-    text: str,
-    table_columns: list[Column],
-    by_name: dict[str, int],
-    source_index: dict[str, int],
-    source_ref: Callable,
-    env: EvalEnv,
-) -> Callable:
-    node = parse_expression(text, "WHERE")
-
-    def resolve(name: str) -> Callable:
-        j = by_name.get(name.lower())
-        if j is None:
-            if name.lower() in source_index:
-                ref = source_ref(name, "WHERE")
-                return lambda ctx: ref(ctx[1])
-            raise LoadSpecError(
-                f"WHERE {text!r} refers to unknown column '{name}'; table columns: "
-                f"{', '.join(c.name for c in table_columns)}"
-            )
-        if table_columns[j].type.kind == "DECIMAL":
-            return lambda ctx: None if (v := ctx[0][j]) is None else decimal.Decimal(v)
-        return lambda ctx: ctx[0][j]
-
-    fn = compile_expression(node, resolve, env, "WHERE").fn
-
-    def selected(row: tuple, src: object) -> bool:
-        try:
-            return to_bool(fn((row, src))) is True
-        except _EVAL_ERRORS:
-            return False
-
-    return selected

@@ -19,9 +19,17 @@ import orjson
 
 from common.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from common.gen.tabletsim.v1 import backend_pb2
-from fe.catalog.ddl import CheckedTable, TableSpec, check_name, check_table, parse_table_properties
+from fe.catalog.ddl import (
+    ALTERABLE_PROPERTIES,
+    CheckedTable,
+    TableSpec,
+    check_name,
+    check_table,
+    parse_table_properties,
+)
 from fe.catalog.model import (
     Database,
+    GroupCommitMode,
     Partition,
     Replica,
     ReplicaState,
@@ -206,13 +214,13 @@ class Catalog:
     def alter_table(self, db_name: str, table_name: str, props: dict[str, str]) -> Table:
         _, table = self.table(db_name, table_name)
         if not props:
-            raise InvalidArgument("ALTER TABLE needs at least one property; allowed: write_quorum")
+            raise InvalidArgument(
+                f"ALTER TABLE needs at least one property; allowed: {', '.join(ALTERABLE_PROPERTIES)}")
         parsed = parse_table_properties(props, alter=True)
-        quorum = parsed["write_quorum"]
-        assert isinstance(quorum, WriteQuorum)
-        db = self.db(db_name)
-        self._journal.log("catalog.alter_table", {"db_id": db.db_id, "name": table_name,
-                                                   "write_quorum": quorum.value})
+        record: dict[str, Any] = {"db_id": self.db(db_name).db_id, "name": table_name}
+        for key, value in parsed.items():  # only the properties given change
+            record[key] = value.value if isinstance(value, (WriteQuorum, GroupCommitMode)) else value
+        self._journal.log("catalog.alter_table", record)
         return table
 
     # ------------------------------------------------------------------ helpers
@@ -229,7 +237,8 @@ class Catalog:
             key_columns=checked.key_columns, distribution_columns=checked.distribution_columns,
             buckets=checked.buckets, replication_num=checked.replication_num,
             write_quorum=checked.write_quorum, partition_column=checked.partition_column,
-            create_time_ms=self._wall_ms(),
+            create_time_ms=self._wall_ms(), group_commit=checked.group_commit,
+            group_commit_interval_ms=checked.group_commit_interval_ms,
         )
         slots = iter(placement)
         for cp in checked.partitions:
@@ -330,7 +339,12 @@ class Catalog:
 
     def _apply_alter_table(self, d: dict[str, Any]) -> None:
         table = self._db_by_id(d["db_id"]).tables[d["name"]]
-        table.write_quorum = WriteQuorum(d["write_quorum"])
+        if "write_quorum" in d:
+            table.write_quorum = WriteQuorum(d["write_quorum"])
+        if "group_commit" in d:
+            table.group_commit = GroupCommitMode(d["group_commit"])
+        if "group_commit_interval_ms" in d:
+            table.group_commit_interval_ms = int(d["group_commit_interval_ms"])
 
     # ------------------------------------------------------------------ replicas (clone, reports)
     def add_replica(self, tablet_id: int, replica: Replica) -> Replica:

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 from common.coltypes import INTEGER_RANGES, Column, ColumnType, parse_type, validate_column
 from common.errors import InvalidArgument
-from fe.catalog.model import WriteQuorum
+from fe.catalog.model import DEFAULT_GROUP_COMMIT_INTERVAL_MS, GroupCommitMode, WriteQuorum
 
 MAXVALUE = "MAXVALUE"
 PARTITION_KINDS = frozenset({"DATE", "DATETIME", *INTEGER_RANGES})
-TABLE_PROPERTIES = ("replication_num", "write_quorum")
+TABLE_PROPERTIES = ("replication_num", "write_quorum", "group_commit", "group_commit_interval_ms")
+ALTERABLE_PROPERTIES = ("write_quorum", "group_commit", "group_commit_interval_ms")
+MAX_GROUP_COMMIT_INTERVAL_MS = 3_600_000
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}", re.ASCII)
 MAX_BUCKETS = 1024
 DEFAULT_BUCKETS = 3
@@ -67,6 +69,8 @@ class CheckedTable:
     write_quorum: WriteQuorum
     partition_column: str | None
     partitions: list[CheckedPartition]
+    group_commit: GroupCommitMode = GroupCommitMode.OFF
+    group_commit_interval_ms: int = DEFAULT_GROUP_COMMIT_INTERVAL_MS
 
 
 def check_name(kind: str, name: str) -> str:
@@ -79,7 +83,8 @@ def check_name(kind: str, name: str) -> str:
 
 
 def parse_table_properties(props: dict[str, str], *, alter: bool = False) -> dict[str, object]:
-    """replication_num (1..32) and write_quorum (MAJORITY/ONE/ALL, any case)."""
+    """replication_num (1..32), write_quorum (MAJORITY/ONE/ALL, any case), group_commit
+    (off_mode/sync_mode/async_mode, any case) and group_commit_interval_ms (a positive integer)."""
     out: dict[str, object] = {}
     for raw_key, value in props.items():
         key = raw_key.strip().lower()
@@ -87,7 +92,7 @@ def parse_table_properties(props: dict[str, str], *, alter: bool = False) -> dic
             if alter:
                 raise InvalidArgument(
                     "property 'replication_num' cannot be changed by ALTER TABLE here; "
-                    "allowed: write_quorum"
+                    f"allowed: {', '.join(ALTERABLE_PROPERTIES)}"
                 )
             try:
                 n = int(value)
@@ -101,8 +106,24 @@ def parse_table_properties(props: dict[str, str], *, alter: bool = False) -> dic
                 out["write_quorum"] = WriteQuorum.parse(value)
             except ValueError as exc:
                 raise InvalidArgument(str(exc)) from None
+        elif key == "group_commit":
+            try:
+                out["group_commit"] = GroupCommitMode.parse(value)
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from None
+        elif key == "group_commit_interval_ms":
+            try:
+                ms = int(value.strip())
+            except ValueError:
+                ms = 0
+            if not 1 <= ms <= MAX_GROUP_COMMIT_INTERVAL_MS:
+                raise InvalidArgument(
+                    f"invalid property 'group_commit_interval_ms' = '{value}': must be an integer "
+                    f"1..{MAX_GROUP_COMMIT_INTERVAL_MS} (milliseconds a group commit window stays open; default "
+                    f"{DEFAULT_GROUP_COMMIT_INTERVAL_MS})")
+            out["group_commit_interval_ms"] = ms
         else:
-            allowed = "write_quorum" if alter else ", ".join(TABLE_PROPERTIES)
+            allowed = ", ".join(ALTERABLE_PROPERTIES if alter else TABLE_PROPERTIES)
             raise InvalidArgument(f"unknown table property '{raw_key}'; allowed: {allowed}")
     return out
 
@@ -246,6 +267,8 @@ def check_table(spec: TableSpec) -> CheckedTable:
     replication_num = int(props.get("replication_num", 3))
     quorum = props.get("write_quorum", WriteQuorum.MAJORITY)
     assert isinstance(quorum, WriteQuorum)
+    group_commit = props.get("group_commit", GroupCommitMode.OFF)
+    assert isinstance(group_commit, GroupCommitMode)
 
     partition_column = None
     partitions = [CheckedPartition(spec.name, None, None)]
@@ -275,4 +298,6 @@ def check_table(spec: TableSpec) -> CheckedTable:
         write_quorum=quorum,
         partition_column=partition_column,
         partitions=partitions,
+        group_commit=group_commit,
+        group_commit_interval_ms=int(props.get("group_commit_interval_ms", DEFAULT_GROUP_COMMIT_INTERVAL_MS)),
     )

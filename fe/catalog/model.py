@@ -35,6 +35,26 @@ class WriteQuorum(enum.Enum):
             ) from None
 
 
+class GroupCommitMode(enum.Enum):
+    """Doris' table property ``group_commit``: whether small loads into the table share a txn."""
+
+    OFF = "off_mode"  # every load is its own txn
+    SYNC = "sync_mode"  # loads within group_commit_interval_ms share a txn; answered once VISIBLE
+    ASYNC = "async_mode"  # as sync_mode, but answered once the rows are in the coordinator's WAL
+
+    @classmethod
+    def parse(cls, text: str) -> GroupCommitMode:
+        wanted = text.strip().lower()
+        for mode in cls:
+            if mode.value == wanted:
+                return mode
+        raise ValueError(
+            f"invalid group_commit '{text}': allowed values are off_mode, sync_mode, async_mode (any case)")
+
+
+DEFAULT_GROUP_COMMIT_INTERVAL_MS = 10
+
+
 class ReplicaState(enum.Enum):
     NORMAL = "NORMAL"
     CLONE = "CLONE"  # being made by a clone task; not readable, not counted for quorum yet
@@ -130,6 +150,8 @@ class Table:
     partition_column: str | None = None  # None: unpartitioned (one partition named like the table)
     partitions: list[Partition] = field(default_factory=list)
     create_time_ms: int = 0
+    group_commit: GroupCommitMode = GroupCommitMode.OFF
+    group_commit_interval_ms: int = DEFAULT_GROUP_COMMIT_INTERVAL_MS
 
     def column(self, name: str) -> Column | None:
         lname = name.lower()
@@ -143,7 +165,9 @@ class Table:
         return self.write_quorum.needed(self.replication_num)
 
     def properties(self) -> dict[str, str]:
-        return {"replication_num": str(self.replication_num), "write_quorum": self.write_quorum.value}
+        return {"replication_num": str(self.replication_num), "write_quorum": self.write_quorum.value,
+                "group_commit": self.group_commit.value,
+                "group_commit_interval_ms": str(self.group_commit_interval_ms)}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +177,7 @@ class Table:
             "replication_num": self.replication_num, "write_quorum": self.write_quorum.value,
             "partition_column": self.partition_column,
             "partitions": [p.to_dict() for p in self.partitions], "create_time_ms": self.create_time_ms,
+            "group_commit": self.group_commit.value, "group_commit_interval_ms": self.group_commit_interval_ms,
         }
 
     @classmethod
@@ -162,6 +187,8 @@ class Table:
             "columns": [Column.from_dict(c) for c in d["columns"]],
             "write_quorum": WriteQuorum(d["write_quorum"]),
             "partitions": [Partition.from_dict(p) for p in d["partitions"]],
+            # absent in records of older FEs: off
+            "group_commit": GroupCommitMode(d.get("group_commit", GroupCommitMode.OFF.value)),
         })
 
 

@@ -2,7 +2,8 @@
 
 Each round (every ``interval_s``): a NEED_SCHEDULE job gets its partitions and start offsets
 resolved from Kafka (once), then ``task_count`` tasks over ``divide_partitions`` and goes
-RUNNING; a RUNNING job's due tasks go to the least-loaded alive BE (at most
+RUNNING, its tasks submitted in the same round; a RUNNING job's due tasks (and those due before
+the next round, on time) go to the least-loaded alive BE (at most
 max_routine_load_task_num_per_be each); tasks on dead BEs, or that never began their txn within
 the task timeout, are renewed; jobs paused for too few replicas are resumed when BEs are back.
 Every LAG_REFRESH_S, ``refresh_lag`` takes in partitions added to a job's topic (when the job
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 SUBMIT_TIMEOUT_S = 5.0
 LAG_REFRESH_S = 5.0
+DUE_SOON_MS = 200
+"""A task due within this many ms of the end of a round is waited for and submitted in it (the
+rounds run every 0.2 s: fe/node.py)."""
 
 
 class RoutineLoadScheduler:
@@ -84,6 +88,8 @@ class RoutineLoadScheduler:
             try:
                 if job.state is JobState.NEED_SCHEDULE:
                     await self._schedule(job)
+                    if job.state is JobState.RUNNING:
+                        await self._run_tasks(job)  # the tasks just divided go out now, not a round later
                 elif job.state is JobState.RUNNING:
                     if not job.tasks or (dead and (any(t.backend_id in dead for t in job.tasks)
                                                    or len(job.tasks) != self._task_count(job))):
@@ -97,6 +103,24 @@ class RoutineLoadScheduler:
 
             except Exception:
                 log.exception("routine load job %s: scheduling round failed", job.name)
+        await self._submit_due_soon()
+
+    async def _submit_due_soon(self) -> None:
+        """Submit on time the tasks that fall due within DUE_SOON_MS, instead of at a later round:
+        a task renewed after a commit at the end of its partitions waits max_batch_interval, and
+        a round late would add up to a round's length to the freshness of every batch."""
+        now = self._wall_ms()
+        soon = [t.next_schedule_ms for job in self._manager.jobs() if job.state is JobState.RUNNING
+                for t in job.tasks if not t.submitted and now < t.next_schedule_ms <= now + DUE_SOON_MS]
+        if not soon:
+            return
+        await asyncio.sleep((min(soon) - now) / 1000)
+        for job in self._manager.jobs():
+            if job.state is JobState.RUNNING:
+                try:
+                    await self._run_tasks(job)
+                except Exception:
+                    log.exception("routine load job %s: submitting due tasks failed", job.name)
 
     # ------------------------------------------------------------------ NEED_SCHEDULE
     async def _schedule(self, job: RoutineLoadJob) -> None:

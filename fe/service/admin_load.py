@@ -11,20 +11,18 @@ import grpc
 
 from common.errors import InvalidArgument, NotFound, Unavailable
 from common.gen.tabletsim.v1 import admin_pb2, backend_pb2, types_pb2
-from common.rowcodec import decode_rows
 from common.timefmt import fmt_ms
 from fe.catalog.catalog import Catalog
-from fe.catalog.model import Partition, Replica, ReplicaState, Table
+from fe.catalog.model import GroupCommitMode, Partition, Replica, ReplicaState, Table
+from fe.service.query import SCAN_TIMEOUT_S, run_query
 from fe.system.backends import BackendRegistry
 from fe.system.be_client import BackendClients
 from fe.system.dynconfig import DynamicConfig
-from fe.txn.manager import TransactionManager
+from fe.txn.manager import TransactionManager, label_exists_message
 from fe.txn.state import TxnStatus
 
 log = logging.getLogger(__name__)
 
-DEFAULT_QUERY_LIMIT = 100
-SCAN_TIMEOUT_S = 60.0
 
 
 def _require(value: str, field: str) -> str:
@@ -41,36 +39,21 @@ def _check_load_params(params: types_pb2.LoadParams) -> None:
             "(the largest share of filtered rows the load tolerates)")
 
 
+def _group_commit_mode(requested: str, table: Table) -> GroupCommitMode:
+    """The load's group_commit (Doris' header), or the table's property when it gives none."""
+    if not requested:
+        return table.group_commit
+    try:
+        return GroupCommitMode.parse(requested)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
 def readable(r: Replica, partition: Partition, backends: BackendRegistry) -> bool:
     """A replica may serve a read at the visible version: alive, NORMAL, not bad, caught up."""
     be = backends.get(r.backend_id)
     return (be is not None and be.alive and not r.bad and r.state is ReplicaState.NORMAL
             and r.version >= partition.visible_version)
-
-
-def _text(value: object) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _query_response(answers: list[backend_pb2.ScanTabletsResponse], limit: int, names: list[str],
-                    projection: list[int], read_from: list[str]) -> admin_pb2.QueryResponse:
-    """Merge the BEs' scans into the answer: the total count and at most ``limit`` rows as text."""
-    out = admin_pb2.QueryResponse(count=sum(a.count for a in answers),
-                                  column_names=[names[i] for i in projection], read_from=read_from)
-    add = out.rows.add
-    left = limit
-    for answer in answers:
-        if left <= 0:
-            break
-        rows = decode_rows(answer.rows)[:left]
-        left -= len(rows)
-        for row in rows:
-            add(values=[_text(row[i]) for i in projection])
-    return out
 
 
 class LoadAdmin:
@@ -93,10 +76,25 @@ class LoadAdmin:
         elif request.timeout_s <= 0:
             raise InvalidArgument(f"invalid timeout_s {request.timeout_s}: must be a positive number of seconds")
         _check_load_params(request.params)
+        used = self._txns.by_label(db.db_id, req.label)
+        if used is not None and used.status is not TxnStatus.ABORTED:
+            # answered here, as the BE's BeginTxn would: and a forward that fails later must not
+            # take this older txn for the one it began (see below)
+            return types_pb2.StreamLoadResult(
+                txn_id=used.txn_id, label=req.label, status="Label Already Exists",
+                message=label_exists_message(req.label, used.txn_id, used.status.value),
+                existing_job_status=used.status.value)
+        mode = _group_commit_mode(request.group_commit, table)
         alive = [b.backend_id for b in self._backends.alive() if not b.decommissioned]
         if not alive:
             raise Unavailable("no alive backend can coordinate the load; see ShowBackends")
-        start = next(self._rr) % len(alive)
+        if mode is GroupCommitMode.OFF:
+            req.group_commit = ""
+            start = next(self._rr) % len(alive)
+        else:  # one BE per table coordinates its group commits, so that the table's loads meet in groups
+            req.group_commit, req.group_commit_interval_ms = mode.value, table.group_commit_interval_ms
+            alive.sort()
+            start = table.table_id % len(alive)
         last_error = ""
         for be_id in (alive[start:] + alive[:start])[:3]:
             try:
@@ -112,9 +110,11 @@ class LoadAdmin:
                     continue
                 if txn.status is TxnStatus.PREPARE and txn.coordinator == f"BE: {be_id}":
                     self._txns.abort(txn.txn_id, f"coordinator backend {be_id} failed: {exc.details()}")
+                    loaded = ("nothing was loaded" if mode is not GroupCommitMode.ASYNC else "the rows may still "
+                              "be loaded from the coordinator's group commit WAL (the label keeps it exactly-once)")
                     raise Unavailable(
                         f"coordinator backend {be_id} failed during the load ({exc.code().name}: {exc.details()}); "
-                        f"transaction {txn.txn_id} was aborted and nothing was loaded; retry with label '{req.label}'"
+                        f"transaction {txn.txn_id} was aborted and {loaded}; retry with label '{req.label}'"
                     ) from None
                 if txn.status in (TxnStatus.COMMITTED, TxnStatus.VISIBLE):
                     return types_pb2.StreamLoadResult(
@@ -182,41 +182,11 @@ class LoadAdmin:
     async def Query(self, request, context):
         _, table = self._catalog.table(_require(request.db, "db"), _require(request.table, "table"))
         partitions = self._catalog.partitions(table, list(request.partitions))
-        names = [c.name for c in table.columns]
-        projection = list(range(len(names)))
-        if request.columns:
-            lower = [n.lower() for n in names]
-            try:
-                projection = [lower.index(c.lower()) for c in request.columns]
-            except ValueError:
-                raise InvalidArgument(
-                    f"unknown column in {list(request.columns)}; columns: {', '.join(names)}") from None
-        limit = request.limit if request.HasField("limit") else DEFAULT_QUERY_LIMIT
-        if limit < 0:
-            raise InvalidArgument(f"invalid limit {limit}: must be >= 0")
 
-        async def scan(be_id: int, tablets: list[tuple[int, int]]) -> backend_pb2.ScanTabletsResponse:
-            return await self._clients.stub(be_id).ScanTablets(backend_pb2.ScanTabletsRequest(
-                tablets=[backend_pb2.ScanTablet(tablet_id=t, version=v) for t, v in tablets],
-                predicates=request.predicates, limit=limit), timeout=SCAN_TIMEOUT_S)
+        async def scan(be_id: int, req: backend_pb2.ScanTabletsRequest) -> backend_pb2.ScanTabletsResponse:
+            return await self._clients.stub(be_id).ScanTablets(req, timeout=SCAN_TIMEOUT_S)
 
-        excluded: set[int] = set()
-        for _attempt in range(3):  # a BE that dies before the FE notices: read its tablets elsewhere
-            plan = self._read_plan(table, partitions, excluded)
-            answers = await asyncio.gather(*(scan(be, ts) for be, ts in plan.items()), return_exceptions=True)
-            failed = {be for be, a in zip(plan, answers, strict=True)
-                      if isinstance(a, grpc.aio.AioRpcError) and a.code() in (
-                          grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)}
-            if not failed:
-                break
-            excluded |= failed
-        for a in answers:
-            if isinstance(a, BaseException):
-                raise a
-        read_from = list(itertools.islice((f"tablet {t} @ version {v} from backend {be}"
-                                           for be, ts in sorted(plan.items()) for t, v in ts), 50))
-        # decoding and converting a million rows takes seconds: in a worker thread, off the FE loop
-        return await asyncio.to_thread(_query_response, answers, limit, names, projection, read_from)
+        return await run_query(request, table, lambda excluded: self._read_plan(table, partitions, excluded), scan)
 
     async def CheckConsistency(self, request, context):
         _, table = self._catalog.table(_require(request.db, "db"), _require(request.table, "table"))

@@ -17,7 +17,7 @@ from fe.catalog.model import Database, Table
 from fe.routineload.manager import RoutineLoadManager
 from fe.service.frontend_report import ReportServiceMixin
 from fe.system.backends import BackendRegistry, DiskInfo, Heartbeat
-from fe.txn.manager import TransactionManager
+from fe.txn.manager import LabelConflict, TransactionManager
 from fe.txn.state import SourceType, TxnStatus
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,17 @@ class FrontendServicer(ReportServiceMixin, frontend_pb2_grpc.FrontendServiceServ
     async def BeginTxn(self, request, context):
         coordinator = f"BE: {request.coordinator_backend_id}" if request.coordinator_backend_id else "FE"
         source = parse_source_type(request.source_type)
+        if request.member_labels or request.wal_replay:  # group commit (be/load/group_commit.py)
+            group = self._txns.begin_group(
+                request.db, request.table, request.label, request.timeout_s, coordinator, source,
+                list(request.member_labels), wal_replay=request.wal_replay,
+                commit_may_have_been_sent=request.commit_may_have_been_sent)
+            return frontend_pb2.BeginTxnResponse(
+                txn_id=group.txn.txn_id if group.txn else 0,
+                target=load_target(group.db, group.table, self._backends) if group.txn else None,
+                member_conflicts=[_conflict(c) for c in group.conflicts],
+                existing_txn_id=group.existing.txn_id if group.existing else 0,
+                existing_status=group.existing.status.value if group.existing else "")
         task = self._routine.check_task_label(request.label) if source is SourceType.ROUTINE_LOAD_TASK else None
         txn, db, table = self._txns.begin(
             request.db, request.table, request.label, request.timeout_s, coordinator, source,
@@ -157,6 +168,10 @@ class FrontendServicer(ReportServiceMixin, frontend_pb2_grpc.FrontendServiceServ
             txn = await self._txns.wait_finished(txn.txn_id, request.wait_visible_ms / 1000)
         return frontend_pb2.CommitTxnResponse(status=txn.status.value)
 
+    async def AddTxnMembers(self, request, context):
+        conflicts = self._txns.add_members(request.txn_id, list(request.member_labels))
+        return frontend_pb2.AddTxnMembersResponse(member_conflicts=[_conflict(c) for c in conflicts])
+
     async def AbortTxn(self, request, context):
         txn = self._txns.get(request.txn_id)
         if txn.status is TxnStatus.PREPARE:
@@ -169,3 +184,7 @@ class FrontendServicer(ReportServiceMixin, frontend_pb2_grpc.FrontendServiceServ
             dict(request.highwater), [{"row": r.row, "reason": r.reason} for r in request.error_samples],
         )
         return frontend_pb2.RoutineLoadTaskReportResponse()
+
+
+def _conflict(c: LabelConflict) -> frontend_pb2.MemberLabelConflict:
+    return frontend_pb2.MemberLabelConflict(label=c.label, txn_id=c.txn_id, status=c.status, message=c.message)

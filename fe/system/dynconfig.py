@@ -56,6 +56,8 @@ SETTINGS: tuple[Setting, ...] = (
             "routine load tasks one BE may run at once"),
     Setting("routine_load_task_consume_second", int, 3, 1, 3600, "15",
             "a routine load task consumes for at most this long"),
+    Setting("publish_version_interval_ms", int, 50, 1, 60_000, "10",
+            "how often the publish daemon retries COMMITTED txns; a commit wakes it at once"),
     Setting("routine_load_task_timeout_second", int, 30, 1, 86400, "60",
             "a routine load task's transaction times out after this"),
     Setting("max_routine_load_batch_size", int, 4 * 1024**3, 1, 64 * 1024**3, "4294967296",

@@ -13,6 +13,12 @@ finished ones of each database sit in finish order and are cleaned oldest first,
 ``label_keep_max_second`` or beyond ``label_keep_max_num`` (one ``txn.clean`` record); a cleaned
 label may be used again. ``max_running_txn_num_per_db`` bounds the running non-routine-load
 transactions of a database, as StarRocks' checkRunningTxnExceedLimit does.
+
+Group commit (Doris 2.1): one txn carries the loads of a group, and each member's own label is
+registered with it (:meth:`begin_group`, :meth:`add_members`), so the label index maps every
+member label to the group txn: a member label is "used" exactly as a load's own label is, and
+is freed with the txn's when it aborts. A coordinator replaying its group commit WAL takes the
+group's label over (``wal_replay``): see :meth:`begin_group`.
 """
 
 from __future__ import annotations
@@ -37,6 +43,36 @@ from fe.txn.state import SourceType, TransactionState, TxnStatus
 log = logging.getLogger(__name__)
 
 MAX_LABEL_LEN = 128
+
+
+def label_exists_message(label: str, txn_id: int, status: str) -> str:
+    return (f"Label Already Exists: label [{label}] has already been used, relate to txn [{txn_id}], "
+            f"status [{status}]")
+
+
+@dataclass(frozen=True)
+class LabelConflict:
+    """A group member whose label is used already: by ``txn_id`` (in ``status``)."""
+
+    label: str
+    txn_id: int
+    status: str
+
+    @property
+    def message(self) -> str:
+        return label_exists_message(self.label, self.txn_id, self.status)
+
+
+@dataclass
+class GroupBegin:
+    """What :meth:`TransactionManager.begin_group` did: the txn it began (None: none), the members
+    left out, and with ``wal_replay`` the label's txn that is COMMITTED or VISIBLE already."""
+
+    txn: TransactionState | None
+    db: Database
+    table: Table
+    conflicts: list[LabelConflict]
+    existing: TransactionState | None = None
 
 
 @dataclass
@@ -82,6 +118,7 @@ class TransactionManager:
             "visible": self._apply_visible,
             "abort": self._apply_abort,
             "clean": self._apply_clean,
+            "members": self._apply_members,
         }
         backends.add_listener(self._backend_event)
 
@@ -129,18 +166,14 @@ class TransactionManager:
     # ------------------------------------------------------------------ live path
     def begin(self, db_name: str, table_name: str, label: str, timeout_s: int, coordinator: str,
               source_type: SourceType) -> tuple[TransactionState, Database, Table]:
-        if not label or len(label) > MAX_LABEL_LEN:
-            raise InvalidArgument(f"invalid label '{label}': must be 1..{MAX_LABEL_LEN} characters")
+        _check_label(label)
         if timeout_s <= 0:
             raise InvalidArgument(f"invalid timeout {timeout_s}: must be a positive number of seconds")
         db, table = self._catalog.table(db_name, table_name)
         existing = self._labels.get((db.db_id, label))
         if existing is not None:
             other = self._txns[existing]
-            raise AlreadyExists(
-                f"Label Already Exists: label [{label}] has already been used, relate to txn [{other.txn_id}], "
-                f"status [{other.status.value}]"
-            )
+            raise AlreadyExists(label_exists_message(label, other.txn_id, other.status.value))
         self._check_running_limit(db.db_id, source_type)
         txn = TransactionState(
             txn_id=self._ids.next(), db_id=db.db_id, table_id=table.table_id, label=label,
@@ -149,6 +182,90 @@ class TransactionManager:
         )
         self._journal.log("txn.begin", txn.to_dict())
         return self._txns[txn.txn_id], db, table
+
+    def begin_group(self, db_name: str, table_name: str, label: str, timeout_s: int, coordinator: str,
+                    source_type: SourceType, member_labels: list[str], *, wal_replay: bool = False,
+                    commit_may_have_been_sent: bool = False) -> GroupBegin:
+        """Begin a group commit txn under ``label`` holding ``member_labels`` too. A member label
+        used already (or twice in the list) is left out and named in the conflicts; with members
+        given and none left, nothing begins.
+
+        ``wal_replay``: the coordinator replays a group from its WAL and takes ``label`` over. A
+        PREPARE txn holding it is aborted first (its coordinator died, or gave up on it), which
+        frees the members' labels for the new txn; a COMMITTED or VISIBLE one means the group is
+        loaded: nothing begins and ``existing`` names it. When no txn of the label is known at
+        all and ``commit_may_have_been_sent``, it cannot be told whether the rows were loaded
+        (the txns were cleaned): refused, so that the rows are never loaded twice.
+        """
+        _check_label(label)
+        for member in member_labels:
+            _check_label(member)
+        if timeout_s <= 0:
+            raise InvalidArgument(f"invalid timeout {timeout_s}: must be a positive number of seconds")
+        db, table = self._catalog.table(db_name, table_name)
+        key = (db.db_id, label)
+        holder = self._labels.get(key)
+        if holder is not None:
+            other = self._txns[holder]
+            if not wal_replay:
+                raise AlreadyExists(label_exists_message(label, other.txn_id, other.status.value))
+            if other.status is not TxnStatus.PREPARE:
+                return GroupBegin(None, db, table, [], existing=other)
+            self.abort(other.txn_id, f"its coordinator ({coordinator}) replays the group from its WAL under a "
+                                     "new transaction")
+        elif wal_replay and commit_may_have_been_sent and key not in self._aborted_labels:
+            raise FailedPrecondition(
+                f"group commit label [{label}]: a commit of its transaction may have been sent and this FE keeps "
+                "no transaction with that label any more (cleaned past label_keep_max_second or "
+                "label_keep_max_num), so whether its rows were loaded cannot be told; they stay in the "
+                "coordinator's WAL for an operator"
+            )
+        self._check_running_limit(db.db_id, source_type)
+        txn_id = self._ids.next()
+        conflicts, free = self._split_members(db.db_id, txn_id, member_labels)
+        if member_labels and not free:
+            return GroupBegin(None, db, table, conflicts)
+        txn = TransactionState(
+            txn_id=txn_id, db_id=db.db_id, table_id=table.table_id, label=label, coordinator=coordinator,
+            source_type=source_type, timeout_ms=timeout_s * 1000, prepare_time_ms=self._wall_ms(),
+            member_labels=free,
+        )
+        self._journal.log("txn.begin", txn.to_dict())
+        return GroupBegin(self._txns[txn_id], db, table, conflicts)
+
+    def add_members(self, txn_id: int, member_labels: list[str]) -> list[LabelConflict]:
+        """Register the labels of a group's members with its PREPARE txn, in order; the ones used
+        already (or twice) are not registered and come back as conflicts."""
+        txn = self.get(txn_id)
+        if txn.status is not TxnStatus.PREPARE:
+            raise FailedPrecondition(
+                f"transaction {txn_id} (label '{txn.label}') is {txn.status.value}; members join only a PREPARE "
+                "transaction" + (f" (reason: {txn.reason})" if txn.reason else "")
+            )
+        for member in member_labels:
+            _check_label(member)
+        conflicts, free = self._split_members(txn.db_id, txn_id, member_labels)
+        if free:
+            self._journal.log("txn.members", {"txn_id": txn_id, "labels": free})
+        return conflicts
+
+    def _split_members(self, db_id: int, txn_id: int,
+                       labels: list[str]) -> tuple[list[LabelConflict], list[str]]:
+        """(members whose label is used, the free labels) for a group txn ``txn_id``."""
+        conflicts: list[LabelConflict] = []
+        free: list[str] = []
+        seen: set[str] = set()
+        for label in labels:
+            holder = self._labels.get((db_id, label))
+            if holder is not None:
+                other = self._txns[holder]
+                conflicts.append(LabelConflict(label, other.txn_id, other.status.value))
+            elif label in seen:
+                conflicts.append(LabelConflict(label, txn_id, TxnStatus.PREPARE.value))
+            else:
+                seen.add(label)
+                free.append(label)
+        return conflicts, free
 
     def commit(self, txn_id: int, tablet_backends: dict[int, list[int]], attachment: dict[str, Any],
                loaded_rows: int = 0) -> TransactionState:
@@ -370,6 +487,12 @@ class TransactionManager:
             hook.apply_abort(txn)
         self._finish(txn)
 
+    def _apply_members(self, d: dict[str, Any]) -> None:
+        txn = self._txns[d["txn_id"]]
+        txn.member_labels.extend(d["labels"])
+        for label in d["labels"]:
+            self._labels[(txn.db_id, label)] = txn.txn_id
+
     def _apply_clean(self, d: dict[str, Any]) -> None:
         for txn_id in d["txn_ids"]:
             txn = self._txns.get(txn_id)
@@ -380,28 +503,30 @@ class TransactionManager:
             del final[txn_id]
             if not final:
                 del self._final[txn.db_id]
-            key = (txn.db_id, txn.label)
-            if self._labels.get(key) == txn_id:
-                del self._labels[key]
-            if self._aborted_labels.get(key) == txn_id:
-                del self._aborted_labels[key]
+            for label in txn.labels:
+                key = (txn.db_id, label)
+                if self._labels.get(key) == txn_id:
+                    del self._labels[key]
+                if self._aborted_labels.get(key) == txn_id:
+                    del self._aborted_labels[key]
 
     # ------------------------------------------------------------------ indexes (apply and load only)
     def _add(self, txn: TransactionState) -> None:
         """Index a txn in its current state (a begin, or a txn of the image)."""
         self._txns[txn.txn_id] = txn
-        key = (txn.db_id, txn.label)
         if txn.status.is_final:
             self._final.setdefault(txn.db_id, OrderedDict())[txn.txn_id] = txn
         else:
             self._running[txn.txn_id] = txn
             if txn.source_type is not SourceType.ROUTINE_LOAD_TASK:
                 self._running_num[txn.db_id] = self._running_num.get(txn.db_id, 0) + 1
-        if txn.status is TxnStatus.ABORTED:
-            if txn.txn_id > self._aborted_labels.get(key, 0):
-                self._aborted_labels[key] = txn.txn_id
-        else:
-            self._labels[key] = txn.txn_id
+        for label in txn.labels:
+            key = (txn.db_id, label)
+            if txn.status is TxnStatus.ABORTED:
+                if txn.txn_id > self._aborted_labels.get(key, 0):
+                    self._aborted_labels[key] = txn.txn_id
+            else:
+                self._labels[key] = txn.txn_id
 
     def _to_final(self, txn: TransactionState) -> None:
         """Move a txn that just became VISIBLE or ABORTED from the running index to its database's
@@ -415,10 +540,11 @@ class TransactionManager:
                 del self._running_num[txn.db_id]
         self._final.setdefault(txn.db_id, OrderedDict())[txn.txn_id] = txn
         if txn.status is TxnStatus.ABORTED:
-            key = (txn.db_id, txn.label)
-            if self._labels.get(key) == txn.txn_id:
-                del self._labels[key]
-            self._aborted_labels[key] = txn.txn_id
+            for label in txn.labels:
+                key = (txn.db_id, label)
+                if self._labels.get(key) == txn.txn_id:
+                    del self._labels[key]
+                self._aborted_labels[key] = txn.txn_id
 
     def _finish(self, txn: TransactionState) -> None:
         event = self._waiters.pop(txn.txn_id, None)
@@ -488,3 +614,8 @@ class TransactionManager:
         for txn_id in doomed:
             self.abort(txn_id, reason)
         return doomed
+
+
+def _check_label(label: str) -> None:
+    if not label or len(label) > MAX_LABEL_LEN:
+        raise InvalidArgument(f"invalid label '{label}': must be 1..{MAX_LABEL_LEN} characters")

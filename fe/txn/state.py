@@ -69,6 +69,14 @@ class TransactionState:
     # of write_quorum after the commit does not change it (0 in records of older FEs: publish then
     # takes the table's current quorum)
     quorum: int = 0
+    # group commit: the labels of the loads that share this txn, each "used" by it like its own
+    # label (exactly-once per member); empty for an ordinary load
+    member_labels: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[str]:
+        """Every label this txn holds: its own, then its members'."""
+        return [self.label, *self.member_labels]
 
     def transition_to(self, target: TxnStatus) -> None:
         if target not in TRANSITIONS[self.status]:
@@ -94,7 +102,7 @@ class TransactionState:
             "partition_versions": [[p, v] for p, v in self.partition_versions.items()],
             "tablet_backends": [[t, b] for t, b in self.tablet_backends.items()],
             "error_replicas": self.error_replicas, "attachment": self.attachment,
-            "loaded_rows": self.loaded_rows, "quorum": self.quorum,
+            "loaded_rows": self.loaded_rows, "quorum": self.quorum, "member_labels": list(self.member_labels),
         }
 
     @classmethod
@@ -105,4 +113,5 @@ class TransactionState:
             "status": TxnStatus(d["status"]),
             "partition_versions": {p: v for p, v in d["partition_versions"]},
             "tablet_backends": {t: b for t, b in d["tablet_backends"]},
+            "member_labels": list(d.get("member_labels", ())),  # absent in records of older FEs
         })

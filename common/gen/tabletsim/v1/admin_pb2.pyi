@@ -1627,17 +1627,29 @@ class QueryRequest(_message.Message):
     PREDICATES_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     COLUMNS_FIELD_NUMBER: _builtins.int
+    AGGREGATES_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
     db: _builtins.str
     table: _builtins.str
     limit: _builtins.int
     """rows to return (default 100; 0 = count only)"""
+    group_by: _builtins.str
+    """a column; empty = no grouping. Alone: the distinct values"""
     @_builtins.property
     def partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def predicates(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Predicate]: ...
     @_builtins.property
     def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """projection; empty = all"""
+        """projection; empty = all (not with aggregates)"""
+
+    @_builtins.property
+    def aggregates(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Aggregate]:
+        """Aggregates over the rows matching the predicates: the response's rows are then one row per
+        group (per value of group_by, NULL first, in value order; one row without group_by) with
+        the columns [group_by,] func(column)... headed like StarRocks ('event', 'count(*)',
+        'sum(amount)'). limit, when given, caps the groups returned; by default all are.
+        """
 
     def __init__(
         self,
@@ -1648,10 +1660,12 @@ class QueryRequest(_message.Message):
         predicates: _abc.Iterable[_types_pb2.Predicate] | None = ...,
         limit: _builtins.int | None = ...,
         columns: _abc.Iterable[_builtins.str] | None = ...,
+        aggregates: _abc.Iterable[_types_pb2.Aggregate] | None = ...,
+        group_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "columns", b"columns", "db", b"db", "limit", b"limit", "partitions", b"partitions", "predicates", b"predicates", "table", b"table"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "aggregates", b"aggregates", "columns", b"columns", "db", b"db", "group_by", b"group_by", "limit", b"limit", "partitions", b"partitions", "predicates", b"predicates", "table", b"table"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
@@ -1690,6 +1704,7 @@ class QueryResponse(_message.Message):
     ROWS_FIELD_NUMBER: _builtins.int
     READ_FROM_FIELD_NUMBER: _builtins.int
     count: _builtins.int
+    """rows matching the predicates (with aggregates too)"""
     @_builtins.property
     def column_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property

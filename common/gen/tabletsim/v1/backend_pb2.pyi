@@ -321,19 +321,23 @@ class PublishTablet(_message.Message):
     TABLET_ID_FIELD_NUMBER: _builtins.int
     PARTITION_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    TXN_ID_FIELD_NUMBER: _builtins.int
     tablet_id: _builtins.int
     partition_id: _builtins.int
     version: _builtins.int
+    txn_id: _builtins.int
+    """the txn publishing this version; 0: the request's txn_id. One request may"""
     def __init__(
         self,
         *,
         tablet_id: _builtins.int = ...,
         partition_id: _builtins.int = ...,
         version: _builtins.int = ...,
+        txn_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["partition_id", b"partition_id", "tablet_id", b"tablet_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partition_id", b"partition_id", "tablet_id", b"tablet_id", "txn_id", b"txn_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -373,6 +377,7 @@ class PublishResult(_message.Message):
     ROW_COUNT_FIELD_NUMBER: _builtins.int
     DATA_SIZE_FIELD_NUMBER: _builtins.int
     VERSION_COUNT_FIELD_NUMBER: _builtins.int
+    TXN_ID_FIELD_NUMBER: _builtins.int
     tablet_id: _builtins.int
     ok: _builtins.bool
     version: _builtins.int
@@ -382,6 +387,8 @@ class PublishResult(_message.Message):
     data_size: _builtins.int
     version_count: _builtins.int
     """the replica's rowsets after the publish (compaction lowers it)"""
+    txn_id: _builtins.int
+    """the txn of the PublishTablet this answers"""
     def __init__(
         self,
         *,
@@ -392,10 +399,11 @@ class PublishResult(_message.Message):
         row_count: _builtins.int = ...,
         data_size: _builtins.int = ...,
         version_count: _builtins.int = ...,
+        txn_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_size", b"data_size", "error", b"error", "ok", b"ok", "row_count", b"row_count", "tablet_id", b"tablet_id", "version", b"version", "version_count", b"version_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_size", b"data_size", "error", b"error", "ok", b"ok", "row_count", b"row_count", "tablet_id", b"tablet_id", "txn_id", b"txn_id", "version", b"version", "version_count", b"version_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -496,22 +504,45 @@ class ScanTabletsRequest(_message.Message):
     TABLETS_FIELD_NUMBER: _builtins.int
     PREDICATES_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    COLUMNAR_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    AGGREGATES_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """rows to return (count covers all)"""
+    columnar: _builtins.bool
+    """Rows as a columnar segment (common/columnar.py) of the `columns` projection. false (an FE
+    of an older version): marshal rows (common/rowcodec) of every column.
+    """
+    group_by: _builtins.str
     @_builtins.property
     def tablets(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScanTablet]: ...
     @_builtins.property
     def predicates(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Predicate]: ...
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """projection of the columnar rows; empty = every column"""
+
+    @_builtins.property
+    def aggregates(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Aggregate]:
+        """Partial aggregates per group_by value instead of rows (common/aggregates.py); count still
+        counts the matching rows.
+        """
+
     def __init__(
         self,
         *,
         tablets: _abc.Iterable[Global___ScanTablet] | None = ...,
         predicates: _abc.Iterable[_types_pb2.Predicate] | None = ...,
         limit: _builtins.int = ...,
+        columnar: _builtins.bool = ...,
+        columns: _abc.Iterable[_builtins.str] | None = ...,
+        aggregates: _abc.Iterable[_types_pb2.Aggregate] | None = ...,
+        group_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "predicates", b"predicates", "tablets", b"tablets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregates", b"aggregates", "columnar", b"columnar", "columns", b"columns", "group_by", b"group_by", "limit", b"limit", "predicates", b"predicates", "tablets", b"tablets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -523,18 +554,27 @@ class ScanTabletsResponse(_message.Message):
 
     COUNT_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
+    PARTIALS_FIELD_NUMBER: _builtins.int
+    AGGREGATED_FIELD_NUMBER: _builtins.int
     count: _builtins.int
     rows: _builtins.bytes
-    """encoded rows (common/rowcodec), at most limit"""
+    """at most limit rows: a columnar segment or marshal rows (see `columnar`)"""
+    partials: _builtins.bytes
+    """With aggregates or group_by: one Arrow IPC segment of partial aggregates, one row per group
+    (common/aggregates.py partial_schema). aggregated is false from a BE that predates them.
+    """
+    aggregated: _builtins.bool
     def __init__(
         self,
         *,
         count: _builtins.int = ...,
         rows: _builtins.bytes = ...,
+        partials: _builtins.bytes = ...,
+        aggregated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregated", b"aggregated", "count", b"count", "partials", b"partials", "rows", b"rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from common.gen.tabletsim.v1 import types_pb2 as tabletsim_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btabletsim/v1/frontend.proto\x12\x0ctabletsim.v1\x1a\x18tabletsim/v1/types.proto\"u\n\x16RegisterBackendRequest\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x65_port\x18\x03 \x01(\x05\x12\x11\n\thttp_port\x18\x04 \x01(\x05\x12\x15\n\rstart_time_ms\x18\x05 \x01(\x03\"L\n\x17RegisterBackendResponse\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\"m\n\x08\x44iskStat\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x1c\n\x14total_capacity_bytes\x18\x02 \x01(\x03\x12\x17\n\x0f\x64\x61ta_used_bytes\x18\x03 \x01(\x03\x12\x1c\n\x14\x61vail_capacity_bytes\x18\x04 \x01(\x03\"\xa9\x01\n\x10HeartbeatRequest\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x65_port\x18\x03 \x01(\x05\x12\x11\n\thttp_port\x18\x04 \x01(\x05\x12\x15\n\rstart_time_ms\x18\x05 \x01(\x03\x12$\n\x04\x64isk\x18\x06 \x01(\x0b\x32\x16.tabletsim.v1.DiskStat\x12\x12\n\ntablet_num\x18\x07 \x01(\x03\"I\n\x11HeartbeatResponse\x12\x15\n\rneed_register\x18\x01 \x01(\x08\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\"\x83\x01\n\x0f\x42\x65ginTxnRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x11\n\ttimeout_s\x18\x04 \x01(\x05\x12\x1e\n\x16\x63oordinator_backend_id\x18\x05 \x01(\x03\x12\x13\n\x0bsource_type\x18\x06 \x01(\t\"L\n\x10\x42\x65ginTxnResponse\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12(\n\x06target\x18\x02 \x01(\x0b\x32\x18.tabletsim.v1.LoadTarget\"\xa6\x01\n\x10\x43ommitTxnRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12;\n\x13tablet_commit_infos\x18\x02 \x03(\x0b\x32\x1e.tabletsim.v1.TabletCommitInfo\x12\x17\n\x0f\x61ttachment_json\x18\x03 \x01(\t\x12\x17\n\x0fwait_visible_ms\x18\x04 \x01(\x05\x12\x13\n\x0bloaded_rows\x18\x05 \x01(\x03\"#\n\x11\x43ommitTxnResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\"1\n\x0f\x41\x62ortTxnRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x12\n\x10\x41\x62ortTxnResponse\"\xcf\x02\n\x0cTabletReport\x12\x11\n\ttablet_id\x18\x01 \x01(\x03\x12\x12\n\nreplica_id\x18\x02 \x01(\x03\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x11\n\trow_count\x18\x04 \x01(\x03\x12\x11\n\tdata_size\x18\x05 \x01(\x03\x12\x15\n\rversion_count\x18\x06 \x01(\x03\x12\x18\n\x10\x63umulative_point\x18\x07 \x01(\x03\x12%\n\x1dlast_cumulative_compaction_ms\x18\x08 \x01(\x03\x12)\n!last_cumulative_compaction_result\x18\t \x01(\t\x12\x1f\n\x17last_base_compaction_ms\x18\n \x01(\x03\x12#\n\x1blast_base_compaction_result\x18\x0b \x01(\t\x12\x18\n\x10stale_rowset_num\x18\x0c \x01(\x03\"p\n\x14ReportTabletsRequest\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12+\n\x07tablets\x18\x02 \x03(\x0b\x32\x1a.tabletsim.v1.TabletReport\x12\x17\n\x0fpending_txn_ids\x18\x03 \x03(\x03\"d\n\x15ReportTabletsResponse\x12\x17\n\x0f\x64rop_tablet_ids\x18\x01 \x03(\x03\x12\x18\n\x10\x66inished_txn_ids\x18\x02 \x03(\x03\x12\x18\n\x10\x64rop_replica_ids\x18\x03 \x03(\x03\"\xa9\x02\n\x15RoutineLoadTaskReport\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06txn_id\x18\x03 \x01(\x03\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x12\n\nerror_kind\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x45\n\thighwater\x18\x07 \x03(\x0b\x32\x32.tabletsim.v1.RoutineLoadTaskReport.HighwaterEntry\x12\x30\n\rerror_samples\x18\x08 \x03(\x0b\x32\x19.tabletsim.v1.FilteredRow\x1a\x30\n\x0eHighwaterEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x1f\n\x1dRoutineLoadTaskReportResponse2\xe8\x04\n\x0f\x46rontendService\x12^\n\x0fRegisterBackend\x12$.tabletsim.v1.RegisterBackendRequest\x1a%.tabletsim.v1.RegisterBackendResponse\x12L\n\tHeartbeat\x12\x1e.tabletsim.v1.HeartbeatRequest\x1a\x1f.tabletsim.v1.HeartbeatResponse\x12I\n\x08\x42\x65ginTxn\x12\x1d.tabletsim.v1.BeginTxnRequest\x1a\x1e.tabletsim.v1.BeginTxnResponse\x12L\n\tCommitTxn\x12\x1e.tabletsim.v1.CommitTxnRequest\x1a\x1f.tabletsim.v1.CommitTxnResponse\x12I\n\x08\x41\x62ortTxn\x12\x1d.tabletsim.v1.AbortTxnRequest\x1a\x1e.tabletsim.v1.AbortTxnResponse\x12X\n\rReportTablets\x12\".tabletsim.v1.ReportTabletsRequest\x1a#.tabletsim.v1.ReportTabletsResponse\x12i\n\x15ReportRoutineLoadTask\x12#.tabletsim.v1.RoutineLoadTaskReport\x1a+.tabletsim.v1.RoutineLoadTaskReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btabletsim/v1/frontend.proto\x12\x0ctabletsim.v1\x1a\x18tabletsim/v1/types.proto\"u\n\x16RegisterBackendRequest\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x65_port\x18\x03 \x01(\x05\x12\x11\n\thttp_port\x18\x04 \x01(\x05\x12\x15\n\rstart_time_ms\x18\x05 \x01(\x03\"L\n\x17RegisterBackendResponse\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\"m\n\x08\x44iskStat\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x1c\n\x14total_capacity_bytes\x18\x02 \x01(\x03\x12\x17\n\x0f\x64\x61ta_used_bytes\x18\x03 \x01(\x03\x12\x1c\n\x14\x61vail_capacity_bytes\x18\x04 \x01(\x03\"\xa9\x01\n\x10HeartbeatRequest\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x65_port\x18\x03 \x01(\x05\x12\x11\n\thttp_port\x18\x04 \x01(\x05\x12\x15\n\rstart_time_ms\x18\x05 \x01(\x03\x12$\n\x04\x64isk\x18\x06 \x01(\x0b\x32\x16.tabletsim.v1.DiskStat\x12\x12\n\ntablet_num\x18\x07 \x01(\x03\"I\n\x11HeartbeatResponse\x12\x15\n\rneed_register\x18\x01 \x01(\x08\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\"\xd1\x01\n\x0f\x42\x65ginTxnRequest\x12\n\n\x02\x64\x62\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x11\n\ttimeout_s\x18\x04 \x01(\x05\x12\x1e\n\x16\x63oordinator_backend_id\x18\x05 \x01(\x03\x12\x13\n\x0bsource_type\x18\x06 \x01(\t\x12\x15\n\rmember_labels\x18\x07 \x03(\t\x12\x12\n\nwal_replay\x18\x08 \x01(\x08\x12!\n\x19\x63ommit_may_have_been_sent\x18\t \x01(\x08\"U\n\x13MemberLabelConflict\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0e\n\x06txn_id\x18\x02 \x01(\x03\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xbb\x01\n\x10\x42\x65ginTxnResponse\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12(\n\x06target\x18\x02 \x01(\x0b\x32\x18.tabletsim.v1.LoadTarget\x12;\n\x10member_conflicts\x18\x03 \x03(\x0b\x32!.tabletsim.v1.MemberLabelConflict\x12\x17\n\x0f\x65xisting_txn_id\x18\x04 \x01(\x03\x12\x17\n\x0f\x65xisting_status\x18\x05 \x01(\t\"=\n\x14\x41\x64\x64TxnMembersRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12\x15\n\rmember_labels\x18\x02 \x03(\t\"T\n\x15\x41\x64\x64TxnMembersResponse\x12;\n\x10member_conflicts\x18\x01 \x03(\x0b\x32!.tabletsim.v1.MemberLabelConflict\"\xa6\x01\n\x10\x43ommitTxnRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12;\n\x13tablet_commit_infos\x18\x02 \x03(\x0b\x32\x1e.tabletsim.v1.TabletCommitInfo\x12\x17\n\x0f\x61ttachment_json\x18\x03 \x01(\t\x12\x17\n\x0fwait_visible_ms\x18\x04 \x01(\x05\x12\x13\n\x0bloaded_rows\x18\x05 \x01(\x03\"#\n\x11\x43ommitTxnResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\"1\n\x0f\x41\x62ortTxnRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x12\n\x10\x41\x62ortTxnResponse\"\xcf\x02\n\x0cTabletReport\x12\x11\n\ttablet_id\x18\x01 \x01(\x03\x12\x12\n\nreplica_id\x18\x02 \x01(\x03\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x11\n\trow_count\x18\x04 \x01(\x03\x12\x11\n\tdata_size\x18\x05 \x01(\x03\x12\x15\n\rversion_count\x18\x06 \x01(\x03\x12\x18\n\x10\x63umulative_point\x18\x07 \x01(\x03\x12%\n\x1dlast_cumulative_compaction_ms\x18\x08 \x01(\x03\x12)\n!last_cumulative_compaction_result\x18\t \x01(\t\x12\x1f\n\x17last_base_compaction_ms\x18\n \x01(\x03\x12#\n\x1blast_base_compaction_result\x18\x0b \x01(\t\x12\x18\n\x10stale_rowset_num\x18\x0c \x01(\x03\"p\n\x14ReportTabletsRequest\x12\x12\n\nbackend_id\x18\x01 \x01(\x03\x12+\n\x07tablets\x18\x02 \x03(\x0b\x32\x1a.tabletsim.v1.TabletReport\x12\x17\n\x0fpending_txn_ids\x18\x03 \x03(\x03\"d\n\x15ReportTabletsResponse\x12\x17\n\x0f\x64rop_tablet_ids\x18\x01 \x03(\x03\x12\x18\n\x10\x66inished_txn_ids\x18\x02 \x03(\x03\x12\x18\n\x10\x64rop_replica_ids\x18\x03 \x03(\x03\"\xa9\x02\n\x15RoutineLoadTaskReport\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06txn_id\x18\x03 \x01(\x03\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x12\n\nerror_kind\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x45\n\thighwater\x18\x07 \x03(\x0b\x32\x32.tabletsim.v1.RoutineLoadTaskReport.HighwaterEntry\x12\x30\n\rerror_samples\x18\x08 \x03(\x0b\x32\x19.tabletsim.v1.FilteredRow\x1a\x30\n\x0eHighwaterEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x1f\n\x1dRoutineLoadTaskReportResponse2\xc2\x05\n\x0f\x46rontendService\x12^\n\x0fRegisterBackend\x12$.tabletsim.v1.RegisterBackendRequest\x1a%.tabletsim.v1.RegisterBackendResponse\x12L\n\tHeartbeat\x12\x1e.tabletsim.v1.HeartbeatRequest\x1a\x1f.tabletsim.v1.HeartbeatResponse\x12I\n\x08\x42\x65ginTxn\x12\x1d.tabletsim.v1.BeginTxnRequest\x1a\x1e.tabletsim.v1.BeginTxnResponse\x12L\n\tCommitTxn\x12\x1e.tabletsim.v1.CommitTxnRequest\x1a\x1f.tabletsim.v1.CommitTxnResponse\x12I\n\x08\x41\x62ortTxn\x12\x1d.tabletsim.v1.AbortTxnRequest\x1a\x1e.tabletsim.v1.AbortTxnResponse\x12X\n\rAddTxnMembers\x12\".tabletsim.v1.AddTxnMembersRequest\x1a#.tabletsim.v1.AddTxnMembersResponse\x12X\n\rReportTablets\x12\".tabletsim.v1.ReportTabletsRequest\x1a#.tabletsim.v1.ReportTabletsResponse\x12i\n\x15ReportRoutineLoadTask\x12#.tabletsim.v1.RoutineLoadTaskReport\x1a+.tabletsim.v1.RoutineLoadTaskReportResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,29 +45,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATRESPONSE']._serialized_start=551
   _globals['_HEARTBEATRESPONSE']._serialized_end=624
   _globals['_BEGINTXNREQUEST']._serialized_start=627
-  _globals['_BEGINTXNREQUEST']._serialized_end=758
-  _globals['_BEGINTXNRESPONSE']._serialized_start=760
-  _globals['_BEGINTXNRESPONSE']._serialized_end=836
-  _globals['_COMMITTXNREQUEST']._serialized_start=839
-  _globals['_COMMITTXNREQUEST']._serialized_end=1005
-  _globals['_COMMITTXNRESPONSE']._serialized_start=1007
-  _globals['_COMMITTXNRESPONSE']._serialized_end=1042
-  _globals['_ABORTTXNREQUEST']._serialized_start=1044
-  _globals['_ABORTTXNREQUEST']._serialized_end=1093
-  _globals['_ABORTTXNRESPONSE']._serialized_start=1095
-  _globals['_ABORTTXNRESPONSE']._serialized_end=1113
-  _globals['_TABLETREPORT']._serialized_start=1116
-  _globals['_TABLETREPORT']._serialized_end=1451
-  _globals['_REPORTTABLETSREQUEST']._serialized_start=1453
-  _globals['_REPORTTABLETSREQUEST']._serialized_end=1565
-  _globals['_REPORTTABLETSRESPONSE']._serialized_start=1567
-  _globals['_REPORTTABLETSRESPONSE']._serialized_end=1667
-  _globals['_ROUTINELOADTASKREPORT']._serialized_start=1670
-  _globals['_ROUTINELOADTASKREPORT']._serialized_end=1967
-  _globals['_ROUTINELOADTASKREPORT_HIGHWATERENTRY']._serialized_start=1919
-  _globals['_ROUTINELOADTASKREPORT_HIGHWATERENTRY']._serialized_end=1967
-  _globals['_ROUTINELOADTASKREPORTRESPONSE']._serialized_start=1969
-  _globals['_ROUTINELOADTASKREPORTRESPONSE']._serialized_end=2000
-  _globals['_FRONTENDSERVICE']._serialized_start=2003
-  _globals['_FRONTENDSERVICE']._serialized_end=2619
+  _globals['_BEGINTXNREQUEST']._serialized_end=836
+  _globals['_MEMBERLABELCONFLICT']._serialized_start=838
+  _globals['_MEMBERLABELCONFLICT']._serialized_end=923
+  _globals['_BEGINTXNRESPONSE']._serialized_start=926
+  _globals['_BEGINTXNRESPONSE']._serialized_end=1113
+  _globals['_ADDTXNMEMBERSREQUEST']._serialized_start=1115
+  _globals['_ADDTXNMEMBERSREQUEST']._serialized_end=1176
+  _globals['_ADDTXNMEMBERSRESPONSE']._serialized_start=1178
+  _globals['_ADDTXNMEMBERSRESPONSE']._serialized_end=1262
+  _globals['_COMMITTXNREQUEST']._serialized_start=1265
+  _globals['_COMMITTXNREQUEST']._serialized_end=1431
+  _globals['_COMMITTXNRESPONSE']._serialized_start=1433
+  _globals['_COMMITTXNRESPONSE']._serialized_end=1468
+  _globals['_ABORTTXNREQUEST']._serialized_start=1470
+  _globals['_ABORTTXNREQUEST']._serialized_end=1519
+  _globals['_ABORTTXNRESPONSE']._serialized_start=1521
+  _globals['_ABORTTXNRESPONSE']._serialized_end=1539
+  _globals['_TABLETREPORT']._serialized_start=1542
+  _globals['_TABLETREPORT']._serialized_end=1877
+  _globals['_REPORTTABLETSREQUEST']._serialized_start=1879
+  _globals['_REPORTTABLETSREQUEST']._serialized_end=1991
+  _globals['_REPORTTABLETSRESPONSE']._serialized_start=1993
+  _globals['_REPORTTABLETSRESPONSE']._serialized_end=2093
+  _globals['_ROUTINELOADTASKREPORT']._serialized_start=2096
+  _globals['_ROUTINELOADTASKREPORT']._serialized_end=2393
+  _globals['_ROUTINELOADTASKREPORT_HIGHWATERENTRY']._serialized_start=2345
+  _globals['_ROUTINELOADTASKREPORT_HIGHWATERENTRY']._serialized_end=2393
+  _globals['_ROUTINELOADTASKREPORTRESPONSE']._serialized_start=2395
+  _globals['_ROUTINELOADTASKREPORTRESPONSE']._serialized_end=2426
+  _globals['_FRONTENDSERVICE']._serialized_start=2429
+  _globals['_FRONTENDSERVICE']._serialized_end=3135
 # @@protoc_insertion_point(module_scope)

@@ -172,6 +172,9 @@ class BeginTxnRequest(_message.Message):
     TIMEOUT_S_FIELD_NUMBER: _builtins.int
     COORDINATOR_BACKEND_ID_FIELD_NUMBER: _builtins.int
     SOURCE_TYPE_FIELD_NUMBER: _builtins.int
+    MEMBER_LABELS_FIELD_NUMBER: _builtins.int
+    WAL_REPLAY_FIELD_NUMBER: _builtins.int
+    COMMIT_MAY_HAVE_BEEN_SENT_FIELD_NUMBER: _builtins.int
     db: _builtins.str
     table: _builtins.str
     label: _builtins.str
@@ -179,6 +182,22 @@ class BeginTxnRequest(_message.Message):
     coordinator_backend_id: _builtins.int
     source_type: _builtins.str
     """BACKEND_STREAMING (stream load) | ROUTINE_LOAD_TASK"""
+    wal_replay: _builtins.bool
+    """Group commit WAL replay: the coordinator takes over ``label`` (a group it wrote to its WAL).
+    A PREPARE txn holding the label is aborted and a new txn begins with it; a COMMITTED or
+    VISIBLE one is answered in existing_txn_id/existing_status and nothing begins.
+    """
+    commit_may_have_been_sent: _builtins.bool
+    """With wal_replay: a commit of the label's txn may have been sent. If the FE then knows
+    nothing of the label (its txns were cleaned), it cannot tell whether the rows were loaded
+    and refuses with FAILED_PRECONDITION instead of beginning.
+    """
+    @_builtins.property
+    def member_labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Group commit: the members' own labels, registered with the txn like its label (a used one
+        comes back in member_conflicts and is left out; the txn begins if any member is left).
+        """
+
     def __init__(
         self,
         *,
@@ -188,14 +207,48 @@ class BeginTxnRequest(_message.Message):
         timeout_s: _builtins.int = ...,
         coordinator_backend_id: _builtins.int = ...,
         source_type: _builtins.str = ...,
+        member_labels: _abc.Iterable[_builtins.str] | None = ...,
+        wal_replay: _builtins.bool = ...,
+        commit_may_have_been_sent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator_backend_id", b"coordinator_backend_id", "db", b"db", "label", b"label", "source_type", b"source_type", "table", b"table", "timeout_s", b"timeout_s"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_may_have_been_sent", b"commit_may_have_been_sent", "coordinator_backend_id", b"coordinator_backend_id", "db", b"db", "label", b"label", "member_labels", b"member_labels", "source_type", b"source_type", "table", b"table", "timeout_s", b"timeout_s", "wal_replay", b"wal_replay"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BeginTxnRequest: _TypeAlias = BeginTxnRequest  # noqa: Y015
+
+@_typing.final
+class MemberLabelConflict(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABEL_FIELD_NUMBER: _builtins.int
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    label: _builtins.str
+    txn_id: _builtins.int
+    """the txn that holds the label"""
+    status: _builtins.str
+    """its status: PREPARE | COMMITTED | VISIBLE"""
+    message: _builtins.str
+    """"Label Already Exists: label [..] has already been used, ..." """
+    def __init__(
+        self,
+        *,
+        label: _builtins.str = ...,
+        txn_id: _builtins.int = ...,
+        status: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "message", b"message", "status", b"status", "txn_id", b"txn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberLabelConflict: _TypeAlias = MemberLabelConflict  # noqa: Y015
 
 @_typing.final
 class BeginTxnResponse(_message.Message):
@@ -203,22 +256,77 @@ class BeginTxnResponse(_message.Message):
 
     TXN_ID_FIELD_NUMBER: _builtins.int
     TARGET_FIELD_NUMBER: _builtins.int
+    MEMBER_CONFLICTS_FIELD_NUMBER: _builtins.int
+    EXISTING_TXN_ID_FIELD_NUMBER: _builtins.int
+    EXISTING_STATUS_FIELD_NUMBER: _builtins.int
     txn_id: _builtins.int
+    """0: nothing began (every member's label is used, or see existing_status)"""
+    existing_txn_id: _builtins.int
+    """wal_replay: the label's COMMITTED or VISIBLE txn"""
+    existing_status: _builtins.str
     @_builtins.property
     def target(self) -> _types_pb2.LoadTarget: ...
+    @_builtins.property
+    def member_conflicts(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemberLabelConflict]: ...
     def __init__(
         self,
         *,
         txn_id: _builtins.int = ...,
         target: _types_pb2.LoadTarget | None = ...,
+        member_conflicts: _abc.Iterable[Global___MemberLabelConflict] | None = ...,
+        existing_txn_id: _builtins.int = ...,
+        existing_status: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["target", b"target", "txn_id", b"txn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["existing_status", b"existing_status", "existing_txn_id", b"existing_txn_id", "member_conflicts", b"member_conflicts", "target", b"target", "txn_id", b"txn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BeginTxnResponse: _TypeAlias = BeginTxnResponse  # noqa: Y015
+
+@_typing.final
+class AddTxnMembersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_LABELS_FIELD_NUMBER: _builtins.int
+    txn_id: _builtins.int
+    @_builtins.property
+    def member_labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        txn_id: _builtins.int = ...,
+        member_labels: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_labels", b"member_labels", "txn_id", b"txn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddTxnMembersRequest: _TypeAlias = AddTxnMembersRequest  # noqa: Y015
+
+@_typing.final
+class AddTxnMembersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_CONFLICTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def member_conflicts(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemberLabelConflict]: ...
+    def __init__(
+        self,
+        *,
+        member_conflicts: _abc.Iterable[Global___MemberLabelConflict] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_conflicts", b"member_conflicts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddTxnMembersResponse: _TypeAlias = AddTxnMembersResponse  # noqa: Y015
 
 @_typing.final
 class CommitTxnRequest(_message.Message):

@@ -62,6 +62,11 @@ class FrontendServiceStub:
                 request_serializer=tabletsim_dot_v1_dot_frontend__pb2.AbortTxnRequest.SerializeToString,
                 response_deserializer=tabletsim_dot_v1_dot_frontend__pb2.AbortTxnResponse.FromString,
                 _registered_method=True)
+        self.AddTxnMembers = channel.unary_unary(
+                '/tabletsim.v1.FrontendService/AddTxnMembers',
+                request_serializer=tabletsim_dot_v1_dot_frontend__pb2.AddTxnMembersRequest.SerializeToString,
+                response_deserializer=tabletsim_dot_v1_dot_frontend__pb2.AddTxnMembersResponse.FromString,
+                _registered_method=True)
         self.ReportTablets = channel.unary_unary(
                 '/tabletsim.v1.FrontendService/ReportTablets',
                 request_serializer=tabletsim_dot_v1_dot_frontend__pb2.ReportTabletsRequest.SerializeToString,
@@ -118,6 +123,15 @@ class FrontendServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddTxnMembers(self, request, context):
+        """Group commit: register the labels of a group's members with the group's PREPARE txn, in
+        order. A label already used (by another txn, or earlier in the list) is not registered and
+        comes back in member_conflicts; the others now belong to the group txn (exactly-once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReportTablets(self, request, context):
         """---- replicas
         Every report interval a BE reports all its tablets; the FE reconciles and answers what to
@@ -162,6 +176,11 @@ def add_FrontendServiceServicer_to_server(servicer, server):
                     servicer.AbortTxn,
                     request_deserializer=tabletsim_dot_v1_dot_frontend__pb2.AbortTxnRequest.FromString,
                     response_serializer=tabletsim_dot_v1_dot_frontend__pb2.AbortTxnResponse.SerializeToString,
+            ),
+            'AddTxnMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddTxnMembers,
+                    request_deserializer=tabletsim_dot_v1_dot_frontend__pb2.AddTxnMembersRequest.FromString,
+                    response_serializer=tabletsim_dot_v1_dot_frontend__pb2.AddTxnMembersResponse.SerializeToString,
             ),
             'ReportTablets': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportTablets,
@@ -312,6 +331,33 @@ class FrontendService:
             '/tabletsim.v1.FrontendService/AbortTxn',
             tabletsim_dot_v1_dot_frontend__pb2.AbortTxnRequest.SerializeToString,
             tabletsim_dot_v1_dot_frontend__pb2.AbortTxnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddTxnMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tabletsim.v1.FrontendService/AddTxnMembers',
+            tabletsim_dot_v1_dot_frontend__pb2.AddTxnMembersRequest.SerializeToString,
+            tabletsim_dot_v1_dot_frontend__pb2.AddTxnMembersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,11 @@ class FrontendServiceStub:
     wait_visible_ms) for the publish to make it VISIBLE.
     """
     AbortTxn: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.AbortTxnRequest, _frontend_pb2.AbortTxnResponse]
+    AddTxnMembers: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.AddTxnMembersRequest, _frontend_pb2.AddTxnMembersResponse]
+    """Group commit: register the labels of a group's members with the group's PREPARE txn, in
+    order. A label already used (by another txn, or earlier in the list) is not registered and
+    comes back in member_conflicts; the others now belong to the group txn (exactly-once).
+    """
     ReportTablets: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.ReportTabletsRequest, _frontend_pb2.ReportTabletsResponse]
     """---- replicas
     Every report interval a BE reports all its tablets; the FE reconciles and answers what to
@@ -86,6 +91,11 @@ class FrontendServiceAsyncStub(FrontendServiceStub):
     wait_visible_ms) for the publish to make it VISIBLE.
     """
     AbortTxn: _aio.UnaryUnaryMultiCallable[_frontend_pb2.AbortTxnRequest, _frontend_pb2.AbortTxnResponse]  # type: ignore[assignment]
+    AddTxnMembers: _aio.UnaryUnaryMultiCallable[_frontend_pb2.AddTxnMembersRequest, _frontend_pb2.AddTxnMembersResponse]  # type: ignore[assignment]
+    """Group commit: register the labels of a group's members with the group's PREPARE txn, in
+    order. A label already used (by another txn, or earlier in the list) is not registered and
+    comes back in member_conflicts; the others now belong to the group txn (exactly-once).
+    """
     ReportTablets: _aio.UnaryUnaryMultiCallable[_frontend_pb2.ReportTabletsRequest, _frontend_pb2.ReportTabletsResponse]  # type: ignore[assignment]
     """---- replicas
     Every report interval a BE reports all its tablets; the FE reconciles and answers what to
@@ -147,6 +157,17 @@ class FrontendServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _frontend_pb2.AbortTxnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_frontend_pb2.AbortTxnResponse, _abc.Awaitable[_frontend_pb2.AbortTxnResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddTxnMembers(
+        self,
+        request: _frontend_pb2.AddTxnMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_frontend_pb2.AddTxnMembersResponse, _abc.Awaitable[_frontend_pb2.AddTxnMembersResponse]]:
+        """Group commit: register the labels of a group's members with the group's PREPARE txn, in
+        order. A label already used (by another txn, or earlier in the list) is not registered and
+        comes back in member_conflicts; the others now belong to the group txn (exactly-once).
+        """
 
     @_abc_1.abstractmethod
     def ReportTablets(

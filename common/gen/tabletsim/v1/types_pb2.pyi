@@ -295,6 +295,7 @@ class StreamLoadResult(_message.Message):
     FILTERED_ROWS_FIELD_NUMBER: _builtins.int
     EXISTING_JOB_STATUS_FIELD_NUMBER: _builtins.int
     COORDINATOR_FIELD_NUMBER: _builtins.int
+    GROUP_COMMIT_FIELD_NUMBER: _builtins.int
     txn_id: _builtins.int
     label: _builtins.str
     status: _builtins.str
@@ -309,6 +310,8 @@ class StreamLoadResult(_message.Message):
     existing_job_status: _builtins.str
     """with "Label Already Exists": PREPARE, COMMITTED, VISIBLE"""
     coordinator: _builtins.str
+    group_commit: _builtins.str
+    """sync_mode | async_mode when the load was group committed (txn_id"""
     @_builtins.property
     def filtered_rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilteredRow]:
         """a sample, with the reason per row"""
@@ -329,10 +332,11 @@ class StreamLoadResult(_message.Message):
         filtered_rows: _abc.Iterable[Global___FilteredRow] | None = ...,
         existing_job_status: _builtins.str = ...,
         coordinator: _builtins.str = ...,
+        group_commit: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_load_bytes", b"_load_bytes", "_load_time_ms", b"_load_time_ms", "_number_filtered_rows", b"_number_filtered_rows", "_number_loaded_rows", b"_number_loaded_rows", "_number_total_rows", b"_number_total_rows", "_number_unselected_rows", b"_number_unselected_rows", "load_bytes", b"load_bytes", "load_time_ms", b"load_time_ms", "number_filtered_rows", b"number_filtered_rows", "number_loaded_rows", b"number_loaded_rows", "number_total_rows", b"number_total_rows", "number_unselected_rows", b"number_unselected_rows"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_load_bytes", b"_load_bytes", "_load_time_ms", b"_load_time_ms", "_number_filtered_rows", b"_number_filtered_rows", "_number_loaded_rows", b"_number_loaded_rows", "_number_total_rows", b"_number_total_rows", "_number_unselected_rows", b"_number_unselected_rows", "coordinator", b"coordinator", "existing_job_status", b"existing_job_status", "filtered_rows", b"filtered_rows", "label", b"label", "load_bytes", b"load_bytes", "load_time_ms", b"load_time_ms", "message", b"message", "number_filtered_rows", b"number_filtered_rows", "number_loaded_rows", b"number_loaded_rows", "number_total_rows", b"number_total_rows", "number_unselected_rows", b"number_unselected_rows", "status", b"status", "txn_id", b"txn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_load_bytes", b"_load_bytes", "_load_time_ms", b"_load_time_ms", "_number_filtered_rows", b"_number_filtered_rows", "_number_loaded_rows", b"_number_loaded_rows", "_number_total_rows", b"_number_total_rows", "_number_unselected_rows", b"_number_unselected_rows", "coordinator", b"coordinator", "existing_job_status", b"existing_job_status", "filtered_rows", b"filtered_rows", "group_commit", b"group_commit", "label", b"label", "load_bytes", b"load_bytes", "load_time_ms", b"load_time_ms", "message", b"message", "number_filtered_rows", b"number_filtered_rows", "number_loaded_rows", b"number_loaded_rows", "number_total_rows", b"number_total_rows", "number_unselected_rows", b"number_unselected_rows", "status", b"status", "txn_id", b"txn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__load_bytes: _TypeAlias = _typing.Literal["load_bytes"]  # noqa: Y015
     _WhichOneofArgType__load_bytes: _TypeAlias = _typing.Literal["_load_bytes", b"_load_bytes"]  # noqa: Y015
@@ -371,6 +375,8 @@ class StreamLoadRequest(_message.Message):
     DATA_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     TIMEOUT_S_FIELD_NUMBER: _builtins.int
+    GROUP_COMMIT_FIELD_NUMBER: _builtins.int
+    GROUP_COMMIT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
     db: _builtins.str
     table: _builtins.str
     label: _builtins.str
@@ -378,6 +384,12 @@ class StreamLoadRequest(_message.Message):
     data: _builtins.bytes
     timeout_s: _builtins.int
     """default stream_load_default_timeout_second"""
+    group_commit: _builtins.str
+    """Doris' group_commit header: off_mode | sync_mode | async_mode (any case); empty: the table's
+    property group_commit. The FE forwards the mode it resolved.
+    """
+    group_commit_interval_ms: _builtins.int
+    """Set by the FE when it forwards a group-commit load: the table's group_commit_interval_ms."""
     @_builtins.property
     def params(self) -> Global___LoadParams: ...
     def __init__(
@@ -389,10 +401,12 @@ class StreamLoadRequest(_message.Message):
         data: _builtins.bytes = ...,
         params: Global___LoadParams | None = ...,
         timeout_s: _builtins.int | None = ...,
+        group_commit: _builtins.str = ...,
+        group_commit_interval_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout_s", b"_timeout_s", "params", b"params", "timeout_s", b"timeout_s"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_s", b"_timeout_s", "data", b"data", "db", b"db", "label", b"label", "params", b"params", "table", b"table", "timeout_s", b"timeout_s"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_s", b"_timeout_s", "data", b"data", "db", b"db", "group_commit", b"group_commit", "group_commit_interval_ms", b"group_commit_interval_ms", "label", b"label", "params", b"params", "table", b"table", "timeout_s", b"timeout_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__timeout_s: _TypeAlias = _typing.Literal["timeout_s"]  # noqa: Y015
     _WhichOneofArgType__timeout_s: _TypeAlias = _typing.Literal["_timeout_s", b"_timeout_s"]  # noqa: Y015
@@ -433,3 +447,31 @@ class Predicate(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Predicate: _TypeAlias = Predicate  # noqa: Y015
+
+@_typing.final
+class Aggregate(_message.Message):
+    """One aggregate of a read, func(column): Query's aggregates, and the partial aggregates a BE
+    computes for them (ScanTablets).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNC_FIELD_NUMBER: _builtins.int
+    COLUMN_FIELD_NUMBER: _builtins.int
+    func: _builtins.str
+    """count, sum, min, max, avg (case-insensitive)"""
+    column: _builtins.str
+    """a column name; "*" or empty: count(*) (only with count)"""
+    def __init__(
+        self,
+        *,
+        func: _builtins.str = ...,
+        column: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "func", b"func"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Aggregate: _TypeAlias = Aggregate  # noqa: Y015

@@ -1,0 +1,143 @@
+"""The vectorized load plan gives exactly what the row-at-a-time reference gives."""
+
+from __future__ import annotations
+
+import orjson
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from common.coltypes import Column, parse_type
+from common.columnar import arrow_schema
+from common.loadformat import BatchResult, LoadSpec, compile_load, compile_row_load
+
+TS = 1_714_567_890.0
+TYPES = ["INT", "BIGINT", "TINYINT", "LARGEINT", "DOUBLE", "FLOAT", "DECIMAL(6,2)", "DECIMAL(20,4)", "DATE",
+         "DATETIME", "VARCHAR(4)", "VARCHAR(32)", "STRING", "BOOLEAN"]
+DEFAULTS = {"INT": "7", "BIGINT": "-1", "TINYINT": "1", "LARGEINT": "5", "DOUBLE": "1.5", "FLOAT": "2",
+            "DECIMAL(6,2)": "3.14", "DECIMAL(20,4)": "0", "DATE": "2020-01-02", "DATETIME": "CURRENT_TIMESTAMP",
+            "VARCHAR(4)": "ab", "VARCHAR(32)": "dflt", "STRING": "s", "BOOLEAN": "true"}
+TEXTS = ["1", "-7", "+3", "007", "300", "99999999999", "1.5", "12.345", "-0.00", ".5", "5.", "1e3", "abc", "",
+         " 5", "true", "False", "0", "2024-02-29", "2024-02-30", "2024-05-01 12:30:45", "2024-05-01 24:00:00",
+         "20240501", "0000-01-01", "héllo", "toolongvalue", "\\N", "NaN", "1_000", "1700000000", "12.5"]
+JSON_VALUES = st.one_of(
+    st.sampled_from(TEXTS), st.integers(-(2**40), 2**40), st.sampled_from([0, 1, 127, 128, 1700000000, 2**63 - 1]),
+    st.floats(allow_nan=False, allow_infinity=False, width=32), st.sampled_from([1.0, 0.5, 12.25, -3.75, 1e20]),
+    st.booleans(), st.none(), st.just({"x": 1}), st.just([1, 2]),
+)
+EXPRESSIONS = ["from_unixtime({a})", "upper({a})", "{a} + 1", "{a} * 2.5", "concat({a}, '-', {b})",
+               "if({a} IS NULL, 'n', 'v')", "coalesce({a}, {b})", "substr({a}, 2, 2)", "length({a})",
+               "CAST({a} AS BIGINT)", "{a} / {b}", "year({a})", "{a} % 3", "lower({a})"]
+WHERES = ["{c} IS NOT NULL", "{c} > 3", "{c} IN (1, 2, 'abc')", "{c} BETWEEN 1 AND 100", "NOT ({c} = 'abc')",
+          "{c} IS NULL OR {c} != 5", "{s} = 'abc'", "length({c}) > 2"]
+
+
+@st.composite
+def loads(draw):
+    k = draw(st.integers(1, 3))
+    cols = []
+    for i in range(k):
+        t = draw(st.sampled_from(TYPES))
+        cols.append(Column(f"c{i}", parse_type(t), nullable=draw(st.booleans()),
+                           default=DEFAULTS[t] if draw(st.integers(0, 3)) == 0 else None))
+    fmt = draw(st.sampled_from(["csv", "json"]))
+    sources = [f"c{i}" for i in range(k)]
+    columns = None
+    if draw(st.booleans()):
+        ttype = draw(st.sampled_from(TYPES))
+        cols.append(Column("d", parse_type(ttype), nullable=draw(st.integers(0, 3)) > 0))
+        text = draw(st.sampled_from(EXPRESSIONS)).format(a=draw(st.sampled_from(sources)),
+                                                         b=draw(st.sampled_from(sources)))
+        columns = ", ".join(sources) + f", d = {text}"
+    elif fmt == "json" and draw(st.booleans()):
+        cols.append(Column("extra", parse_type("INT"), default="3"))
+    where = None
+    if draw(st.integers(0, 2)) == 0:
+        where = draw(st.sampled_from(WHERES)).format(c=draw(st.sampled_from([c.name for c in cols])),
+                                                     s=draw(st.sampled_from(sources)))
+    spec = LoadSpec(format=fmt, columns=columns, where=where, strict_mode=draw(st.booleans()), timezone="UTC",
+                    max_error_samples=draw(st.sampled_from([0, 3, 20])))
+    nrows = draw(st.integers(0, 12))
+    rows: list[bytes] = []
+    for _ in range(nrows):
+        if fmt == "csv":
+            fields = [draw(st.sampled_from(TEXTS)) for _ in range(k)]
+            if draw(st.integers(0, 9)) == 0:
+                fields = fields[:-1] if draw(st.booleans()) else [*fields, "x"]
+            line = ",".join(fields).encode()
+            if draw(st.integers(0, 19)) == 0:
+                line += b"\xff"
+        else:
+            obj = {s: draw(JSON_VALUES) for s in sources if draw(st.integers(0, 5))}
+            if draw(st.integers(0, 5)) == 0:
+                obj["other"] = draw(JSON_VALUES)
+            line = orjson.dumps(obj)
+            bad = draw(st.integers(0, 24))
+            if bad == 0:
+                line = line[:-1]
+            elif bad == 1:
+                line = b"[" + line + b"]"
+            elif bad == 2:
+                line = line.replace(b'":', b'" :', 1)
+        rows.append(line)
+    return spec, cols, rows
+
+
+def _same(vec: BatchResult, ref: BatchResult, columns: list[Column]) -> None:
+    assert vec.rows == ref.rows
+    assert (vec.total_rows, vec.filtered_rows, vec.unselected_rows, vec.loaded_bytes) == (
+        ref.total_rows, ref.filtered_rows, ref.unselected_rows, ref.loaded_bytes)
+    assert [(e.row, e.reason) for e in vec.errors] == [(e.row, e.reason) for e in ref.errors]
+    assert vec.table is not None and vec.table.schema.equals(arrow_schema(columns), check_metadata=True)
+    assert vec.loaded_rows == ref.loaded_rows
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(loads(), st.integers(0, 1000))
+def test_kafka_messages_match_the_reference(load, first_row):
+    spec, cols, rows = load
+    vec = compile_load(spec, cols, clock=lambda: TS)
+    ref = compile_row_load(spec, cols, clock=lambda: TS)
+    vec.parse_messages(rows)  # sets now() for the batch, as the chunk at row 0 does
+    ref.parse_messages(rows)
+    _same(vec.parse_messages(rows, first_row), ref.parse_messages(rows, first_row), cols)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(loads())
+def test_stream_load_body_matches_the_reference(load):
+    spec, cols, rows = load
+    body = b"".join(r + b"\n" for r in rows)
+    vec = compile_load(spec, cols, clock=lambda: TS).parse(body)
+    ref = compile_row_load(spec, cols, clock=lambda: TS).parse(body)
+    if vec.table is None:  # a body the reference maps whole
+        assert vec.rows == ref.rows and vec.errors == ref.errors
+        return
+    _same(vec, ref, cols)
+
+
+def test_bench_workload_is_decided_without_the_reference():
+    cols = [Column("id", parse_type("BIGINT"), False), Column("ts", parse_type("DATETIME")),
+            Column("user_id", parse_type("INT")), Column("event", parse_type("VARCHAR(16)")),
+            Column("amount", parse_type("DECIMAL(10,2)"))]
+    spec = LoadSpec(format="json", columns="id, tmp_ts, user_id, event, amount, ts = from_unixtime(tmp_ts)",
+                    jsonpaths='["$.id", "$.ts", "$.user", "$.event", "$.amount"]', timezone="UTC")
+    msgs = [orjson.dumps({"id": i, "ts": 1_700_000_000 + i, "user": i % 97, "event": "click",
+                          "amount": round(i * 0.37, 2)}) for i in range(200)]
+    plan = compile_load(spec, cols)
+    calls = []
+    plan.reference.map_message = lambda m, before: calls.append(m)
+    res = plan.parse_messages(msgs)
+    assert calls == [] and res.loaded_rows == 200
+    assert res.rows[3] == (3, "2023-11-14 22:13:23", 3, "click", "1.11")
+
+
+def test_merge_concatenates_tables_and_rows():
+    cols = [Column("k", parse_type("INT")), Column("v", parse_type("VARCHAR(8)"))]
+    plan = compile_load(LoadSpec(strict_mode=True), cols)
+    a = plan.parse(b"1,a\n2,b\n")
+    a.merge(plan.parse(b"x,c\n3,d\n"), 20)
+    a.merge(compile_row_load(LoadSpec(), cols).parse(b"4,e\n"), 20)
+    assert isinstance(a.table, pa.Table)
+    assert a.rows == [(1, "a"), (2, "b"), (3, "d"), (4, "e")]
+    assert (a.total_rows, a.filtered_rows, a.loaded_rows) == (5, 1, 4)
