@@ -77,7 +77,6 @@ ASYNC_MODE = "async_mode"
 MODES = (SYNC_MODE, ASYNC_MODE)
 DEFAULT_INTERVAL_MS = 10
 MAX_GROUP_BYTES = 64 * 1024 * 1024  # Doris' group_commit_data_bytes
-SMALL_BODY_BYTES = 16 * 1024
 DEFAULT_TIMEOUT_S = 600
 FE_RPC_TIMEOUT_S = 30.0
 _CANNOT_TELL = "cannot be told"  # the FE's refusal of a replay whose commit may have landed
@@ -324,10 +323,7 @@ class GroupCommitter:
                 continue
             spec, plan = found
             try:
-                # a small body parses in microseconds row at a time, where the vectorized plan's
-                # fixed cost is a millisecond: most members of a group are a few rows
-                small = len(m.req.data) <= SMALL_BODY_BYTES and getattr(plan, "reference", None) is not None
-                batch = (plan.reference if small else plan).parse(m.req.data)
+                batch = plan.parse(m.req.data)  # a small body is mapped row at a time (plan.py)
             except LoadSpecError as exc:
                 m.error = InvalidArgument(f"load of {target.db}.{target.table}, label {m.label}: {exc}")
                 continue

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from common.coltypes import Column, parse_type
 from common.columnar import arrow_schema
 from common.loadformat import BatchResult, LoadSpec, compile_load, compile_row_load
+from common.loadformat.plan import SMALL_INPUT_BYTES
 
 TS = 1_714_567_890.0
 TYPES = ["INT", "BIGINT", "TINYINT", "LARGEINT", "DOUBLE", "FLOAT", "DECIMAL(6,2)", "DECIMAL(20,4)", "DATE",
@@ -96,7 +97,7 @@ def _same(vec: BatchResult, ref: BatchResult, columns: list[Column]) -> None:
 @given(loads(), st.integers(0, 1000))
 def test_kafka_messages_match_the_reference(load, first_row):
     spec, cols, rows = load
-    vec = compile_load(spec, cols, clock=lambda: TS)
+    vec = compile_load(spec, cols, clock=lambda: TS, small_input_rows=0)
     ref = compile_row_load(spec, cols, clock=lambda: TS)
     vec.parse_messages(rows)  # sets now() for the batch, as the chunk at row 0 does
     ref.parse_messages(rows)
@@ -108,7 +109,7 @@ def test_kafka_messages_match_the_reference(load, first_row):
 def test_stream_load_body_matches_the_reference(load):
     spec, cols, rows = load
     body = b"".join(r + b"\n" for r in rows)
-    vec = compile_load(spec, cols, clock=lambda: TS).parse(body)
+    vec = compile_load(spec, cols, clock=lambda: TS, small_input_bytes=0).parse(body)
     ref = compile_row_load(spec, cols, clock=lambda: TS).parse(body)
     if vec.table is None:  # a body the reference maps whole
         assert vec.rows == ref.rows and vec.errors == ref.errors
@@ -132,9 +133,23 @@ def test_bench_workload_is_decided_without_the_reference():
     assert res.rows[3] == (3, "2023-11-14 22:13:23", 3, "click", "1.11")
 
 
+def test_small_inputs_are_mapped_row_at_a_time_and_large_ones_by_columns():
+    cols = [Column("id", parse_type("BIGINT"), False), Column("s", parse_type("VARCHAR(8)"))]
+    plan = compile_load(LoadSpec(), cols)
+    calls = []
+    reference_parse = plan.reference.parse
+    plan.reference.parse = lambda data: calls.append(len(data)) or reference_parse(data)
+    one = plan.parse(b"1,a\n")
+    assert calls == [4] and one.rows == [(1, "a")]
+    big = b"".join(b"%d,x\n" % i for i in range(5000))  # above SMALL_INPUT_BYTES
+    assert len(big) > SMALL_INPUT_BYTES
+    res = plan.parse(big)
+    assert calls == [4] and res.table is not None and res.loaded_rows == 5000
+
+
 def test_merge_concatenates_tables_and_rows():
     cols = [Column("k", parse_type("INT")), Column("v", parse_type("VARCHAR(8)"))]
-    plan = compile_load(LoadSpec(strict_mode=True), cols)
+    plan = compile_load(LoadSpec(strict_mode=True), cols, small_input_bytes=0)
     a = plan.parse(b"1,a\n2,b\n")
     a.merge(plan.parse(b"x,c\n3,d\n"), 20)
     a.merge(compile_row_load(LoadSpec(), cols).parse(b"4,e\n"), 20)
