@@ -1,6 +1,6 @@
 """Stream Load rows/s into an RF=3 MAJORITY table, beside the raw RocksDB write rate of the same rows.
 
-    .venv/bin/python -m bench.stream_load [--rows 200000] [--loads 3]
+    .venv/bin/python -m bench.stream_load [--rows 200000] [--loads 3] [--keep]
 
 Baseline: the same rows, encoded the way BEs store them (columnar segments of at most
 CHUNK_ROWS rows, common/columnar.py), written three times (one per replica) to a fresh RocksDB in
@@ -88,9 +88,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=200_000, help="rows per load")
     p.add_argument("--loads", type=int, default=3, help="loads (the best is reported)")
+    p.add_argument("--keep", action="store_true", help="keep the cluster's run dir (its logs: each load's timings)")
     args = p.parse_args()
     baseline = raw_rocksdb_rows_per_s(args.rows)
-    with bench_cluster(3) as cluster:
+    with bench_cluster(3, keep=args.keep) as cluster:
         rate, mb_s, ms, be_ms = asyncio.run(stream_load_rows_per_s(cluster.fe_address, args.rows, args.loads))
     report("stream_load", [
         {"figure": "raw RocksDB write, 3 replicas, columnar segments (baseline)", "rows/s": f"{baseline:,.0f}",

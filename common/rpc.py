@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -124,91 +126,258 @@ def rejecting_handler(handler: grpc.RpcMethodHandler, message: str,
     return handler_like(handler, reject)
 
 
+class WrappedHandlers:
+    """A server interceptor's wrapped handlers, built once per method instead of once per call.
+
+    ``wrap(method, handler)`` must give a handler that keeps no state of its own between calls.
+    The cache holds the handler it wrapped and wraps again when another comes (the generic handlers
+    of a service give the same object for a method on every call, so that does not happen in a
+    running server)."""
+
+    def __init__(self, wrap: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]) -> None:
+        self._wrap = wrap
+        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def get(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        cached = self._cache.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._cache[method] = (handler, wrapped)
+        return wrapped
+
+
+def _header(metadata: Iterable[tuple[str, Any]] | None, key: str) -> Any:
+    """The last value of ``key`` in a call's invocation metadata (as a dict of it would keep)."""
+    found = None
+    for k, v in metadata or ():
+        if k == key:
+            found = v
+    return found
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Cluster-internal services need the cluster token; AdminService the admin token if set."""
 
     def __init__(self, cluster_token: str, admin_token: str | None) -> None:
         self._cluster_token = cluster_token
-        self._admin_token = admin_token or None
+        self._admin_bearer = f"Bearer {admin_token}" if admin_token else None
+        self._no_cluster_token = WrappedHandlers(lambda method, handler: rejecting_handler(
+            handler, f"{method} needs the cluster token in '{CLUSTER_TOKEN_HEADER}' metadata; "
+                     "the token given is missing or wrong"))
+        self._no_admin_token = WrappedHandlers(lambda method, handler: rejecting_handler(
+            handler, "AdminService needs 'authorization: Bearer <admin token>' "
+                     "(the FE was started with an admin token)"))
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
-        metadata = dict(handler_call_details.invocation_metadata or ())
         if method.startswith(CLUSTER_PREFIXES):
-            if metadata.get(CLUSTER_TOKEN_HEADER) != self._cluster_token:
-                return rejecting_handler(
-                    handler,
-                    f"{method} needs the cluster token in '{CLUSTER_TOKEN_HEADER}' metadata; "
-                    "the token given is missing or wrong",
-                )
-        elif method.startswith(ADMIN_PREFIX) and self._admin_token is not None:
-            if metadata.get("authorization") != f"Bearer {self._admin_token}":
-                return rejecting_handler(
-                    handler,
-                    "AdminService needs 'authorization: Bearer <admin token>' "
-                    "(the FE was started with an admin token)",
-                )
+            if _header(handler_call_details.invocation_metadata, CLUSTER_TOKEN_HEADER) != self._cluster_token:
+                return self._no_cluster_token.get(method, handler)
+        elif self._admin_bearer is not None and method.startswith(ADMIN_PREFIX):
+            if _header(handler_call_details.invocation_metadata, "authorization") != self._admin_bearer:
+                return self._no_admin_token.get(method, handler)
         return handler
 
 
-class _TokenMetadata:
-    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
-        self._metadata = metadata
-
-    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = grpc.aio.Metadata(*(details.metadata or ()), *self._metadata)
-        return grpc.aio.ClientCallDetails(
-            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-        )
+Pairs = tuple[tuple[str, str], ...]
 
 
+@dataclass(frozen=True)
+class CallHook:
+    """One concern of a node's client side (the cluster token, durability, a debug point), run on
+    every call of a channel. :func:`hooked_channel` runs all of a channel's hooks in one
+    interceptor per call kind, not one interceptor stacked per concern."""
 
-class _TokenClientInterceptor(_TokenMetadata, grpc.aio.UnaryUnaryClientInterceptor):
+    metadata: Pairs = ()
+    """Pairs every call carries."""
+    metadata_of: Callable[[], Pairs] | None = None
+    """Pairs read at each call (a value that may change after the channel is made)."""
+    before_call: Callable[[str, float | None], Awaitable[float | None]] | None = None
+    """Awaited before the call is sent, with its method and timeout (None: no deadline); returns
+    the timeout left (a delay spends some of it); raises an ``AioRpcError`` to end the call unsent."""
+    before_message: Callable[[], Awaitable[None]] | None = None
+    """Awaited before each message of a streamed request is sent."""
+
+
+class _Hooks:
+    """A channel's hooks, fused: the metadata of all, then ``before_call`` of each in order."""
+
+    def __init__(self, hooks: Sequence[CallHook]) -> None:
+        self._metadata = tuple(pair for hook in hooks for pair in hook.metadata)
+        self._metadata_of = tuple(hook.metadata_of for hook in hooks if hook.metadata_of is not None)
+        self._before_call = tuple(hook.before_call for hook in hooks if hook.before_call is not None)
+        self._before_message = tuple(hook.before_message for hook in hooks if hook.before_message is not None)
+
+    @property
+    def waits(self) -> bool:
+        """Whether a call may have to wait before it is sent (else the metadata is all there is)."""
+        return bool(self._before_call or self._before_message)
+
+    def pairs(self, metadata) -> Pairs:
+        """The call's own ``metadata`` (pairs or a grpc Metadata, or None) with the hooks' pairs."""
+        extra = self._metadata
+        for metadata_of in self._metadata_of:
+            extra = (*extra, *metadata_of())
+        return (*metadata, *extra) if metadata else extra
+
+    async def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        timeout = details.timeout
+        if self._before_call:
+            method = details.method.decode() if isinstance(details.method, bytes) else details.method
+            for before_call in self._before_call:
+                timeout = await before_call(method, timeout)
+        return grpc.aio.ClientCallDetails(details.method, timeout, grpc.aio.Metadata(*self.pairs(details.metadata)),
+                                          details.credentials, details.wait_for_ready)
+
+    def requests(self, requests: Any) -> Any:
+        if requests is None or not self._before_message:
+            return requests
+        return self._gated_requests(requests)
+
+    async def _gated_requests(self, requests: Any) -> AsyncIterator[Any]:
+        if hasattr(requests, "__aiter__"):
+            async for item in requests:
+                for before_message in self._before_message:
+                    await before_message()
+                yield item
+        else:
+            for item in requests:
+                for before_message in self._before_message:
+                    await before_message()
+                yield item
+
+
+class _HooksUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, hooks: _Hooks) -> None:
+        self._hooks = hooks
+
     async def intercept_unary_unary(self, continuation, client_call_details, request):
-        return await continuation(self._details(client_call_details), request)
+        return await continuation(await self._hooks.details(client_call_details), request)
 
 
-class _TokenUnaryStreamInterceptor(_TokenMetadata, grpc.aio.UnaryStreamClientInterceptor):
+class _HooksUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, hooks: _Hooks) -> None:
+        self._hooks = hooks
+
     async def intercept_unary_stream(self, continuation, client_call_details, request):
-        return await continuation(self._details(client_call_details), request)
+        return await continuation(await self._hooks.details(client_call_details), request)
 
 
-class _TokenStreamUnaryInterceptor(_TokenMetadata, grpc.aio.StreamUnaryClientInterceptor):
+class _HooksStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, hooks: _Hooks) -> None:
+        self._hooks = hooks
+
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        return await continuation(self._details(client_call_details), request_iterator)
+        details = await self._hooks.details(client_call_details)
+        return await continuation(details, self._hooks.requests(request_iterator))
 
 
-def _token_interceptors(metadata: tuple[tuple[str, str], ...]) -> list:
-    """One interceptor per call kind: grpc.aio files an interceptor under the first kind it is an
-    instance of (an if/elif chain), so one object implementing all kinds would miss the streams."""
-    return [_TokenClientInterceptor(metadata), _TokenUnaryStreamInterceptor(metadata),
-            _TokenStreamUnaryInterceptor(metadata)]
+class _HooksStreamStream(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, hooks: _Hooks) -> None:
+        self._hooks = hooks
+
+    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        details = await self._hooks.details(client_call_details)
+        return await continuation(details, self._hooks.requests(request_iterator))
 
 
-InterceptorFactory = Callable[[str], Sequence]
-"""Client interceptors for the channel to one target address (a node's debug points need it)."""
+def hook_interceptors(hooks: Sequence[CallHook]) -> list:
+    """``hooks`` as grpc.aio client interceptors: one per call kind (grpc.aio files an interceptor
+    under the first kind it is an instance of, an if/elif chain, so one object implementing all
+    kinds would miss the streams), each running every hook."""
+    fused = _Hooks(hooks)
+    return [_HooksUnaryUnary(fused), _HooksUnaryStream(fused), _HooksStreamUnary(fused), _HooksStreamStream(fused)]
+
+
+class _WithMetadata:
+    """A multi-callable that adds the hooks' metadata to each call, then makes it as the plain
+    channel would: no interceptor, so no intercepted call object and no extra task per call."""
+
+    __slots__ = ("_multicallable", "_hooks")
+
+    def __init__(self, multicallable: Any, hooks: _Hooks) -> None:
+        self._multicallable = multicallable
+        self._hooks = hooks
+
+    def __call__(self, request: Any = None, *, metadata=None, **kwargs: Any) -> Any:
+        return self._multicallable(request, metadata=self._hooks.pairs(metadata), **kwargs)
+
+
+class _MetadataChannel(grpc.aio.Channel):
+    """A channel whose hooks only add metadata: it adds it in the multi-callables."""
+
+    def __init__(self, channel: grpc.aio.Channel, hooks: _Hooks) -> None:
+        self._channel = channel
+        self._hooks = hooks
+
+    async def __aenter__(self) -> _MetadataChannel:
+        return self
+
+    async def __aexit__(self, exc_type, exc_val, exc_tb) -> None:
+        await self._channel.close(None)
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._channel.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._channel.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._channel.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._channel.channel_ready()
+
+    def unary_unary(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
+        return _WithMetadata(self._channel.unary_unary(method, request_serializer, response_deserializer,
+                                                       _registered_method), self._hooks)
+
+    def unary_stream(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
+        return _WithMetadata(self._channel.unary_stream(method, request_serializer, response_deserializer,
+                                                        _registered_method), self._hooks)
+
+    def stream_unary(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
+        return _WithMetadata(self._channel.stream_unary(method, request_serializer, response_deserializer,
+                                                        _registered_method), self._hooks)
+
+    def stream_stream(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
+        return _WithMetadata(self._channel.stream_stream(method, request_serializer, response_deserializer,
+                                                         _registered_method), self._hooks)
+
+
+InterceptorFactory = Callable[[str], Sequence[CallHook]]
+"""A node's client hooks for the channel to one target address (its debug points need it)."""
 
 
 def no_interceptors(target: str) -> tuple:
     return ()
 
 
-def cluster_channel(target: str, cluster_token: str, interceptors: Sequence = ()) -> grpc.aio.Channel:
+def hooked_channel(target: str, hooks: Sequence[CallHook] = ()) -> grpc.aio.Channel:
+    """A channel running ``hooks`` (in order) on every call, of every kind. Hooks that only add
+    metadata cost no interceptor at all; otherwise one interceptor per call kind runs them all."""
+    fused = _Hooks(hooks)
+    if fused.waits:
+        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=hook_interceptors(hooks))
+    channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    return _MetadataChannel(channel, fused) if hooks else channel
+
+
+def cluster_channel(target: str, cluster_token: str, interceptors: Sequence[CallHook] = ()) -> grpc.aio.Channel:
     """A channel to a peer inside the cluster; every call carries the cluster token.
 
-    ``interceptors`` run before the token is added (a node's own client-side hooks)."""
-    return grpc.aio.insecure_channel(
-        target, options=CHANNEL_OPTIONS,
-        interceptors=[*interceptors, *_token_interceptors(((CLUSTER_TOKEN_HEADER, cluster_token),))])
+    ``interceptors``: the node's own client hooks, run before the call is sent."""
+    return hooked_channel(target, [*interceptors, CallHook(metadata=((CLUSTER_TOKEN_HEADER, cluster_token),))])
 
 
 def admin_channel(target: str, admin_token: str | None = None) -> grpc.aio.Channel:
     """A channel an operator tool uses to reach AdminService."""
-    interceptors = _token_interceptors((("authorization", f"Bearer {admin_token}"),)) if admin_token else []
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    return hooked_channel(target, [CallHook(metadata=(("authorization", f"Bearer {admin_token}"),))]
+                          if admin_token else ())
 
 
 # --------------------------------------------------------------------------- servers

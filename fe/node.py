@@ -34,7 +34,7 @@ from fe.clone.daemon import TabletSchedDaemon
 from fe.ha.etcd import EtcdFrontend
 from fe.ha.role import FeRole, FrontendInfo, HaState, SingleFrontend
 from fe.ha.stepdown import reexec
-from fe.persist.durability import DurableRepliesInterceptor, durable_call_interceptors
+from fe.persist.durability import DurableRepliesInterceptor, durable_call_hook
 from fe.persist.editlog import EditLog
 from fe.persist.etcdclient import EtcdLayout, EtcdSession
 from fe.persist.etcdlog import MAX_GROUP_RECORDS as ETCD_MAX_GROUP_RECORDS
@@ -87,7 +87,7 @@ class FrontendNode:
         self.debug = DebugPoints(f"{config.host}:{config.rpc_port}", FE_POINTS, enabled=config.enable_debug_points)
         # a call to a BE waits until the journal records it may depend on are durable
         self.clients = BackendClients(self.backends, config.cluster_token, lambda address: [
-            *durable_call_interceptors(self.journal.durable), *self.debug.client_interceptors(address)])
+            durable_call_hook(self.journal.durable), *self.debug.client_interceptors(address)])
         self.catalog = Catalog(self.journal, self.ids, self.backends, self.clients, self.dynconfig, now_ms)
         self.inconsistent_tablets: set[int] = set()
         self.stats = Statistics(

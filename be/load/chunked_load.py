@@ -7,13 +7,15 @@ one; the consumer waits (its "blocking put time") while the chunk before is stil
 So a task holds at most two chunks and the objects made from one of them, whatever
 max_batch_size is - as a StarRocks routine load task streams its Kafka batch through a pipe into
 the tablet sink, whose delta writers flush memtables into the segments of one pending rowset per
-tablet (be/load/writer.py TabletSink, be/storage/rowsets.py). Measured on the routine load bench
-(400,000 ~100-byte JSON rows, 3 tasks): 16 MiB chunks load about a third faster than 4 MiB ones,
+tablet (be/load/writer.py TabletSink, be/storage/rowsets.py). Preparing, counting and writing a
+chunk is be/load/pipeline.py LoadPipeline, which Stream Load of a large body uses too. Measured on
+the routine load bench (400,000 ~100-byte JSON rows, 3 tasks): 16 MiB chunks load about a third faster than 4 MiB ones,
 whose consumers wait for the chunk before and miss the end of their partitions within the batch
 interval (common/config.py write_buffer_size).
 
-The txn begins with the first chunk. Row counts, error samples and max_filter_ratio cover the
-whole batch: the ratio is checked once every chunk is written (as StarRocks checks it at the end
+The txn begins with the first chunk. Row counts, error samples (the rows mapping filtered, then
+the rows no partition takes, as for the batch in one chunk) and max_filter_ratio cover the whole
+batch: the ratio is checked once every chunk is written (as StarRocks checks it at the end
 of the task), and a batch over it fails the task, whose txn is then aborted - the FE's abort
 clears the segments already written on every BE.
 """
@@ -22,16 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from dataclasses import dataclass, field
+from functools import partial
 
-from be.load.coordinator import LoadCoordinator, Prepared, spec_from_params
+from be.load.coordinator import LoadCoordinator, spec_from_params
+from be.load.pipeline import BatchCounts, LoadPipeline
 from be.load.router import Router
-from be.load.writer import Chunk, TabletSink, TooManyVersions, WriteOutcome
+from be.load.writer import TabletSink, TooManyVersions, WriteOutcome
 from common.errors import TabletsimError, Unavailable
 from common.gen.tabletsim.v1 import backend_pb2, frontend_pb2, types_pb2
-from common.loadformat import FilteredRow, LoadPlan
+from common.loadformat import LoadPlan
 
+__all__ = ["BatchCounts", "ChunkedLoad", "TaskFailed"]
 log = logging.getLogger(__name__)
 
 
@@ -40,22 +43,6 @@ class TaskFailed(Exception):
         super().__init__(message)
         self.kind = kind
         self.samples = samples or []
-
-
-@dataclass
-class BatchCounts:
-    """The row counts of the chunks written so far, as the commit attachment carries them."""
-
-    total_rows: int = 0
-    unselected_rows: int = 0
-    filtered_rows: int = 0
-    errors: list[FilteredRow] = field(default_factory=list)
-    """The first max_error_samples filtered rows of the batch."""
-    chunks: int = 0
-    prepare_ms: int = 0
-    """Time spent parsing, mapping, routing and encoding the chunks (in a worker thread)."""
-    write_ms: int = 0
-    """Time spent writing the chunks to the replicas of their tablets."""
 
 
 class ChunkedLoad:
@@ -71,9 +58,13 @@ class ChunkedLoad:
         self.begun: frontend_pb2.BeginTxnResponse | None = None
         self._plan: LoadPlan | None = None
         self._router: Router | None = None
-        self._sink: TabletSink | None = None
-        self.counts = BatchCounts()
+        self._pipeline: LoadPipeline | None = None
         self._inflight: asyncio.Task | None = None
+
+    @property
+    def counts(self) -> BatchCounts:
+        """The counts of the chunks prepared so far."""
+        return self._pipeline.counts if self._pipeline is not None else BatchCounts(self._spec.max_error_samples)
 
     @property
     def txn_id(self) -> int:
@@ -101,7 +92,7 @@ class ChunkedLoad:
     async def finish(self) -> WriteOutcome:
         """Wait for the last chunk, refuse a batch over max_filter_ratio, and give the commit infos."""
         await self._drain()
-        assert self._sink is not None, "finish() before any chunk was added"
+        assert self._pipeline is not None, "finish() before any chunk was added"
         c = self.counts
         considered = c.total_rows - c.unselected_rows
         params = self._req.params
@@ -112,7 +103,7 @@ class ChunkedLoad:
                 f"too many filtered rows in a batch: {c.filtered_rows} of {considered} "
                 f"({c.filtered_rows / considered:.4f}) > max_filter_ratio {max_ratio:g}; see error_samples",
                 [types_pb2.FilteredRow(row=e.row, reason=e.reason) for e in c.errors])
-        return self._sink.close()
+        return self._pipeline.sink.close()
 
     async def close(self) -> None:
         """Stop the chunk being written, if any (the task failed or is cancelled)."""
@@ -134,36 +125,18 @@ class ChunkedLoad:
             self._plan, self._router = coordinator.compile(self._spec, self.begun.target)
         except TabletsimError as exc:
             raise TaskFailed("OTHER", str(exc)) from None
-        self._sink = TabletSink(self.begun.txn_id, self._router, coordinator.send, quorum=self.begun.target.quorum)
+        sink = TabletSink(self.begun.txn_id, self._router, coordinator.send, quorum=self.begun.target.quorum)
+        self._pipeline = LoadPipeline(sink, self._router, self._spec.max_error_samples)
 
     async def _load(self, values: list[bytes]) -> None:
-        assert self._plan is not None and self._router is not None and self._sink is not None
-        c = self.counts
-        t0 = time.perf_counter()
-        prepared = await asyncio.to_thread(self._prepare, values, c.total_rows)
-        del values
-        t1 = time.perf_counter()
-        c.prepare_ms += int((t1 - t0) * 1000)
-        batch = prepared.batch
-        c.chunks += 1
-        c.total_rows += batch.total_rows
-        c.unselected_rows += batch.unselected_rows
-        c.filtered_rows += prepared.filtered
-        c.errors.extend(prepared.errors[: max(0, self._spec.max_error_samples - len(c.errors))])
-        encoded: dict[int, list[Chunk]] = prepared.encoded
-        del batch, prepared  # only the encoded rows are kept while they are written
+        """Prepare the chunk (one worker-thread hop for the CPU-heavy part), then write it."""
+        assert self._plan is not None and self._pipeline is not None
+        encoded = await self._pipeline.prepare(partial(self._plan.parse_messages, values))
+        del values  # only the encoded rows are kept while they are written
         try:
-            await self._sink.write(encoded)
-            c.write_ms += int((time.perf_counter() - t1) * 1000)
+            await self._pipeline.write(encoded, wait=True)
         except TooManyVersions as exc:
             # transient (compaction catches up): the FE retries with a backoff, the job keeps RUNNING
             raise TaskFailed("TOO_MANY_VERSIONS", str(exc)) from None
         except Unavailable as exc:
             raise TaskFailed("TOO_FEW_REPLICAS", f"too few alive replicas for the write quorum: {exc}") from None
-
-    def _prepare(self, values: list[bytes], first_row: int) -> Prepared:
-        """Parse and map the chunk into a table, route it and encode each tablet's segments (in a
-        worker thread: one hop for the whole CPU-heavy part)."""
-        assert self._plan is not None and self._router is not None
-        batch = self._plan.parse_messages(values, first_row)
-        return self._coordinator.prepare(batch, self._router, self._spec.max_error_samples)

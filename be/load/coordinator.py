@@ -3,6 +3,18 @@
 Stream Load uses it whole; Routine Load (a Kafka batch) reuses the same pieces with an
 attachment on the commit. All CPU-heavy steps (parsing, routing, encoding) run off the event loop.
 
+A Stream Load body larger than ``piece_bytes`` is cut at row delimiters into pieces of about that
+size and loaded as routine load loads its chunks (be/load/pipeline.py): piece N+1 is parsed,
+routed and encoded in a worker thread while piece N is written to the replicas. Each piece is
+mapped after the rows of the pieces before it, so the counts, error samples (row numbers) and now()
+are those of the body mapped whole; max_filter_ratio is checked on the whole body before the commit,
+and a body over it is aborted (the abort clears the pieces written). CSV is cut at its row
+delimiter; newline-delimited JSON at newlines, each line then mapped as one document; one JSON
+document, strip_outer_array and json_root bodies are mapped whole. Measured on bench.stream_load
+(200,000 CSV rows, 10 MB, RF=3, a shared 2-core machine): 4-17% more rows/s than the body in one
+piece, in paired runs. Pieces of 4 MiB: mapping costs +4% over the whole body, 2 MiB +14%, 1 MiB
++29% (polars' fixed cost per call), and the writes hidden behind the mapping are about 100 ms.
+
 An abort that no leader took (no FE answered, or none knew a leader: a failover under way) is
 sent again in the background every ``abort_retry_s`` for up to ABORT_RETRY_FOR_S, until a leader
 answers; otherwise the txn would stay PREPARE, and its label taken ("Label Already Exists"), until
@@ -16,18 +28,20 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import partial
 
 import grpc
+import orjson
 
 from be.agent.peers import PeerClients
+from be.load.pipeline import LoadPipeline, prepare
 from be.load.router import Router, columns_of
-from be.load.writer import Chunk, TooManyVersions, encode_tablet_tables, replicate, rows_request
+from be.load.writer import Chunk, TabletSink, TooManyVersions, rows_request
 from be.storage.rowsets import RowsetStore, StorageError
-from common import columnar
 from common.errors import FailedPrecondition, InvalidArgument, TabletsimError
 from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc, types_pb2
-from common.loadformat import BatchResult, FilteredRow, LoadPlan, LoadSpec, LoadSpecError, compile_load
+from common.loadformat import BatchResult, LoadPlan, LoadSpec, LoadSpecError, compile_load
+from common.loadformat.rowplan import _unescape
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +51,10 @@ ABORT_RETRY_FOR_S = 120.0  # a leader is elected within seconds; a BE cut off lo
 # no leader took the call: sent again later. Anything else is the leader's answer (done, or refused)
 _NOT_TAKEN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _EXISTING = re.compile(r"relate to txn \[(\d+)\], status \[(\w+)\]")
+PIECE_BYTES = 4 * 1024 * 1024
+"""A Stream Load body larger than this is loaded in pieces of about this size (module docstring)."""
+_NON_BLANK = re.compile(rb"\S")
+_ARRAY_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*\[")
 
 
 def spec_from_params(params: types_pb2.LoadParams) -> LoadSpec:
@@ -55,20 +73,12 @@ def spec_from_params(params: types_pb2.LoadParams) -> LoadSpec:
     )
 
 
-@dataclass
-class Prepared:
-    """A batch parsed, mapped and routed, ready to replicate."""
-
-    batch: BatchResult
-    encoded: dict[int, list[Chunk]]
-    filtered: int
-    errors: list[FilteredRow]
-
-
 class LoadCoordinator:
     def __init__(self, backend_id: Callable[[], int], fe: frontend_pb2_grpc.FrontendServiceStub,
-                 rowsets: RowsetStore, peers: PeerClients, *, abort_retry_s: float = 1.0) -> None:
+                 rowsets: RowsetStore, peers: PeerClients, *, abort_retry_s: float = 1.0,
+                 piece_bytes: int = PIECE_BYTES) -> None:
         self._backend_id = backend_id
+        self._piece_bytes = piece_bytes
         self._fe = fe
         self._rowsets = rowsets
         self._peers = peers
@@ -92,18 +102,7 @@ class LoadCoordinator:
             raise InvalidArgument(f"load of {target.db}.{target.table}: {exc}") from None
         return plan, Router(target, columns)
 
-    @staticmethod
-    def prepare(batch: BatchResult, router: Router, max_samples: int = 20) -> Prepared:
-        """Route the batch's table and encode each tablet's rows as columnar segments (no row
-        tuples: a batch parsed into rows only is made a table first)."""
-        table = batch.table if getattr(batch, "table", None) is not None else \
-            columnar.table_from_rows(batch.rows, router.schema)
-        errors = list(batch.errors)
-        by_tablet, rejected = router.route_table(table, max(0, max_samples - len(errors)))
-        del table
-        errors.extend(FilteredRow(row=row, reason=reason) for row, reason in rejected.samples)
-        encoded = encode_tablet_tables(router, by_tablet)
-        return Prepared(batch, encoded, batch.filtered_rows + rejected.count, errors)
+    prepare = staticmethod(prepare)
 
     async def send(self, backend_id: int, address: str, txn_id: int, chunks: list[Chunk]) -> None:
         if backend_id == self._backend_id():
@@ -180,45 +179,54 @@ class LoadCoordinator:
         result.txn_id = txn_id
         begun_at = time.monotonic()
         try:
+            data = req.data  # each read of the field copies the body
             spec = spec_from_params(req.params)
             plan, router = self.compile(spec, begun.target)
-            batch = await asyncio.to_thread(plan.parse, req.data)
-            prepared = await asyncio.to_thread(self.prepare, batch, router, spec.max_error_samples)
-            parsed = time.monotonic()
-            considered = batch.total_rows - batch.unselected_rows
-            result.number_total_rows = batch.total_rows
-            result.number_filtered_rows = prepared.filtered
-            result.number_unselected_rows = batch.unselected_rows
-            result.load_bytes = len(req.data)
-            result.filtered_rows.extend(
-                types_pb2.FilteredRow(row=e.row, reason=e.reason) for e in prepared.errors)
+            pipeline = LoadPipeline(TabletSink(txn_id, router, self.send, quorum=begun.target.quorum), router,
+                                    spec.max_error_samples)
+            try:
+                if spec.format == "csv" or len(data) <= self._piece_bytes:
+                    pieces = self._pieces(plan, spec, data)
+                else:  # a JSON body is scanned for array lines first: off the loop
+                    pieces = await asyncio.to_thread(self._pieces, plan, spec, data)
+                failure = await self._load_pieces(pipeline, pieces)
+            finally:
+                await pipeline.close()
+            written = time.monotonic()
+            c = pipeline.counts
+            considered = c.total_rows - c.unselected_rows
+            result.number_total_rows = c.total_rows
+            result.number_filtered_rows = c.filtered_rows
+            result.number_unselected_rows = c.unselected_rows
+            result.load_bytes = len(data)
+            result.filtered_rows.extend(types_pb2.FilteredRow(row=e.row, reason=e.reason) for e in c.errors)
             max_ratio = req.params.max_filter_ratio if req.params.HasField("max_filter_ratio") else 0.0
-            if considered and prepared.filtered / considered > max_ratio:
-                await self.abort(txn_id, "too many filtered rows")
+            if considered and c.filtered_rows / considered > max_ratio:
+                await self.abort(txn_id, "too many filtered rows")  # clears the pieces already written
                 result.status = "Fail"
                 result.message = (
-                    f"too many filtered rows: {prepared.filtered} of {considered} rows were filtered, a ratio "
-                    f"of {prepared.filtered / considered:.4f} > max_filter_ratio {max_ratio:g}; nothing was loaded "
+                    f"too many filtered rows: {c.filtered_rows} of {considered} rows were filtered, a ratio "
+                    f"of {c.filtered_rows / considered:.4f} > max_filter_ratio {max_ratio:g}; nothing was loaded "
                     "(see filtered_rows for the reasons)"
                 )
                 result.number_loaded_rows = 0
                 return self._finish(result, started)
-            try:
-                outcome = await replicate(txn_id, router, prepared.encoded, self.send, quorum=begun.target.quorum)
-            except TooManyVersions as exc:
-                await self.abort(txn_id, str(exc))
+            if isinstance(failure, TooManyVersions):
+                await self.abort(txn_id, str(failure))
                 result.status = "Fail"
-                result.message = (f"{exc}; nothing was loaded: compaction lowers the version count, retry "
+                result.message = (f"{failure}; nothing was loaded: compaction lowers the version count, retry "
                                   "later or load less often in larger batches")
                 result.number_loaded_rows = 0
                 return self._finish(result, started)
-            written = time.monotonic()
+            if failure is not None:
+                raise failure
+            outcome = pipeline.sink.close()
             commit = await self.commit(txn_id, outcome.commit_infos, outcome.loaded_rows,
                                        wait_visible_ms=int(timeout_s * 1000), timeout_s=timeout_s + 30)
-            log.info("stream load %s: txn %d loaded %d rows: begin %d ms, parse and encode %d ms, write %d ms, "
-                     "commit and publish %d ms", req.label, txn_id, outcome.loaded_rows,
-                     (begun_at - started) * 1000, (parsed - begun_at) * 1000, (written - parsed) * 1000,
-                     (time.monotonic() - written) * 1000)
+            log.info("stream load %s: txn %d loaded %d rows in %d pieces: begin %d ms, parse and encode %d ms, "
+                     "write %d ms (overlapping), all pieces written after %d ms, commit and publish %d ms",
+                     req.label, txn_id, outcome.loaded_rows, c.chunks, (begun_at - started) * 1000, c.prepare_ms,
+                     c.write_ms, (written - begun_at) * 1000, (time.monotonic() - written) * 1000)
         except (TabletsimError, grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
             await self.abort(txn_id, _reason(exc))
             raise
@@ -229,6 +237,40 @@ class LoadCoordinator:
             result.status = "Publish Timeout"
             result.message = f"transaction {txn_id} is {commit.status}; its rows become visible when published"
         return self._finish(result, started)
+
+    @staticmethod
+    async def _load_pieces(pipeline: LoadPipeline, pieces: list[Callable[[int], BatchResult]]) -> TabletsimError | None:
+        """Prepare each piece while the one before is written. A failed write stops the writing
+        and is returned; the pieces after it are still prepared, so that the counts and
+        max_filter_ratio (checked first) cover the whole body, as when it was one piece."""
+        failure: TabletsimError | None = None
+        for i, parse in enumerate(pieces):
+            encoded = await pipeline.prepare(parse)
+            if failure is None:
+                try:
+                    await pipeline.write(encoded, wait=i == len(pieces) - 1)
+                except TabletsimError as exc:
+                    failure = exc
+            del encoded
+        return failure
+
+    def _pieces(self, plan: LoadPlan, spec: LoadSpec, data: bytes) -> list[Callable[[int], BatchResult]]:
+        """The body's pieces, each a ``parse(first_row)``: the whole body when it is small, or when it
+        cannot be cut so that the pieces map exactly as the whole body does. Each piece is sliced
+        in the worker thread that maps it (the body is not copied up front)."""
+        if len(data) <= self._piece_bytes:
+            return [partial(plan.parse, data)]
+        if spec.format == "csv":
+            delim = _unescape(spec.row_delimiter).encode("utf-8")
+            if not delim or any(delim[:k] == delim[-k:] for k in range(1, len(delim))):
+                return [partial(plan.parse, data)]  # a delimiter overlapping itself: only split() knows its rows
+            return [partial(_parse_slice, plan, data, a, b) for a, b in _cut(data, delim, self._piece_bytes)]
+        if spec.json_root or spec.strip_outer_array or not _ndjson(data):
+            return [partial(plan.parse, data)]
+        ranges = [(a, b) for a, b in _cut(data, b"\n", self._piece_bytes) if _NON_BLANK.search(data, a, b)]
+        if len(ranges) < 2:
+            return [partial(plan.parse, data)]
+        return [partial(_parse_lines, plan, data, a, b) for a, b in ranges]
 
     @staticmethod
     def _finish(result: types_pb2.StreamLoadResult, started: float) -> types_pb2.StreamLoadResult:
@@ -243,3 +285,42 @@ def _reason(exc: BaseException) -> str:
         return "the load was cancelled (the caller went away)"
     return str(exc)
 
+
+def _cut(data: bytes, delim: bytes, piece_bytes: int) -> list[tuple[int, int]]:
+    """``data`` as ranges of at least ``piece_bytes`` (the last: what is left), each ending just
+    after a ``delim`` (one that does not overlap itself, so that every occurrence is a row end)."""
+    ranges, start = [], 0
+    while len(data) - start > piece_bytes:
+        at = data.find(delim, start + piece_bytes)
+        if at < 0 or at + len(delim) >= len(data):
+            break
+        ranges.append((start, at + len(delim)))
+        start = at + len(delim)
+    ranges.append((start, len(data)))
+    return ranges
+
+
+def _ndjson(data: bytes) -> bool:
+    """Whether a JSON body maps line by line exactly as in one piece: it is not one JSON document
+    (its first non-blank line is a whole one, and more follows), and no line is an array (whose
+    filtered-row sample quotes the line, or the array re-serialized when every line is valid)."""
+    m = _NON_BLANK.search(data)
+    if m is None or data[m.start():m.start() + 1] == b"[":
+        return False
+    end = data.find(b"\n", m.start())
+    if end < 0:
+        return False
+    try:
+        orjson.loads(data[m.start():end])
+    except orjson.JSONDecodeError:
+        return False
+    return b"[" not in data or _ARRAY_LINE.search(data) is None
+
+
+def _parse_slice(plan: LoadPlan, data: bytes, start: int, end: int, first_row: int) -> BatchResult:
+    return plan.parse(data[start:end], first_row)
+
+
+def _parse_lines(plan: LoadPlan, data: bytes, start: int, end: int, first_row: int) -> BatchResult:
+    """Newline-delimited JSON: each non-blank line one document, as the whole body maps them."""
+    return plan.parse_messages([line for line in data[start:end].split(b"\n") if line.strip()], first_row)

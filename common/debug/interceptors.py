@@ -11,8 +11,8 @@ it (grpcurl) have peer "". With debug points on:
   running the handler; DELAY runs it late. DebugService itself is never hit, so an operator can
   always remove a rule that drops everything.
 
-grpc.aio files a client interceptor under the first call kind it is an instance of (see
-``common.rpc._token_interceptors``), hence one object per kind.
+The client side is a :class:`common.rpc.CallHook`: the channel runs it with the node's other
+hooks (the cluster token, the FE's durability wait) in one interceptor, on every call kind.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import grpc
 
 from common.debug.rules import RPC_IN, RPC_OUT
 from common.errors import TabletsimError
-from common.rpc import rejecting_handler
+from common.rpc import CallHook, rejecting_handler
 
 if TYPE_CHECKING:
     from common.debug.points import DebugPoints
@@ -49,55 +49,36 @@ def _rpc_error(code: grpc.StatusCode, message: str) -> grpc.aio.AioRpcError:
 
 
 class _ClientSide:
-    def __init__(self, debug: DebugPoints, target: str, check: bool) -> None:
+    def __init__(self, debug: DebugPoints, target: str) -> None:
         self._debug = debug
         self._target = target
-        self._check = check
 
-    async def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        timeout = details.timeout
-        if self._check:
-            method = details.method.decode() if isinstance(details.method, bytes) else details.method
-            rule = self._debug.check_rpc(RPC_OUT, method, self._target)
-            if rule is not None:
-                what = f"the call {method} to {self._target}"
-                error = self._debug.error_of(rule, what)
-                if error is not None:
-                    raise _rpc_error(error.code, str(error))
-                delay_s = rule.delay_ms / 1000
-                if timeout is not None and delay_s >= timeout:
-                    await self._debug.sleep(timeout)
-                    raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                     f"Deadline Exceeded: debug rule {rule.id} delayed {what} by "
-                                     f"{rule.delay_ms} ms, beyond its {timeout:g} s deadline, on node "
-                                     f"{self._debug.node}")
-                await self._debug.sleep(delay_s)
-                if timeout is not None:
-                    timeout -= delay_s
-        metadata = grpc.aio.Metadata(*(details.metadata or ()), (NODE_HEADER, self._debug.node))
-        return grpc.aio.ClientCallDetails(details.method, timeout, metadata, details.credentials,
-                                          details.wait_for_ready)
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((NODE_HEADER, self._debug.node),)  # read per call: an FE learns its port at start
+
+    async def before_call(self, method: str, timeout: float | None) -> float | None:
+        rule = self._debug.check_rpc(RPC_OUT, method, self._target)
+        if rule is None:
+            return timeout
+        what = f"the call {method} to {self._target}"
+        error = self._debug.error_of(rule, what)
+        if error is not None:
+            raise _rpc_error(error.code, str(error))
+        delay_s = rule.delay_ms / 1000
+        if timeout is not None and delay_s >= timeout:
+            await self._debug.sleep(timeout)
+            raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED,
+                             f"Deadline Exceeded: debug rule {rule.id} delayed {what} by "
+                             f"{rule.delay_ms} ms, beyond its {timeout:g} s deadline, on node "
+                             f"{self._debug.node}")
+        await self._debug.sleep(delay_s)
+        return None if timeout is None else timeout - delay_s
 
 
-class _UnaryUnary(_ClientSide, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
-        return await continuation(await self._details(client_call_details), request)
-
-
-class _UnaryStream(_ClientSide, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, client_call_details, request):
-        return await continuation(await self._details(client_call_details), request)
-
-
-class _StreamUnary(_ClientSide, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        return await continuation(await self._details(client_call_details), request_iterator)
-
-
-def client_interceptors(debug: DebugPoints, target: str) -> list:
-    check = debug.enabled
-    return [_UnaryUnary(debug, target, check), _UnaryStream(debug, target, check),
-            _StreamUnary(debug, target, check)]
+def client_interceptors(debug: DebugPoints, target: str) -> list[CallHook]:
+    """The node header on every call; the ``rpc.out`` check too when debug points are on."""
+    side = _ClientSide(debug, target)
+    return [CallHook(metadata_of=side.metadata, before_call=side.before_call if debug.enabled else None)]
 
 
 # --------------------------------------------------------------------------- server

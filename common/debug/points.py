@@ -84,8 +84,8 @@ class DebugPoints:
 
     # ------------------------------------------------------------------ interceptors
     def client_interceptors(self, target: str) -> list:
-        """Interceptors for a channel to ``target``: the node header always, the ``rpc.out``
-        checks when enabled (one object per call kind)."""
+        """Client hooks (common.rpc.CallHook) for a channel to ``target``: the node header always,
+        the ``rpc.out`` checks when enabled."""
         return client_interceptors(self, target)
 
     def server_interceptors(self) -> list:

@@ -114,25 +114,31 @@ class LoadPlan:
 
     # ------------------------------------------------------------ entry points
 
-    def parse(self, data: bytes) -> BatchResult:
-        """Map a Stream Load body: CSV lines, or newline-delimited JSON objects."""
+    def parse(self, data: bytes, first_row: int = 0) -> BatchResult:
+        """Map a Stream Load body: CSV lines, or newline-delimited JSON objects.
+
+        ``first_row``: the body is a piece of a larger one cut at a row delimiter, after that many
+        rows: error samples number the rows of the whole body, and now() keeps its first value."""
         if 0 < len(data) <= self.small_input_bytes:
-            return self.reference.parse(data)
-        self._env.refresh()
+            return self.reference.parse(data, first_row)
+        if first_row == 0:
+            self._env.refresh()
         if self.format == "csv":
             lines, bad = body_lines(data, self._delim)
             if bad.any():
-                return self.reference.parse(data)
+                return self.reference.parse(data, first_row)
             src = csv_sources(lines, bad, self._sep, len(self.source_names))
-            res = self._map(src, len(lines), lambda i, before: self.reference.map_csv_line(lines[i], before), 0)
+            res = self._map(src, len(lines), lambda i, before: self.reference.map_csv_line(lines[i], before),
+                            first_row)
         else:
             if self._json_keys is None:
-                return self.reference.parse(data)
+                return self.reference.parse(data, first_row)
             docs = [line for line in data.split(b"\n") if line.strip()]
             src = json_sources(docs, self._json_keys, self._sensitive, whole_or_nothing=True) if docs else None
             if src is None:
-                return self.reference.parse(data)
-            res = self._map(src, len(docs), lambda i, before: self.reference.map_json_line(docs[i], before), 0)
+                return self.reference.parse(data, first_row)
+            res = self._map(src, len(docs), lambda i, before: self.reference.map_json_line(docs[i], before),
+                            first_row)
         res.loaded_bytes = len(data)
         return res
 

@@ -149,10 +149,14 @@ class RowLoadPlan:
 
     # ------------------------------------------------------------ entry points
 
-    def parse(self, data: bytes) -> BatchResult:
-        """Map a Stream Load body: CSV lines, or one JSON document / newline-delimited JSON."""
-        self._env.refresh()
-        out = _Out(self.spec.max_error_samples)
+    def parse(self, data: bytes, first_row: int = 0) -> BatchResult:
+        """Map a Stream Load body: CSV lines, or one JSON document / newline-delimited JSON.
+
+        ``first_row``: the body is a piece of a larger one cut at a row delimiter, after that many
+        rows (as in ``parse_messages``)."""
+        if first_row == 0:
+            self._env.refresh()
+        out = _Out(self.spec.max_error_samples, first_row)
         out.result.loaded_bytes = len(data)
         if self.format == "csv":
             self._csv_lines(self._body_lines(data, out), out)

@@ -9,8 +9,9 @@ every RPC at once, whatever the call site:
 - :class:`DurableRepliesInterceptor` (server side): after the handler ran and before its answer
   goes out - the response, each message of a response stream, an ``abort`` (the servicers map
   every error to one) or an uncaught error - it waits until everything logged so far is durable;
-- :func:`durable_call_interceptors` (client side, on every FE->BE channel): a call waits the
-  same way before it is sent, and a streamed request before each message.
+- :func:`durable_call_hook` (client side, on every FE->BE channel, run by the channel's one
+  interceptor with the token and debug hooks): a call waits the same way before it is sent, and a
+  streamed request before each message.
 
 ``durable`` is ``Journal.durable``: it returns at once when nothing is pending, so an idle journal
 costs a call nothing.
@@ -24,6 +25,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+
+from common.rpc import CallHook, WrappedHandlers, hook_interceptors
 
 Durable = Callable[[], Awaitable[None]]
 
@@ -97,11 +100,15 @@ class DurableRepliesInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, durable: Durable) -> None:
         self._durable = durable
+        self._wrapped = WrappedHandlers(self._wrap)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
+        return self._wrapped.get(handler_call_details.method, handler)
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         des, ser = handler.request_deserializer, handler.response_serializer
         if handler.request_streaming and handler.response_streaming:
             return grpc.stream_stream_rpc_method_handler(
@@ -115,52 +122,17 @@ class DurableRepliesInterceptor(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(_unary_reply(handler.unary_unary, self._durable), des, ser)
 
 
-class _DurableCall:
-    def __init__(self, durable: Durable) -> None:
-        self._durable = durable
+def durable_call_hook(durable: Durable) -> CallHook:
+    """Client side: a call waits for durability before it is sent, and a streamed request before
+    each message. Put it first among a channel's hooks (common/rpc.py ``hooked_channel``)."""
 
-    async def _durable_requests(self, requests: Any) -> AsyncIterator[Any]:
-        if hasattr(requests, "__aiter__"):
-            async for item in requests:
-                await self._durable()
-                yield item
-        else:
-            for item in requests:
-                await self._durable()
-                yield item
+    async def before_call(method: str, timeout: float | None) -> float | None:
+        await durable()
+        return timeout
 
-
-class _DurableUnaryUnary(_DurableCall, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
-        await self._durable()
-        return await continuation(client_call_details, request)
-
-
-class _DurableUnaryStream(_DurableCall, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, client_call_details, request):
-        await self._durable()
-        return await continuation(client_call_details, request)
-
-
-class _DurableStreamUnary(_DurableCall, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        await self._durable()
-        if request_iterator is not None:
-            request_iterator = self._durable_requests(request_iterator)
-        return await continuation(client_call_details, request_iterator)
-
-
-class _DurableStreamStream(_DurableCall, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
-        await self._durable()
-        if request_iterator is not None:
-            request_iterator = self._durable_requests(request_iterator)
-        return await continuation(client_call_details, request_iterator)
+    return CallHook(before_call=before_call, before_message=durable)
 
 
 def durable_call_interceptors(durable: Durable) -> list:
-    """Client side: every call waits for durability before it is sent. One interceptor object
-    per call kind: grpc.aio files an interceptor under the first kind it is an instance of (see
-    common/rpc.py ``_token_interceptors``), so one object for all kinds would miss the streams."""
-    return [_DurableUnaryUnary(durable), _DurableUnaryStream(durable), _DurableStreamUnary(durable),
-            _DurableStreamStream(durable)]
+    """:func:`durable_call_hook` alone, as interceptors for a plain grpc.aio channel."""
+    return hook_interceptors([durable_call_hook(durable)])

@@ -36,7 +36,14 @@ import grpc
 
 from common.debug.interceptors import NODE_HEADER
 from common.gen.tabletsim.v1 import admin_pb2
-from common.rpc import ADMIN_PREFIX, CHANNEL_OPTIONS, InterceptorFactory, handler_like, no_interceptors
+from common.rpc import (
+    ADMIN_PREFIX,
+    InterceptorFactory,
+    WrappedHandlers,
+    handler_like,
+    hooked_channel,
+    no_interceptors,
+)
 from fe.ha.role import FeRole, HaState
 
 log = logging.getLogger(__name__)
@@ -156,7 +163,7 @@ class _JournalIdContext:
 class LeaderInterceptor(grpc.aio.ServerInterceptor):
     """The one place that routes calls by the FE's role (see the module docstring).
 
-    ``interceptors``: client interceptors for the channel to a leader (the node's debug points);
+    ``interceptors``: client hooks for the channel to a leader (the node's debug points);
     :meth:`close` closes those channels.
 
     Put it before (outside) ``DurableRepliesInterceptor`` in the server's list: the leader then
@@ -170,20 +177,23 @@ class LeaderInterceptor(grpc.aio.ServerInterceptor):
         self._ha = ha
         self._interceptors = interceptors
         self._replay_wait_s = replay_wait_s
-        self._access = access
+        self._writes = frozenset(ADMIN_PREFIX + name for name, kind in access.items() if kind is Access.WRITE)
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._journal_ids = WrappedHandlers(self._with_journal_id)
+        self._forwarders = WrappedHandlers(lambda method, _: grpc.unary_unary_rpc_method_handler(
+            self._forwarder(method)))  # raw bytes both ways
+        self._refusers = WrappedHandlers(lambda method, handler: handler_like(handler, self._refuser(method)))
 
     async def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
-        if method.startswith(ADMIN_PREFIX):
-            if self._access.get(method[len(ADMIN_PREFIX):]) is not Access.WRITE:
-                return await continuation(handler_call_details)
+        if method in self._writes:
             if self._ha.role is FeRole.LEADER:
-                return self._with_journal_id(await continuation(handler_call_details))
-            return grpc.unary_unary_rpc_method_handler(self._forwarder(method))  # raw bytes both ways
+                handler = await continuation(handler_call_details)
+                return None if handler is None else self._journal_ids.get(method, handler)
+            return self._forwarders.get(method, None)
         if method.startswith(FRONTEND_PREFIX) and self._ha.role is not FeRole.LEADER:
             handler = await continuation(handler_call_details)
-            return None if handler is None else handler_like(handler, self._refuser(method))
+            return None if handler is None else self._refusers.get(method, handler)
         return await continuation(handler_call_details)
 
     async def close(self) -> None:
@@ -192,8 +202,8 @@ class LeaderInterceptor(grpc.aio.ServerInterceptor):
             await channel.close()
 
     # ------------------------------------------------------------------ leader side
-    def _with_journal_id(self, handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
-        if handler is None or handler.request_streaming or handler.response_streaming:
+    def _with_journal_id(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if handler.request_streaming or handler.response_streaming:
             return handler
         behavior, ha = handler.unary_unary, self._ha
 
@@ -231,8 +241,7 @@ class LeaderInterceptor(grpc.aio.ServerInterceptor):
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS,
-                                                interceptors=list(self._interceptors(address)))
+            channel = hooked_channel(address, self._interceptors(address))
             self._channels[address] = channel
         return channel
 

@@ -15,6 +15,7 @@ from common.gen.tabletsim.v1 import backend_pb2, backend_pb2_grpc, frontend_pb2,
 from common.rowcodec import encode_rows
 from common.rpc import cluster_channel
 from deploy.cluster import LocalCluster
+from tests.integration.test_debug_points import Debug
 from tests.support import GRPCURL, Admin, assert_eventually
 
 pytestmark = pytest.mark.integration
@@ -164,9 +165,13 @@ def test_bad_rows_and_bad_requests(cluster):
     assert count(admin) == 2
 
 
-def test_killed_coordinator_aborts_and_a_retry_loads_exactly_once(cluster, tmp_path):
+def test_killed_coordinator_aborts_and_a_retry_loads_exactly_once(cluster_factory, tmp_path):
+    cluster = cluster_factory(3, debug_points=True)
     admin = Admin(cluster.fe_address)
     setup_table(admin)
+    debugs = {f"be{i}": Debug(cluster.be_address(i), cluster.spec.cluster_token) for i in range(cluster.spec.bes)}
+    for debug in debugs.values():  # the coordinator's commit stalls: its BE is killed mid-load, however fast it is
+        debug.add(point="rpc.out", method="*FrontendService/CommitTxn", action="DELAY", delay_ms=120_000)
     data = csv_rows(0, 400_000)
     request = tmp_path / "request.json"
     request.write_text(json.dumps({"db": "d", "table": "t", "label": "big-retry",
@@ -188,6 +193,9 @@ def test_killed_coordinator_aborts_and_a_retry_loads_exactly_once(cluster, tmp_p
     after = admin.call("ShowTransactions", db="d", label="big-retry")["transactions"][0]
     assert after["transaction_status"] == "ABORTED"
     assert count(admin) == 0
+    for name, debug in debugs.items():
+        if name != node:
+            debug.call("ClearDebugRules")
     cluster.start_node(node)
     res = stream_load(admin, data, label="big-retry")
     assert res["status"] == "Success"

@@ -138,7 +138,7 @@ def test_small_inputs_are_mapped_row_at_a_time_and_large_ones_by_columns():
     plan = compile_load(LoadSpec(), cols)
     calls = []
     reference_parse = plan.reference.parse
-    plan.reference.parse = lambda data: calls.append(len(data)) or reference_parse(data)
+    plan.reference.parse = lambda data, first_row=0: calls.append(len(data)) or reference_parse(data, first_row)
     one = plan.parse(b"1,a\n")
     assert calls == [4] and one.rows == [(1, "a")]
     big = b"".join(b"%d,x\n" % i for i in range(5000))  # above SMALL_INPUT_BYTES
