@@ -42,7 +42,14 @@ from common.loadformat.rowplan import (
 from common.loadformat.spec import BatchResult, LoadSpec
 from common.loadformat.vector_convert import _arrow_value, convert, convert_values
 from common.loadformat.vector_expr import Col, Evaluator, Unsupported
-from common.loadformat.vector_read import Sources, body_lines, csv_sources, json_sources, message_lines
+from common.loadformat.vector_read import (
+    Sources,
+    body_lines,
+    csv_body_sources,
+    csv_sources,
+    json_sources,
+    message_lines,
+)
 
 __all__ = ["ColumnsMapping", "LoadPlan", "compile_load", "compile_row_load", "parse_columns"]
 _KEY_RE = re.compile(r"[A-Za-z0-9_$@\-]+")
@@ -124,6 +131,13 @@ class LoadPlan:
         if first_row == 0:
             self._env.refresh()
         if self.format == "csv":
+            read = csv_body_sources(data, self._sep, self._delim, len(self.source_names))
+            if read is not None:
+                src, line_at = read
+                res = self._map(src, len(src.fallback),
+                                lambda i, before: self.reference.map_csv_line(line_at(i), before), first_row)
+                res.loaded_bytes = len(data)
+                return res
             lines, bad = body_lines(data, self._delim)
             if bad.any():
                 return self.reference.parse(data, first_row)

@@ -50,6 +50,25 @@ class Converted:
     """The stored values as an expression sees them in WHERE (dates as text); None: per value."""
 
 
+class _DateText(Col):
+    """The text view of dates or datetimes, formatted when an expression first reads it: formatting
+    takes as long as parsing, and most loads have no WHERE."""
+
+    def __init__(self, values: pl.Series, fmt: str) -> None:
+        self._values, self._fmt, self._text = values, fmt, None
+        self.kind, self.unsure, self.dt, self.const, self.is_const = "str", None, None, None, False
+
+    @property
+    def s(self) -> pl.Series:
+        if self._text is None:
+            self._text = self._values.dt.strftime(self._fmt)
+        return self._text
+
+    @s.setter
+    def s(self, value: pl.Series) -> None:
+        self._text = value
+
+
 def _when(mask: pl.Series, s: pl.Series) -> pl.Series:
     """``s`` where ``mask`` is true, NULL elsewhere."""
     return pl.select(pl.when(pl.lit(mask).fill_null(False)).then(pl.lit(s)).otherwise(None)).to_series()
@@ -209,8 +228,7 @@ def convert(col: Col, ctype: ColumnType, strict: bool) -> Converted:
         return Converted(_to_arrow(v, typ), fail, Col(v, "str"))
     if k in ("DATE", "DATETIME"):
         v, fail = _temporal(col, ctype)
-        fmt = "%Y-%m-%d" if k == "DATE" else "%Y-%m-%d %H:%M:%S"
-        return Converted(_to_arrow(v, typ), fail, Col(v.dt.strftime(fmt), "str"))
+        return Converted(_to_arrow(v, typ), fail, _DateText(v, "%Y-%m-%d" if k == "DATE" else "%Y-%m-%d %H:%M:%S"))
     raise Unsupported
 
 
