@@ -228,7 +228,7 @@ class LoadCoordinator:
                      req.label, txn_id, outcome.loaded_rows, c.chunks, (begun_at - started) * 1000, c.prepare_ms,
                      c.write_ms, (written - begun_at) * 1000, (time.monotonic() - written) * 1000)
         except (TabletsimError, grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
-            await self.abort(txn_id, _reason(exc))
+            await self.abort(txn_id, failure_reason(exc))
             raise
         result.number_loaded_rows = outcome.loaded_rows
         if commit.status == "VISIBLE":
@@ -278,11 +278,13 @@ class LoadCoordinator:
         return result
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException, cancelled: str = "the load was cancelled (the caller went away)") -> str:
+    """One line for an abort reason or a log: a gRPC status and its details, ``cancelled`` for a
+    cancellation, else the exception's message."""
     if isinstance(exc, grpc.aio.AioRpcError):
         return f"{exc.code().name}: {exc.details()}"
     if isinstance(exc, asyncio.CancelledError):
-        return "the load was cancelled (the caller went away)"
+        return cancelled
     return str(exc)
 
 

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 import grpc
 import pyarrow as pa
 
-from be.load.coordinator import LoadCoordinator, spec_from_params
+from be.load.coordinator import LoadCoordinator, failure_reason, spec_from_params
 from be.load.group_commit_wal import GroupCommitWal, WalEntry, WalMember
 from be.load.router import Router, columns_of
 from be.load.writer import Chunk, TooManyVersions, replicate
@@ -495,8 +495,4 @@ def _encode_entry(router: Router, entry: WalEntry) -> dict[int, list[Chunk]]:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name}: {exc.details()}"
-    if isinstance(exc, asyncio.CancelledError):
-        return "the group commit was cancelled (the BE is stopping)"
-    return str(exc)
+    return failure_reason(exc, "the group commit was cancelled (the BE is stopping)")
