@@ -27,6 +27,7 @@ from fe.txn.manager import TransactionManager
 from fe.txn.state import SourceType, TxnStatus
 from tests.support import eventually
 from tests.unit.test_catalog import FakeClients, build, spec
+from tests.unit.test_txn import with_txns
 
 NOW_MS = 1_700_000_000_000
 STREAM = SourceType.BACKEND_STREAMING
@@ -154,13 +155,7 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path):
-    def more(journal, catalog):
-        txns = TransactionManager(journal, catalog._ids, catalog, catalog._backends, catalog._config,
-                                  lambda: NOW_MS)
-        journal.register("txn", txns)
-        return txns
-
-    journal, catalog, txns = build(tmp_path / "fe", FakeClients(), more=more)
+    journal, catalog, txns = build(tmp_path / "fe", FakeClients(), more=with_txns(lambda: NOW_MS))
     catalog.create_database("d")
     await catalog.create_table("d", spec("t", buckets=2, properties={"group_commit": "sync_mode"}))
     e = Env(tmp_path, catalog, txns, journal)
@@ -424,12 +419,7 @@ async def test_table_properties_default_show_alter_and_replay(tmp_path):
 
 # ---------------------------------------------------------------------- the FE: member labels
 async def test_member_labels_are_used_by_the_group_txn_live_and_after_replay(tmp_path):
-    def more(journal, catalog):
-        txns = TransactionManager(journal, catalog._ids, catalog, catalog._backends, catalog._config, lambda: NOW_MS)
-        journal.register("txn", txns)
-        return txns
-
-    journal, catalog, txns = build(tmp_path, FakeClients(), more=more)
+    journal, catalog, txns = build(tmp_path, FakeClients(), more=with_txns(lambda: NOW_MS))
     catalog.create_database("d")
     await catalog.create_table("d", spec("t"))
     db_id = catalog.db("d").db_id
@@ -456,7 +446,7 @@ async def test_member_labels_are_used_by_the_group_txn_live_and_after_replay(tmp
 
     live = journal.dump()
     journal.close()
-    journal2, catalog2, txns2 = build(tmp_path, FakeClients(), more=more)
+    journal2, catalog2, txns2 = build(tmp_path, FakeClients(), more=with_txns(lambda: NOW_MS))
     assert journal2.dump() == live
     assert txns2.by_label(db_id, "m1").txn_id == g2.txn.txn_id
     assert txns2.by_label(db_id, "m3").status is TxnStatus.ABORTED
@@ -465,12 +455,7 @@ async def test_member_labels_are_used_by_the_group_txn_live_and_after_replay(tmp
 
 
 async def test_wal_replay_begin_takes_the_label_over(tmp_path):
-    def more(journal, catalog):
-        txns = TransactionManager(journal, catalog._ids, catalog, catalog._backends, catalog._config, lambda: NOW_MS)
-        journal.register("txn", txns)
-        return txns
-
-    journal, catalog, txns = build(tmp_path, FakeClients(), more=more)
+    journal, catalog, txns = build(tmp_path, FakeClients(), more=with_txns(lambda: NOW_MS))
     catalog.create_database("d")
     await catalog.create_table("d", spec("t"))
     old = txns.begin_group("d", "t", "group_commit_w", 60, "BE: 1", STREAM, ["w1"]).txn

@@ -14,10 +14,10 @@ from common import columnar
 from common.coltypes import Column, parse_type
 from common.gen.tabletsim.v1 import types_pb2
 from common.loadformat import BatchResult, FilteredRow, LoadSpec, compile_load
-from fe.txn.manager import TransactionManager
 from fe.txn.state import TxnStatus
 from tests.unit.test_catalog import FakeClients, build, spec
 from tests.unit.test_load_group_commit import NOW_MS, FakeFe, Replicas
+from tests.unit.test_txn import with_txns
 
 TS = 1_714_550_400.0
 COLS = [Column("id", parse_type("BIGINT"), False), Column("dt", parse_type("DATE"), True),
@@ -159,13 +159,7 @@ class SeqReplicas(Replicas):
 
 @pytest.fixture
 async def cluster(tmp_path):
-    def more(journal, catalog):
-        txns = TransactionManager(journal, catalog._ids, catalog, catalog._backends, catalog._config,
-                                  lambda: NOW_MS)
-        journal.register("txn", txns)
-        return txns
-
-    journal, catalog, txns = build(tmp_path / "fe", FakeClients(), more=more)
+    journal, catalog, txns = build(tmp_path / "fe", FakeClients(), more=with_txns(lambda: NOW_MS))
     catalog.create_database("d")
     await catalog.create_table("d", spec("t", buckets=3))
     fe = FakeFe(txns, catalog)

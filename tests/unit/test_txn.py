@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from common.errors import AlreadyExists, FailedPrecondition, Unavailable
@@ -16,14 +18,19 @@ class Clock:
         self.ms = 1_700_000_000_000
 
 
-async def setup(tmp_path, clock: Clock):
+def with_txns(now_ms: Callable[[], int]) -> Callable:
+    """``more`` for tests.unit.test_catalog.build: a TransactionManager on the clock ``now_ms``,
+    registered as the journal's "txn" domain; build then returns (journal, catalog, txns)."""
     def more(journal, catalog):
-        txns = TransactionManager(journal, catalog._ids, catalog, catalog._backends, catalog._config,
-                                  lambda: clock.ms)
+        txns = TransactionManager(journal, catalog._ids, catalog, catalog._backends, catalog._config, now_ms)
         journal.register("txn", txns)
         return txns
 
-    return build(tmp_path, FakeClients(), more=more)
+    return more
+
+
+async def setup(tmp_path, clock: Clock):
+    return build(tmp_path, FakeClients(), more=with_txns(lambda: clock.ms))
 
 
 def infos(table, backends=None):
