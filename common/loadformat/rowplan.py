@@ -175,24 +175,20 @@ class RowLoadPlan:
         out = _Out(self.spec.max_error_samples, first_row)
         out.result.loaded_bytes = sum(len(m) for m in msgs)
         if self.format == "csv":
-            delim = self._row_delimiter
-            lines: list[str | _Bad] = []
-            for m in msgs:
-                try:
-                    line = m.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    lines.append(_bad_utf8(m, e))
-                    continue
-                lines.append(line[: -len(delim)] if line.endswith(delim) else line)
-            self._csv_lines(lines, out)
+            self._csv_lines([self._message_line(m) for m in msgs], out)
         else:
             for m in msgs:
-                try:
-                    doc = orjson.loads(m)
-                except orjson.JSONDecodeError as e:
-                    doc = _Bad(m.decode("utf-8", "replace"), f"malformed JSON: {e}")
-                self._json_doc(doc, m, out)
+                self._json_doc(_message_doc(m), m, out)
         return out.result
+
+    def _message_line(self, msg: bytes) -> str | _Bad:
+        """A CSV message as its line: decoded, without a trailing row delimiter."""
+        try:
+            line = msg.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return _bad_utf8(msg, e)
+        delim = self._row_delimiter
+        return line[: -len(delim)] if line.endswith(delim) else line
 
     # ------------------------------------------------------------ single rows (vectorized fallback)
 
@@ -200,20 +196,9 @@ class RowLoadPlan:
         """One Kafka message as parse_messages maps it; errors number rows after ``rows_before``."""
         out = _Out(self.spec.max_error_samples, rows_before)
         if self.format == "csv":
-            try:
-                line: str | _Bad = msg.decode("utf-8")
-            except UnicodeDecodeError as e:
-                line = _bad_utf8(msg, e)
-            else:
-                delim = self._row_delimiter
-                line = line[: -len(delim)] if line.endswith(delim) else line
-            self._csv_lines([line], out)
+            self._csv_lines([self._message_line(msg)], out)
         else:
-            try:
-                doc = orjson.loads(msg)
-            except orjson.JSONDecodeError as e:
-                doc = _Bad(msg.decode("utf-8", "replace"), f"malformed JSON: {e}")
-            self._json_doc(doc, msg, out)
+            self._json_doc(_message_doc(msg), msg, out)
         return out.result
 
     def map_csv_line(self, line: str, rows_before: int) -> BatchResult:
@@ -351,6 +336,14 @@ class _Out:
         res.filtered_rows += 1
         if len(res.errors) < self._max_samples:
             res.errors.append(FilteredRow(raw[:MAX_RAW_ROW_CHARS], f"row {self._first_row + res.total_rows}: {reason}"))
+
+
+def _message_doc(msg: bytes) -> object:
+    """A JSON message as its document, or a _Bad naming why it is not one."""
+    try:
+        return orjson.loads(msg)
+    except orjson.JSONDecodeError as e:
+        return _Bad(msg.decode("utf-8", "replace"), f"malformed JSON: {e}")
 
 
 def _bad_utf8(raw: bytes, e: UnicodeDecodeError) -> _Bad:
