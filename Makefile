@@ -11,6 +11,9 @@ FES ?= 1
 FE_PORT ?= 9020
 BE_PORT ?= 9060
 BROKER_PORT ?= 9092
+# HTTP: the FE's web console, /metrics and Stream Load (StarRocks' http_port); BE i on BE_HTTP_PORT + i
+HTTP_PORT ?= 8030
+BE_HTTP_PORT ?= 8040
 CLUSTER := $(PY) -m deploy.cluster --run-dir $(RUN_DIR)
 
 .PHONY: etcd venv proto test unit integration lint demo bench bench-failover soak many-loads batch-memory cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
@@ -44,7 +47,8 @@ proto: $(STAMP)
 	@echo "generated common/gen/tabletsim/v1"
 
 demo: $(STAMP) $(if $(filter-out 1,$(FES)),etcd)
-	@$(PY) -m deploy.demo --run-dir $(RUN_DIR) --fes $(FES) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT)
+	@$(PY) -m deploy.demo --run-dir $(RUN_DIR) --fes $(FES) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT) \
+		--http-port $(HTTP_PORT) --be-http-port $(BE_HTTP_PORT)
 
 # Seeded faults under load and a checker (deploy/chaos.py); its own cluster on free ports in a temp dir.
 SEED ?= 1
@@ -109,6 +113,7 @@ BE_CONFIG ?=
 DEBUG_POINTS ?=
 cluster: $(STAMP) $(if $(filter-out 1,$(FES)),etcd)
 	@$(CLUSTER) start --bes $(BES) --fes $(FES) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT) \
+		--http-port $(HTTP_PORT) --be-http-port $(BE_HTTP_PORT) \
 		$(foreach c,$(FE_CONFIG),--config $(c)) $(foreach c,$(BE_CONFIG),--be-config $(c)) \
 		$(if $(filter-out 0 false no,$(DEBUG_POINTS)),--debug-points)
 

@@ -8,7 +8,7 @@ import logging
 import sys
 
 from be.node import BackendNode
-from common.config import CLUSTER_TOKEN_ENV, BeConfig, StorageConfig, token_from_env
+from common.config import ADMIN_TOKEN_ENV, CLUSTER_TOKEN_ENV, BeConfig, StorageConfig, token_from_env
 from common.errors import Unauthenticated
 from common.logsetup import report_fatal, setup_logging
 from common.process import run_until_signalled
@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[BeConfig, str | None]:
                         "the BE follows whichever FE leads")
     p.add_argument("--host", default="127.0.0.1", help="bind and announced address (default 127.0.0.1)")
     p.add_argument("--be-port", type=int, default=9060, help="gRPC port (default 9060)")
-    p.add_argument("--http-port", type=int, default=0, help="announced HTTP port (0: none)")
+    p.add_argument("--http-port", type=int, default=0, help="HTTP port: /metrics, /api/health, Stream Load, _load_error_log (StarRocks' "
+                        "webserver_port 8040; default 0: no HTTP)")
+    p.add_argument("--admin-token", help=f"the password HTTP calls need, as on the FE (or ${ADMIN_TOKEN_ENV})")
     p.add_argument("--cluster-token", help=f"shared cluster token (or ${CLUSTER_TOKEN_ENV})")
     p.add_argument("--heartbeat-interval-ms", type=int, default=1000)
     p.add_argument("--capacity-bytes", type=int, default=None,
@@ -90,6 +92,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[BeConfig, str | None]:
         host=args.host,
         be_port=args.be_port,
         http_port=args.http_port,
+        admin_token=token_from_env(args.admin_token, ADMIN_TOKEN_ENV),
         heartbeat_interval_ms=args.heartbeat_interval_ms,
         capacity_bytes=args.capacity_bytes,
         tablet_report_interval_s=args.report_interval_s,

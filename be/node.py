@@ -8,6 +8,7 @@ from be.agent.heartbeat import FeLink
 from be.agent.peers import PeerClients
 from be.agent.report import TabletReporter
 from be.clone.task import CloneRunner
+from be.http.server import build_app as build_http_app
 from be.load.coordinator import LoadCoordinator
 from be.load.group_commit import GroupCommitter
 from be.load.group_commit_wal import GroupCommitWal
@@ -21,6 +22,7 @@ from common.config import BeConfig
 from common.debug import BE_POINTS, DebugPoints
 from common.debug.service import served as debug_served
 from common.gen.tabletsim.v1 import backend_pb2_grpc
+from common.httpserver import HttpServer
 from common.rpc import build_server, mark_serving
 from common.timefmt import now_ms
 
@@ -56,6 +58,7 @@ class BackendNode:
                                        lambda: set(self.cloner.cloning),
                                        compaction_status=self.compaction.status)
         self._server = None
+        self.http: HttpServer | None = None
 
     async def start(self) -> None:
         backend = BackendServicer(self.store, self.tablets, self.rowsets, self.coordinator, self.routine,
@@ -76,6 +79,9 @@ class BackendNode:
             raise OSError(f"cannot bind the BE to {self.config.host}:{self.config.be_port}")
         await self._server.start()
         await mark_serving(health, services)
+        if self.config.http_port:
+            self.http = HttpServer(build_http_app(self), self.config.host, self.config.http_port, "BE")
+            await self.http.start()
         log.info("BE serving on %s:%d (storage %s%s); registering with the leader of FEs %s",
                  self.config.host, port, self.config.storage_dir,
                  ", debug points on" if self.debug.enabled else "", ", ".join(self.config.fe_addresses))
@@ -87,6 +93,8 @@ class BackendNode:
         log.info("backend %d started", self.link.backend_id)
 
     async def stop(self, grace_s: float = 2.0) -> None:
+        if self.http is not None:
+            await self.http.stop()
         if self._server is not None:
             await self._server.stop(grace_s)
         await self.routine.close()

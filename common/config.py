@@ -27,6 +27,9 @@ class FeConfig:
     """Address the gRPC server binds to."""
     rpc_port: int = 9020
     """gRPC port of AdminService and FrontendService (StarRocks: rpc_port 9020)."""
+    http_port: int = 0
+    """HTTP port: /metrics, /api/health, /api/bootstrap, Stream Load, the web console (StarRocks:
+    http_port 8030); 0 when the FE serves no HTTP."""
     admin_token: str | None = None
     """When set, AdminService calls need 'authorization: Bearer <token>'."""
     heartbeat_interval_ms: int = 1000
@@ -149,7 +152,11 @@ class BeConfig:
     be_port: int = 9060
     """gRPC port of BackendService (StarRocks: be_port 9060)."""
     http_port: int = 0
-    """Announced HTTP port; 0 when the BE serves no HTTP."""
+    """HTTP port: /metrics, /api/health, Stream Load and _load_error_log (StarRocks: webserver_port
+    8040); 0 when the BE serves no HTTP."""
+    admin_token: str | None = None
+    """When set, HTTP calls (a Stream Load the FE redirected here) need it as the Basic password,
+    as on the FE; otherwise user root with an empty password."""
     heartbeat_interval_ms: int = 1000
     """Until the FE says otherwise at registration."""
     capacity_bytes: int | None = None

@@ -60,12 +60,36 @@ class ClusterSpec:
     """gRPC port of FE i (default fe_port + i)."""
     etcd_client_ports: list[int] = field(default_factory=list)
     etcd_peer_ports: list[int] = field(default_factory=list)
+    fe_http_port: int = 0
+    """HTTP port of the first FE (StarRocks' http_port 8030; FE i: + i); 0: free ports chosen at start."""
+    be_http_port: int = 0
+    """HTTP port of the first BE (StarRocks' webserver_port 8040; BE i: + i); 0: free ports chosen at start."""
+    fe_http_ports: list[int] = field(default_factory=list)
+    be_http_ports: list[int] = field(default_factory=list)
 
     def be_port_of(self, i: int) -> int:
         return self.be_ports[i] if i < len(self.be_ports) else self.be_port + i
 
     def fe_port_of(self, i: int) -> int:
         return self.fe_ports[i] if i < len(self.fe_ports) else self.fe_port + i
+
+    def fe_http_port_of(self, i: int) -> int:
+        return self.fe_http_ports[i] if i < len(self.fe_http_ports) else self.fe_http_port + i
+
+    def be_http_port_of(self, i: int) -> int:
+        return self.be_http_ports[i] if i < len(self.be_http_ports) else self.be_http_port + i
+
+    def choose_http_ports(self) -> None:
+        """Fix every node's HTTP port: fe_http_port + i / be_http_port + i, or free loopback
+        ports when those are 0 (tests, benchmarks, chaos)."""
+        if len(self.fe_http_ports) < self.fes:
+            self.fe_http_ports = ([self.fe_http_port + i for i in range(self.fes)] if self.fe_http_port
+                                  else free_ports(self.fes))
+        if len(self.be_http_ports) < self.bes:
+            known = self.be_http_ports
+            more = self.bes - len(known)
+            self.be_http_ports = known + ([self.be_http_port + i for i in range(len(known), self.bes)]
+                                          if self.be_http_port else free_ports(more))
 
     @property
     def ha(self) -> bool:
@@ -138,6 +162,16 @@ class LocalCluster:
         spec = self.spec
         return f"{HOST}:{spec.fe_port}" if node == "fe" else spec.fe_addresses()[int(node[2:])]
 
+    def fe_http_url(self, node: str | None = None) -> str:
+        """http://host:port of an FE's HTTP server (default: the only FE, or the leader)."""
+        if node is None:
+            leader = self.leader()
+            node = leader[0] if leader else self.spec.fe_names()[0]
+        return f"http://{HOST}:{self.spec.fe_http_port_of(0 if node == 'fe' else int(node[2:]))}"
+
+    def be_http_url(self, i: int) -> str:
+        return f"http://{HOST}:{self.spec.be_http_port_of(i)}"
+
     @property
     def broker_address(self) -> str:
         return f"{HOST}:{self.spec.broker_port}"
@@ -203,7 +237,9 @@ class LocalCluster:
                                 f"tabletsim-{spec.cluster_token[:8]}")
         if node == "fe" or node.startswith("fe"):
             port = spec.fe_port if node == "fe" else spec.fe_port_of(int(node[2:]))
-            cmd = [sys.executable, "-m", "fe.main", "--meta-dir", data, "--rpc-port", str(port)]
+            http = spec.fe_http_port_of(0 if node == "fe" else int(node[2:]))
+            cmd = [sys.executable, "-m", "fe.main", "--meta-dir", data, "--rpc-port", str(port),
+                   "--http-port", str(http)]
             if spec.ha:
                 cmd += ["--journal", "etcd", "--etcd-endpoints", ",".join(spec.etcd_endpoints()),
                         "--fe-name", node, "--cluster-id", CLUSTER_ID]
@@ -215,7 +251,7 @@ class LocalCluster:
         i = int(node[2:])
         cmd = [
             sys.executable, "-m", "be.main", "--storage-dir", data, "--fe", ",".join(spec.fe_addresses()),
-            "--be-port", str(spec.be_port_of(i)),
+            "--be-port", str(spec.be_port_of(i)), "--http-port", str(spec.be_http_port_of(i)),
         ]
         for name, value in sorted(spec.be_config.items()):
             cmd += ["--config", f"{name}={value}"]
@@ -293,11 +329,14 @@ class LocalCluster:
             spec.cluster_token, spec.admin_token = old.cluster_token, old.admin_token
             if old.ha:
                 spec.etcd_client_ports, spec.etcd_peer_ports = old.etcd_client_ports, old.etcd_peer_ports
+            if not spec.fe_http_ports and not spec.be_http_ports:
+                spec.fe_http_ports, spec.be_http_ports = old.fe_http_ports, old.be_http_ports
         if not spec.cluster_token:
             spec.cluster_token = secrets.token_hex(16)
         if spec.ha and not spec.etcd_client_ports:
             ports = free_ports(2 * spec.fes)
             spec.etcd_client_ports, spec.etcd_peer_ports = ports[:spec.fes], ports[spec.fes:]
+        spec.choose_http_ports()
         self.save_spec(spec)
         if spec.with_broker:
             self.start_node("broker")
@@ -370,11 +409,11 @@ def _print_status(cluster: LocalCluster) -> int:
         elif node.startswith("etcd"):
             endpoint = f"etcd {spec.etcd_endpoints()[int(node[4:])]}"
         elif node.startswith("fe"):
-            endpoint = f"grpc {cluster.fe_address_of(node)}"
+            endpoint = f"grpc {cluster.fe_address_of(node)}  {cluster.fe_http_url(node)}"
             if spec.ha and pid:
                 endpoint += "  LEADER" if leader and leader[0] == node else "  FOLLOWER"
         else:
-            endpoint = f"grpc {cluster.be_address(int(node[2:]))}"
+            endpoint = f"grpc {cluster.be_address(int(node[2:]))}  {cluster.be_http_url(int(node[2:]))}"
         print(f"{node:8} {pid or '-':>8}  {'running' if pid else 'stopped':8} {endpoint}")
     if spec.ha:
         print(f"\nleader FE: {leader[0] + ' at ' + leader[1] if leader else 'none (election under way or etcd down)'}")
@@ -401,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--fe-port", type=int, default=9020)
     s.add_argument("--be-port", type=int, default=9060, help="first BE port; BE i listens on be-port + i")
     s.add_argument("--broker-port", type=int, default=9092)
+    s.add_argument("--http-port", type=int, default=8030, help="FE HTTP port (StarRocks' http_port); FE i: + i")
+    s.add_argument("--be-http-port", type=int, default=8040,
+                   help="first BE HTTP port (StarRocks' webserver_port); BE i: + i")
     s.add_argument("--admin-token", default=os.environ.get(ADMIN_TOKEN_ENV, ""))
     s.add_argument("--no-broker", action="store_true", help="use an external Kafka instead")
     s.add_argument("--config", action="append", default=[], metavar="NAME=VALUE", help="FE dynamic config")
@@ -430,7 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = ClusterSpec(bes=args.bes, fe_port=args.fe_port, be_port=args.be_port,
                            broker_port=args.broker_port, admin_token=args.admin_token,
                            with_broker=not args.no_broker, fe_config=fe_config, be_config=be_config,
-                           debug_points=args.debug_points, fes=args.fes)
+                           debug_points=args.debug_points, fes=args.fes, fe_http_port=args.http_port,
+                           be_http_port=args.be_http_port)
         if args.fes < 1 or args.fes % 2 == 0:
             print(f"error: --fes {args.fes}: give an odd number of FEs (1, 3, 5, ...): etcd needs a majority",
                   file=sys.stderr)
@@ -453,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"  FE            {cluster.fe_address}   grpcurl -plaintext {cluster.fe_address} list")
         for i in range(spec.bes):
-            print(f"  BE {i}          {cluster.be_address(i)}")
+            print(f"  BE {i}          {cluster.be_address(i)}   {cluster.be_http_url(i)}")
+        print(f"  web console   {cluster.fe_http_url()}/   metrics {cluster.fe_http_url()}/metrics")
         if spec.debug_points:
             print(f"  debug points  on: DebugService on the FE and every BE, with the cluster token "
                   f"(-H 'x-cluster-token: ...', in {cluster._spec_path})")

@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fe-port", type=int, default=9020)
     p.add_argument("--be-port", type=int, default=9060)
     p.add_argument("--broker-port", type=int, default=9092)
+    p.add_argument("--http-port", type=int, default=8030, help="FE HTTP port: the web console, /metrics")
+    p.add_argument("--be-http-port", type=int, default=8040)
     p.add_argument("--fes", type=int, default=1, help="FEs (odd); 3: on etcd, and the demo kills the leader FE")
     args = p.parse_args(argv)
     if args.fes < 1 or args.fes % 2 == 0:
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec = cluster.spec if running else ClusterSpec(
         bes=3, fe_port=args.fe_port, be_port=args.be_port, broker_port=args.broker_port,
-        fe_config=DEMO_FE_CONFIG, fes=args.fes)
+        fe_config=DEMO_FE_CONFIG, fes=args.fes, fe_http_port=args.http_port, be_http_port=args.be_http_port)
     fes = f"{args.fes} FEs on etcd" if args.fes > 1 else "FE"
     print("reusing the running cluster" if running else f"starting the cluster (broker, {fes}, 3 BEs) ...",
           flush=True)
@@ -225,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     fe = (", ".join(f"{n} {a}" for n, a in cluster.frontends().items()) + f" (leader {cluster.fe_address})"
           if cluster.spec.ha else cluster.fe_address)
     print(f"cluster up: broker {cluster.broker_address}, FE {fe}, "
-          f"BEs {', '.join(cluster.be_address(i) for i in range(3))}; logs and data in {cluster.run_dir}\n")
+          f"BEs {', '.join(cluster.be_address(i) for i in range(3))}; logs and data in {cluster.run_dir}")
+    print(f"web console: {cluster.fe_http_url()}/  (watch the kill and the repair there)\n")
     return asyncio.run(Demo(cluster, args.events, args.rate).run())
 
 

@@ -26,6 +26,7 @@ from common.daemon import PeriodicDaemon
 from common.debug import FE_POINTS, DebugPoints
 from common.debug.service import served as debug_served
 from common.gen.tabletsim.v1 import admin_pb2_grpc, backend_pb2, frontend_pb2_grpc
+from common.httpserver import HttpServer
 from common.rpc import build_server, mark_serving
 from common.timefmt import now_ms
 from fe.catalog.catalog import Catalog
@@ -34,6 +35,7 @@ from fe.clone.daemon import TabletSchedDaemon
 from fe.ha.etcd import EtcdFrontend
 from fe.ha.role import FeRole, FrontendInfo, HaState, SingleFrontend
 from fe.ha.stepdown import reexec
+from fe.http.server import build_app as build_http_app
 from fe.persist.durability import DurableRepliesInterceptor, durable_call_hook
 from fe.persist.editlog import EditLog
 from fe.persist.etcdclient import EtcdLayout, EtcdSession
@@ -119,12 +121,12 @@ class FrontendNode:
         self.ha: HaState
         if config.ha is None:
             info = FrontendInfo(name=f"{config.host}_{config.rpc_port}", host=config.host,
-                                rpc_port=config.rpc_port, role=FeRole.LEADER, is_leader=True,
+                                rpc_port=config.rpc_port, http_port=config.http_port, role=FeRole.LEADER, is_leader=True,
                                 start_time_ms=self.started_ms)
             self.ha = SingleFrontend(info, lambda: self.journal.durable_seq)
         else:
             assert self._etcd is not None
-            info = FrontendInfo(name=config.ha.fe_name, host=config.host, rpc_port=config.rpc_port,
+            info = FrontendInfo(name=config.ha.fe_name, host=config.host, rpc_port=config.rpc_port, http_port=config.http_port,
                                 cluster_id=config.ha.cluster_id, start_time_ms=self.started_ms,
                                 version=config.ha.version)
             self._etcd_ha = EtcdFrontend(
@@ -132,9 +134,14 @@ class FrontendNode:
                 lease_s=lambda: self.dynconfig.fe_leader_lease_second, step_down=reexec)
             self.ha = self._etcd_ha
         self.leader_routing: LeaderInterceptor | None = None
+        self.serving = False  # set once the journal is read and gRPC serves: /api/bootstrap answers OK
+        self.http: HttpServer | None = None
 
     async def start(self) -> None:
         started = time.monotonic()
+        if self.config.http_port:  # first: /api/bootstrap says "starting" while the journal is read
+            self.http = HttpServer(build_http_app(self), self.config.host, self.config.http_port, "FE")
+            await self.http.start()
         self.journal.replay()
         log.info("metadata loaded in %.3f s", time.monotonic() - started)
         if self._etcd is None:
@@ -177,6 +184,7 @@ class FrontendNode:
         await mark_serving(health, services)
         if self.ha.role is FeRole.LEADER:
             self._start_leader_daemons()
+        self.serving = True
         log.info("FE serving on %s:%d (meta %s, %s)", self.config.host, self.port, self.config.meta_dir,
                  "local journal" if self._etcd is None else f"journal in etcd, {self.ha.role.value}")
 
@@ -238,6 +246,8 @@ class FrontendNode:
         await self._server.wait_for_termination()
 
     async def stop(self, grace_s: float = 2.0) -> None:
+        if self.http is not None:
+            await self.http.stop()
         for daemon in self._daemons:
             await daemon.close()
         await self.tablet_sched.close()
