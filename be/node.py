@@ -13,6 +13,7 @@ from be.load.coordinator import LoadCoordinator
 from be.load.group_commit import GroupCommitter
 from be.load.group_commit_wal import GroupCommitWal
 from be.load.routine_task import RoutineLoadRunner
+from be.load.stats import LoadStats
 from be.service.backend import BackendServicer
 from be.storage.compaction import CompactionManager
 from be.storage.rowsets import RowsetStore
@@ -49,7 +50,8 @@ class BackendNode:
         self.coordinator = LoadCoordinator(lambda: self.link.backend_id, self.link.stub, self.rowsets, self.peers)
         self.group_commit = GroupCommitter(self.coordinator, self.link.stub, GroupCommitWal(self.store),
                                            lambda: self.link.backend_id)
-        self.routine = RoutineLoadRunner(self.coordinator, self.link.stub, debug=self.debug,
+        self.load_stats = LoadStats()  # what this BE loaded: its load metrics (be/http/metrics.py)
+        self.routine = RoutineLoadRunner(self.coordinator, self.link.stub, debug=self.debug, stats=self.load_stats,
                                          write_buffer_size=config.storage.write_buffer_size)
         self.cloner = CloneRunner(self.store, self.tablets, self.rowsets, self.peers, lambda: self.link.backend_id,
                                   debug=self.debug)
@@ -64,7 +66,7 @@ class BackendNode:
         backend = BackendServicer(self.store, self.tablets, self.rowsets, self.coordinator, self.routine,
                                   self.start_time_ms, lambda: self.link.backend_id,
                                   config=self.config.storage, compaction=self.compaction, debug=self.debug,
-                                  group_commit=self.group_commit)
+                                  group_commit=self.group_commit, load_stats=self.load_stats)
         backend.attach_cloner(self.cloner)
         debug_services, debug_adders = debug_served(self.debug)
         services = SERVICES + debug_services

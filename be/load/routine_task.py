@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from be.load.chunked_load import ChunkedLoad, TaskFailed
 from be.load.coordinator import LoadCoordinator
+from be.load.stats import LoadStats
 from common import kafka
 from common.config import StorageConfig
 from common.debug import BE_KAFKA_CONSUME, DebugPoints
@@ -61,12 +62,13 @@ class RoutineLoadRunner:
     """Runs the tasks the FE submits; each is an asyncio task tracked until it ends."""
 
     def __init__(self, coordinator: LoadCoordinator, fe: frontend_pb2_grpc.FrontendServiceStub, *,
-                 debug: DebugPoints | None = None,
+                 debug: DebugPoints | None = None, stats: LoadStats | None = None,
                  write_buffer_size: int = StorageConfig.write_buffer_size,
                  start_consumer: StartConsumer = kafka.start_consumer) -> None:
         """``write_buffer_size``: bytes of message values parsed and written at a time;
         ``start_consumer``: how a task reaches Kafka (tests pass a fake broker)."""
         self._debug = debug or DebugPoints.disabled()
+        self._stats = stats or LoadStats()
         self._coordinator = coordinator
         self._fe = fe
         self._write_buffer_size = max(1, write_buffer_size)
@@ -259,6 +261,7 @@ class RoutineLoadRunner:
                  counts.prepare_ms, counts.write_ms)
         await self._coordinator.commit(load.txn_id, outcome.commit_infos, outcome.loaded_rows,
                                        attachment_json=orjson.dumps(attachment).decode())
+        self._stats.routine_task_done(outcome.loaded_rows, consumed.received_bytes)
 
     async def _report(self, req: backend_pb2.RoutineLoadTask, txn_id: int, outcome: str, kind: str, message: str,
                       highwater: dict[int, int], samples: list[types_pb2.FilteredRow] | None = None) -> None:

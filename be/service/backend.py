@@ -8,6 +8,7 @@ from collections.abc import Callable
 from be.load.coordinator import LoadCoordinator
 from be.load.group_commit import GroupCommitter
 from be.load.routine_task import RoutineLoadRunner
+from be.load.stats import LoadStats
 from be.service.clone_service import CloneServiceMixin
 from be.storage.compaction import CompactionManager
 from be.storage.rowsets import RowsetStore, StorageError
@@ -30,8 +31,10 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
     def __init__(self, store: BeStore, tablets: TabletManager, rowsets: RowsetStore, coordinator: LoadCoordinator,
                  routine: RoutineLoadRunner, start_time_ms: int, backend_id: Callable[[], int], *,
                  config: StorageConfig | None = None, compaction: CompactionManager | None = None,
-                 debug: DebugPoints | None = None, group_commit: GroupCommitter | None = None) -> None:
+                 debug: DebugPoints | None = None, group_commit: GroupCommitter | None = None,
+                 load_stats: LoadStats | None = None) -> None:
         self._debug = debug or DebugPoints.disabled()
+        self._load_stats = load_stats
         self._group_commit = group_commit
         self._routine = routine
         self._config = config or StorageConfig()
@@ -90,8 +93,12 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
         if request.group_commit and request.group_commit != "off_mode":  # the FE resolved the mode
             if self._group_commit is None:
                 raise FailedPrecondition(f"backend {self._backend_id()} does not run group commit")
-            return await self._group_commit.load(request)
-        return await self._coordinator.stream_load(request)
+            result = await self._group_commit.load(request)
+        else:
+            result = await self._coordinator.stream_load(request)
+        if self._load_stats is not None:
+            self._load_stats.stream_load_done(result)
+        return result
 
     async def SubmitRoutineLoadTask(self, request, context):
         if not request.task_id or not request.start_offsets:
