@@ -134,6 +134,7 @@ class FrontendNode:
                 lease_s=lambda: self.dynconfig.fe_leader_lease_second, step_down=reexec)
             self.ha = self._etcd_ha
         self.leader_routing: LeaderInterceptor | None = None
+        self.admin: AdminServicer | None = None  # the AdminService implementation, which HTTP also calls
         self.serving = False  # set once the journal is read and gRPC serves: /api/bootstrap answers OK
         self.http: HttpServer | None = None
 
@@ -155,7 +156,7 @@ class FrontendNode:
                      time.monotonic() - started)
         # followers forward AdminService writes to the leader and refuse FrontendService calls
         self.leader_routing = LeaderInterceptor(self.ha, interceptors=self.debug.client_interceptors)
-        admin = AdminServicer(self.backends, self.catalog, self.stats, self.dynconfig, self.txns, self.clients,
+        self.admin = admin = AdminServicer(self.backends, self.catalog, self.stats, self.dynconfig, self.txns, self.clients,
                               self.inconsistent_tablets, self.routine, tablet_sched=self.tablet_sched, ha=self.ha)
         frontend = FrontendServicer(self.backends, self.catalog, self.txns, self.routine,
                                     self.config.heartbeat_interval_ms, debug=self.debug,
