@@ -12,11 +12,13 @@ run dir and runs two workloads side by side for --duration seconds:
   FE answers Success only once a load is VISIBLE, so a call's latency is the one-row load latency.
 
 Every --interval seconds it prints one line: one-row loads done in the interval and their latency
-p50/p95, routine load rows/s (from Statistic loadedRows), total Lag, the highest version_count
+p50/p95/p99, routine load rows/s (from Statistic loadedRows), total Lag, the highest version_count
 of any replica of both tables (ShowTablets), compactions done so far (GetBackendInfo on every
 BE), and FE / BE RSS. Then it stops the producer and runs the chaos checker (deploy/chaos_checker.py:
 caught up, every id exactly once), prints the verdict against the targets and writes
-bench/results/soak.json. Exit code 0 on PASS, 1 on FAIL (or when the run could not be set up).
+bench/results/soak.json and bench/results/soak.png (the intervals' figures over time, drawn by
+deploy/plots.py; a picture that cannot be drawn costs a line on stderr). Exit code 0 on PASS,
+1 on FAIL (or when the run could not be set up).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from bench.common import (
 )
 from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc
 from common.rpc import CHANNEL_OPTIONS
-from deploy import workload
+from deploy import plots, workload
 from deploy.chaos_checker import Bounds, Checker, CheckResult
 from deploy.chaos_runner import ChaosRunner, Recorder
 from deploy.chaos_schedule import Schedule
@@ -134,6 +136,7 @@ def interval_row(index: int, start_t: float, end_t: float, loads: list[LoadResul
         "failed": len(mine) - len(ok),
         "p50_ms": _round(percentile(ok, 50)),
         "p95_ms": _round(percentile(ok, 95)),
+        "p99_ms": _round(percentile(ok, 99)),
         "rl_rows_per_s": _round(rate),
         "lag": probe.lag,
         "max_version_count": probe.max_version_count,
@@ -148,11 +151,12 @@ def interval_row(index: int, start_t: float, end_t: float, loads: list[LoadResul
     }
 
 
-TABLE_COLUMNS = ["interval", "t_s", "loads", "failed", "p50_ms", "p95_ms", "rl_rows_per_s", "lag",
+TABLE_COLUMNS = ["interval", "t_s", "loads", "failed", "p50_ms", "p95_ms", "p99_ms", "rl_rows_per_s", "lag",
                  "max_version_count", "compactions", "fe_rss_mb", "be_rss_sum_mb", "be_rss_max_mb",
                  "fe_cpu_pct", "be_cpu_pct", "broker_cpu_pct", "job"]
 # wide enough for a long run, so that lines printed one at a time stay aligned
-MIN_WIDTHS = {"t_s": 6, "loads": 5, "failed": 6, "p50_ms": 6, "p95_ms": 6, "lag": 7, "compactions": 11}
+MIN_WIDTHS = {"t_s": 6, "loads": 5, "failed": 6, "p50_ms": 6, "p95_ms": 6, "p99_ms": 6, "lag": 7,
+              "compactions": 11}
 
 
 def format_interval_lines(rows: list[dict]) -> list[str]:
@@ -494,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         "checks": [asdict(c) for c in results],
     }
     path = write_json("soak", out)
+    picture = plots.write_soak_png(out, os.path.splitext(path)[0] + ".png")
     print()
     print("=" * 76)
     if failure:
@@ -501,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     for v in out.get("checker", {}).get("violations", []):
         print(f"  checker: {v}")
     print("\n".join(format_checks(results)))
-    print(f"SOAK VERDICT: {result}   ({len(rows)} intervals, {out['total_s']} s in all; {path})")
+    print(f"SOAK VERDICT: {result}   ({len(rows)} intervals, {out['total_s']} s in all; {path}"
+          + (f", {picture}" if picture else "") + ")")
     print("=" * 76, flush=True)
     if interrupted:
         return 130

@@ -16,11 +16,12 @@
    also measures, for each fault, how long the cluster took to converge after its recovery.
    With more than one FE it also checks that exactly one FE leads and that every FE replayed
    the journal up to the leader's id within 5 s (deploy/chaos_ha.py).
-5. Writes report.json and timeline.txt to --report-dir (default bench/results/chaos-<seed>),
-   prints the verdict with the convergence times per fault kind (count, min / median / max) and
-   exits 0 (PASS), 1 (a violation, or a process crashed) or 2 (the run could not be set up). The
-   cluster is always stopped by pid; its run dir is removed on PASS and kept (path printed)
-   otherwise.
+5. Writes report.json, timeline.txt and timeline.png (rows/s, lag, unhealthy tablets and alive
+   BEs over time with a shaded band per fault: deploy/plots.py) to --report-dir (default
+   bench/results/chaos-<seed>), prints the verdict with the convergence times per fault kind
+   (count, min / median / max) and exits 0 (PASS), 1 (a violation, or a process crashed) or 2
+   (the run could not be set up). The cluster is always stopped by pid; its run dir is removed
+   on PASS and kept (path printed) otherwise.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import time
 import grpc
 
 from common.rpc import CHANNEL_OPTIONS
-from deploy import workload
+from deploy import plots, workload
 from deploy.chaos_checker import Bounds, Checker, CheckResult, convergence_lines
 from deploy.chaos_runner import ChaosRunner, Recorder
 from deploy.chaos_schedule import KINDS, Schedule, generate, parse_kinds, quorum_tolerance
@@ -194,12 +195,15 @@ def timeline_text(report: dict, every_s: float = 5.0) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict, report_dir: str) -> None:
+def write_report(report: dict, report_dir: str) -> str | None:
+    """report.json, timeline.txt and timeline.png; the picture's path (None: it could not be drawn,
+    which costs a line on stderr and nothing else)."""
     os.makedirs(report_dir, exist_ok=True)
     with open(os.path.join(report_dir, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
     with open(os.path.join(report_dir, "timeline.txt"), "w") as f:
         f.write(timeline_text(report))
+    return plots.write_chaos_png(report, os.path.join(report_dir, "timeline.png"))
 
 
 def print_verdict(report: dict, result: CheckResult | None) -> None:
@@ -341,9 +345,10 @@ def main(argv: list[str] | None = None) -> int:
             rec.event("observed", f"log check: {line}")
     report = build_report(args, schedule, rec, result, run_dir, timings, setup_error)
     report["compactions"] = compaction_counts(cluster)
-    write_report(report, report_dir)
+    picture = write_report(report, report_dir)
     print_verdict(report, result)
-    print(f"report: {os.path.join(report_dir, 'report.json')}   timeline: {os.path.join(report_dir, 'timeline.txt')}")
+    print(f"report: {os.path.join(report_dir, 'report.json')}   timeline: {os.path.join(report_dir, 'timeline.txt')}"
+          + (f"   picture: {picture}" if picture else ""))
     print(f"total {timings['total']} s (cluster start {timings.get('cluster_start', '-')} s); "
           f"compactions logged by the BEs: {report['compactions']}")
     if report["verdict"] == "PASS" and not args.keep_run_dir:
