@@ -16,7 +16,7 @@ HTTP_PORT ?= 8030
 BE_HTTP_PORT ?= 8040
 CLUSTER := $(PY) -m deploy.cluster --run-dir $(RUN_DIR)
 
-.PHONY: etcd venv proto test unit integration lint demo bench bench-failover soak many-loads batch-memory cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
+.PHONY: etcd browser venv proto test unit integration lint demo bench bench-failover soak many-loads batch-memory cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
 
 venv: $(STAMP)
 
@@ -25,6 +25,14 @@ etcd:
 	@command -v etcd >/dev/null 2>&1 || { echo "installing etcd-server with apt-get (FE high availability)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server) > /tmp/tabletsim-etcd-install.log 2>&1 \
 		|| { cat /tmp/tabletsim-etcd-install.log; echo "could not install etcd-server: it is needed for FES>1 and the tests"; exit 1; }; }
+
+# Debian's chromium for the web console's browser test (tests/integration/test_console_browser.py):
+# Playwright drives it through executable_path, it cannot download its own browsers here
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { echo "installing chromium with apt-get (the web console's browser test)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) > /tmp/tabletsim-chromium-install.log 2>&1 \
+		|| { cat /tmp/tabletsim-chromium-install.log; echo "could not install chromium: the web console's browser test needs $(CHROMIUM)"; exit 1; }; }
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -93,13 +101,13 @@ many-loads: $(STAMP)
 batch-memory: $(STAMP)
 	$(PY) -m bench.batch_memory
 
-test: $(STAMP) etcd
+test: $(STAMP) etcd browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 unit: $(STAMP) etcd
 	$(PY) -m pytest -q tests/unit
 
-integration: $(STAMP) etcd
+integration: $(STAMP) etcd browser
 	$(PY) -m pytest -q tests/integration
 
 lint: $(STAMP)
