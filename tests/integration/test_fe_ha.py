@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import grpc
@@ -89,3 +91,31 @@ def test_one_leader_replication_failover_and_rejoin(ha_cluster):
     assert_eventually(lambda: sees(cluster.fe_address_of(name), {"ha_db1", "ha_db2"}), timeout_s=30,
                       what=f"{name} to come back with the catalog")
     assert cluster.leader() == new
+
+
+def test_every_fe_shows_its_http_port_and_answers_bootstrap(ha_cluster):
+    """SHOW FRONTENDS' HttpPort is each FE's own (from its member record in etcd), and each FE's
+    /api/bootstrap says it serves, as a leader or as a follower that knows its leader."""
+    spec = ha_cluster.spec
+    wanted = {f"fe{i}": spec.fe_http_port_of(i) for i in range(spec.fes)}
+
+    def listed() -> dict[str, int]:
+        with grpc.insecure_channel(ha_cluster.fe_address) as channel:
+            rows = admin_pb2_grpc.AdminServiceStub(channel).ShowFrontends(
+                admin_pb2.ShowFrontendsRequest(), timeout=3).frontends
+        got = {r.name: r.http_port for r in rows}
+        assert got == wanted, f"ShowFrontends HttpPort {got}, expected {wanted}"
+        return got
+
+    assert_eventually(listed, timeout_s=20, what="every FE's HttpPort in ShowFrontends")
+
+    def bootstrapped() -> set[str]:
+        roles = set()
+        for name in wanted:
+            with urllib.request.urlopen(f"{ha_cluster.fe_http_url(name)}/api/bootstrap", timeout=3) as resp:
+                body = json.load(resp)
+            assert resp.status == 200 and body["status"] == "OK", body
+            roles.add(body["role"])
+        return roles
+
+    assert assert_eventually(bootstrapped, timeout_s=20, what="/api/bootstrap OK on every FE") == {"LEADER", "FOLLOWER"}
