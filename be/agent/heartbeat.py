@@ -40,6 +40,9 @@ class FeLink:
         self.interval_ms = config.heartbeat_interval_ms
         self._task: asyncio.Task | None = None
         self._failures = 0
+        self.disk: tuple[int, int, int] | None = None
+        """(total, data used, available) bytes of the storage dir at the last heartbeat (None before
+        the first): the BE's disk metrics, refreshed as often as StarRocks' disk stats."""
         # the heartbeat's own thread: scans, checksums and writes fill the loop's default
         # executor for seconds at a time, and a heartbeat queued behind them arrives too late
         self._disk_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="heartbeat-disk")
@@ -90,6 +93,7 @@ class FeLink:
     async def _heartbeat_once(self) -> None:
         total, used, avail = await asyncio.get_running_loop().run_in_executor(
             self._disk_pool, self._store.disk_usage, self._config.capacity_bytes)
+        self.disk = (total, used, avail)
         resp = await self._stub.Heartbeat(
             frontend_pb2.HeartbeatRequest(
                 backend_id=self.backend_id,

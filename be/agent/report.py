@@ -43,6 +43,9 @@ class TabletReporter:
         self._busy = busy
         self._failures = 0
         self.reports = 0
+        self.failed_reports = 0
+        """Reports the FE did not take (``reports`` counts those it did): StarRocks'
+        engine_requests_total{type="report_all_tablets", status="failed" | "total"}."""
         self._daemon = PeriodicDaemon("tablet-report", lambda: self._interval_s, self._report_logged)
 
     def start(self) -> None:
@@ -109,6 +112,7 @@ class TabletReporter:
             self._failures = 0
         except grpc.aio.AioRpcError as exc:
             self._failures += 1
+            self.failed_reports += 1
             if self._failures in (1, 10) or self._failures % 100 == 0:
                 log.warning("tablet report failed (%d in a row): %s %s", self._failures,
                             exc.code().name, exc.details())

@@ -41,6 +41,19 @@ DEFAULT_TIMEOUT_S = 600.0
 
 
 @dataclass
+class CloneCounters:
+    """Clones this BE ran as the destination since it started; ``/metrics`` exports them under
+    StarRocks' names: engine_requests_total{type="clone", status="total" | "failed"} and
+    clone_task_copy_bytes / clone_task_copy_duration_ms{type="INTER_NODE"} (bytes pulled from
+    the source BE and the time the clones that succeeded took)."""
+
+    requests: int = 0
+    failed: int = 0
+    copied_bytes: int = 0
+    copy_ms: int = 0
+
+
+@dataclass
 class Pulled:
     rowsets: list[list[int]]
     copied_bytes: int
@@ -56,9 +69,24 @@ class CloneRunner:
         self._peers = peers
         self._backend_id = backend_id
         self.cloning: set[int] = set()
+        self.counters = CloneCounters()
 
     async def clone(self, req: backend_pb2.CloneTabletRequest,
                     timeout_s: float | None) -> backend_pb2.CloneTabletResponse:
+        """Run one clone task (counted in :attr:`counters`, whatever its outcome)."""
+        self.counters.requests += 1
+        started = time.monotonic()
+        try:
+            resp = await self._clone(req, timeout_s)
+        except BaseException:
+            self.counters.failed += 1
+            raise
+        self.counters.copied_bytes += resp.copied_bytes
+        self.counters.copy_ms += int((time.monotonic() - started) * 1000)
+        return resp
+
+    async def _clone(self, req: backend_pb2.CloneTabletRequest,
+                     timeout_s: float | None) -> backend_pb2.CloneTabletResponse:
         m = req.meta
         if m.tablet_id <= 0 or m.replica_id <= 0 or req.version <= 0 or not req.src_address:
             raise InvalidArgument("clone needs meta.tablet_id, meta.replica_id, version > 0 and src_address")

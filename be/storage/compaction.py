@@ -84,10 +84,36 @@ class _TabletStatus:
 
 @dataclass
 class CompactionCounters:
+    """Compactions run since this BE started; ``/metrics`` exports them under StarRocks' names
+    (be/src/util/starrocks_metrics.cpp): engine_requests_total{type="cumulative_compaction" |
+    "base_compaction", status="total" | "failed"} and compaction_deltas_total /
+    compaction_bytes_total{type="cumulative" | "base"} (the rowsets and bytes merged by the
+    compactions that succeeded)."""
+
     cumulative: int = 0
+    """Cumulative compactions that succeeded (``base``: base ones; ``failures``: the failed ones
+    of both kinds, which ``cumulative_failed`` and ``base_failed`` tell apart)."""
     base: int = 0
     failures: int = 0
     running: dict[int, CompactionType] = field(default_factory=dict)
+    cumulative_failed: int = 0
+    base_failed: int = 0
+    cumulative_deltas: int = 0
+    cumulative_bytes: int = 0
+    base_deltas: int = 0
+    base_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class CompactionScores:
+    """The largest compaction scores over a BE's tablets, as StarRocks' BE exports them: rowsets
+    waiting above the cumulative point (tablet_cumulative_max_compaction_score), rowsets below it
+    that a base compaction folds (tablet_base_max_compaction_score), and live rowsets of one
+    tablet (max_tablet_rowset_num)."""
+
+    cumulative: int = 0
+    base: int = 0
+    rowsets: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,6 +199,16 @@ class CompactionManager:
             last_cumulative_ms=st.last_cumulative_ms, last_cumulative_result=st.last_cumulative_result,
             last_base_ms=st.last_base_ms, last_base_result=st.last_base_result,
             stale_rowset_num=len(meta.stale_rowsets) if meta else 0)
+
+    def scores(self) -> CompactionScores:
+        """:class:`CompactionScores` now (reads only counts of the live metas, like the scheduler)."""
+        cumulative = base = rowsets = 0
+        for meta in self._tablets.all():
+            live, point = list(meta.rowsets), meta.cumulative_point
+            cumulative = max(cumulative, cumulative_score(live, point))
+            base = max(base, sum(1 for rs in live if rs[V.END] < point))
+            rowsets = max(rowsets, len(live))
+        return CompactionScores(cumulative, base, rowsets)
 
     # ------------------------------------------------------------------ scheduling
     def notify(self, tablet_ids: list[int]) -> None:
@@ -271,7 +307,7 @@ class CompactionManager:
         if not ok:
             log.warning("compaction: tablet %d %s versions %d-%d failed: %s", tablet_id, kind.value,
                         pick.start_version, pick.end_version, message)
-        self._record(tablet_id, kind, ok, message)
+        self._record(tablet_id, kind, ok, message, pick)
         return Outcome(tablet_id, kind, ok, message)
 
     def _merge_and_swap(self, tablet_id: int, replica_id: int, cumulative_point: int, pick: Pick, snap,
@@ -346,9 +382,20 @@ class CompactionManager:
         batch.delete(marker)
         self._store.db.write(batch, self._store.wal)
 
-    def _record(self, tablet_id: int, kind: CompactionType, ok: bool, message: str) -> None:
+    def _record(self, tablet_id: int, kind: CompactionType, ok: bool, message: str, pick: Pick) -> None:
         with self._record_lock:
             self._record_locked(tablet_id, kind, ok, message)
+            c = self.counters
+            deltas, nbytes = len(pick.inputs), sum(rs[V.BYTES] for rs in pick.inputs)
+            if kind is CompactionType.CUMULATIVE:
+                if ok:
+                    c.cumulative_deltas, c.cumulative_bytes = c.cumulative_deltas + deltas, c.cumulative_bytes + nbytes
+                else:
+                    c.cumulative_failed += 1
+            elif ok:
+                c.base_deltas, c.base_bytes = c.base_deltas + deltas, c.base_bytes + nbytes
+            else:
+                c.base_failed += 1
 
     def _record_locked(self, tablet_id: int, kind: CompactionType, ok: bool, message: str) -> None:
         st = self._status.setdefault(tablet_id, _TabletStatus())

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -60,6 +61,8 @@ class TaskResult:
     detail: str = ""
     """What was done, for the history's ErrMsg column (kind, versions and bytes copied)."""
     copied_bytes: int = 0
+    copy_ms: int = 0
+    """How long the destination took to copy (its CloneTablet call, as the FE timed it)."""
 
 
 @dataclass
@@ -187,11 +190,13 @@ class CloneExecutor:
             meta.replica_id = replica.replica_id
         incremental = task.kind is CloneKind.INCREMENTAL
         alternatives = self._alt_sources(loc, task) if incremental else []
+        copy_started = time.monotonic()
         resp = await dest_stub.CloneTablet(backend_pb2.CloneTabletRequest(
             meta=meta, src_address=src.address, src_backend_id=src.backend_id,
             version=task.version_to, incremental=incremental, task_id=task.task_id,
             alt_src_addresses=alternatives),
             timeout=task.timeout_s)
+        copy_ms = int((time.monotonic() - copy_started) * 1000)
         loc = self._catalog.find_location(task.tablet_id)
         r = loc.tablet.replica_on(task.dest_backend_id) if loc else None
         if r is None or r.replica_id != meta.replica_id:
@@ -217,7 +222,7 @@ class CloneExecutor:
         if incremental and not resp.incremental:
             why = resp.fallback_reason or "the source lacked versions"
             detail += f"; the incremental clone fell back to FULL ({why})"
-        return TaskResult(True, detail=detail, copied_bytes=resp.copied_bytes)
+        return TaskResult(True, detail=detail, copied_bytes=resp.copied_bytes, copy_ms=copy_ms)
 
     def _alt_sources(self, loc: TabletLocation, task: CloneTask) -> list[str]:
         """Addresses of the tablet's other healthy replicas at the wanted version or above (not the

@@ -97,6 +97,23 @@ class CheckpointStats:
     image_bytes: int
 
 
+@dataclass
+class JournalCounters:
+    """StarRocks' edit log counters (MetricRepo COUNTER_EDIT_LOG_WRITE, _READ, _SIZE_BYTES,
+    COUNTER_IMAGE_WRITE) since this FE started: ``/metrics`` exports them as
+    starrocks_fe_edit_log_write, starrocks_fe_edit_log_read, starrocks_fe_edit_log_size_bytes and
+    starrocks_fe_image_write."""
+
+    write: int = 0
+    """Records this FE logged (the leader's writes)."""
+    write_bytes: int = 0
+    """Their encoded size."""
+    read: int = 0
+    """Records applied from the store: replayed at start, or a follower's tail of the leader's."""
+    image_write: int = 0
+    """Images (checkpoints) written."""
+
+
 class Journal:
     def __init__(self, editlog: LogStore, checkpoint_every: Callable[[], int] = lambda: 1000,
                  on_fatal: Callable[[BaseException], None] = exit_process, *, writable: bool = True,
@@ -111,6 +128,10 @@ class Journal:
         self._inflight: concurrent.futures.Future | None = None
         self.last_checkpoint: CheckpointStats | None = None
         self.replayed = 0
+        self.counters = JournalCounters()
+        self.image_seq = 0
+        """The seq of the newest image (loaded at start or written since): records after it are
+        what a restart replays (starrocks_fe_meta_log_count)."""
         self.replaying = False  # domains skip live-only side effects (notifications) while True
 
     def register(self, name: str, domain: Domain) -> None:
@@ -133,6 +154,8 @@ class Journal:
             self.replaying = False
         self._writer.start_at(self._editlog.last_seq)
         self.replayed = len(loaded.tail)
+        self.counters.read += len(loaded.tail)
+        self.image_seq = loaded.image_seq
         self._since_checkpoint = len(loaded.tail)
         log.info("replayed image at seq %d and %d records", loaded.image_seq, len(loaded.tail))
 
@@ -145,6 +168,8 @@ class Journal:
                 "writes to the leader FE (ShowFrontends shows it)")
         self._writer.check()
         seq, payload = self._editlog.prepare(op, data)
+        self.counters.write += 1
+        self.counters.write_bytes += len(payload)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -190,6 +215,7 @@ class Journal:
                     raise ValueError(f"replicated journal record {rec.seq} out of order: expected {expected}")
                 self._apply(rec.op, rec.data)
                 advance(rec.seq)
+                self.counters.read += 1
         finally:
             self.replaying = False
         self._writer.start_at(self._editlog.last_seq)
@@ -261,6 +287,8 @@ class Journal:
                 gc.enable()
         write_ms = (time.perf_counter() - started) * 1000
         self.last_checkpoint = CheckpointStats(seq, snapshot_ms, write_ms, size)
+        self.counters.image_write += 1
+        self.image_seq = max(self.image_seq, seq)
         if in_worker:
             log.info("checkpoint at seq %d: snapshot %.0f ms on the event loop, encode+write %.0f ms in a "
                      "worker (%d bytes)", seq, snapshot_ms, write_ms, size)

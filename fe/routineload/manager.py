@@ -76,6 +76,9 @@ class RoutineLoadManager:
         self._successors: dict[str, str] = {}
         self._backoff: dict[int, RetryBackoff] = {}
         self.on_change: list[Callable[[], None]] = []
+        self.paused_count = 0
+        """Times a job was paused (by a user or a failure) since this FE started: StarRocks'
+        COUNTER_ROUTINE_LOAD_PAUSED, exported as starrocks_fe_routine_load_paused."""
         self._verbs = {
             "create": self._apply_create,
             "state": self._apply_state,
@@ -201,6 +204,8 @@ class RoutineLoadManager:
         self._abort_tasks(job, f"routine load job {job.name} is now {target.value}: {reason}")
         previous = job.state
         self._journal.log("routineload.state", {"job_id": job.job_id, "sm": trial.to_dict()})
+        if target is JobState.PAUSED:
+            self.paused_count += 1
         log.info("routine load job %s: %s -> %s (%s)", job.name, previous.value, target.value, reason)
         self._changed()
 

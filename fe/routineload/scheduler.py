@@ -9,6 +9,13 @@ the task timeout, are renewed; jobs paused for too few replicas are resumed when
 Every LAG_REFRESH_S, ``refresh_lag`` takes in partitions added to a job's topic (when the job
 does not pin kafka_partitions) and reads end offsets for Lag. Kafka is reached through an
 injected KafkaMetadata, so a test can run the scheduler over a fake topic.
+
+Lag is kept current for every job that may still consume (LAG_STATES), a PAUSED one included:
+it is still behind Kafka, and its lag keeps growing while producers go on (StarRocks #18558,
+"Add lag metrics for PAUSED Kafka jobs": before it, a job paused by a failure showed a frozen
+lag and no alert fired). A STOPPED or CANCELLED job will never consume again: its lag is no
+longer refreshed and :func:`max_lag_of_partition` gives none, so /metrics drops its series
+(StarRocks #17104, "Clear kafka lag of stopped routine load job").
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ log = logging.getLogger(__name__)
 
 SUBMIT_TIMEOUT_S = 5.0
 LAG_REFRESH_S = 5.0
+LAG_STATES = frozenset({JobState.NEED_SCHEDULE, JobState.RUNNING, JobState.PAUSED})
+"""The states whose lag is refreshed and exported: those of StarRocks' updateRoutineLoadProcessMetrics."""
 DUE_SOON_MS = 200
 """A task due within this many ms of the end of a round is waited for and submitted in it (the
 rounds run every 0.2 s: fe/node.py)."""
@@ -228,13 +237,14 @@ class RoutineLoadScheduler:
 
     async def refresh_lag(self) -> None:
         """Run by its own daemon every LAG_REFRESH_S: take in the partitions added to the topic of
-        each job that consumes all of its partitions, then read every active job's end offsets
-        from Kafka so that Lag is current (tasks report them too, but only when they end)."""
+        each job that consumes all of its partitions, then read the end offsets of every job in
+        LAG_STATES (PAUSED ones too) from Kafka so that Lag is current (tasks report them as
+        well, but only when they end, and a paused job runs none)."""
         for job in self._manager.jobs():
             if job.state in (JobState.RUNNING, JobState.NEED_SCHEDULE) and job.partitions \
                     and not job.source.partitions:
                 await self._refresh_partitions(job)
-            if job.state in (JobState.RUNNING, JobState.PAUSED) and job.partitions:
+            if job.state in LAG_STATES and job.partitions:
                 await self._refresh_end_offsets(job)
 
     async def _refresh_partitions(self, job: RoutineLoadJob) -> None:
@@ -266,9 +276,12 @@ class RoutineLoadScheduler:
 
     async def _refresh_end_offsets(self, job: RoutineLoadJob) -> None:
         try:
-            job.observe_highwater(await self._kafka.end_offsets(job.source, list(job.partitions)))
+            ends = await self._kafka.end_offsets(job.source, list(job.partitions))
         except Exception as exc:  # noqa: BLE001 - lag stays as last known; tasks report Kafka errors
             log.info("routine load job %s: end offsets not refreshed: %s", job.name, exc)
+            return
+        if job.state in LAG_STATES:  # not stopped while Kafka answered: a stopped job's lag stays put
+            job.observe_highwater(ends)
 
     # ------------------------------------------------------------------ PAUSED
     def _maybe_auto_resume(self, job: RoutineLoadJob) -> None:
@@ -294,3 +307,13 @@ class RoutineLoadScheduler:
         self._manager.set_state(job, JobState.NEED_SCHEDULE,
                                 "auto-resumed: enough alive replicas for the write quorum again")
 
+
+def max_lag_of_partition(job: RoutineLoadJob) -> int | None:
+    """starrocks_fe_routine_load_max_lag_of_partition of a job: the largest lag (end offset -
+    progress) over its partitions, as StarRocks' updateRoutineLoadProcessMetrics computes it;
+    None, no series, for a job outside LAG_STATES (stopped or cancelled: cleared) or before any
+    end offset is known."""
+    if job.state not in LAG_STATES:
+        return None
+    lags = job.lag()
+    return max(lags.values()) if lags else None

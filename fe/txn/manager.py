@@ -76,6 +76,22 @@ class GroupBegin:
 
 
 @dataclass
+class TxnCounters:
+    """What StarRocks' MetricRepo counts of transactions (COUNTER_TXN_BEGIN, _SUCCESS, _FAILED,
+    _REJECT), on the live path of this FE since it started: ``/metrics`` exports them as
+    starrocks_fe_txn_begin, starrocks_fe_txn_success, starrocks_fe_txn_failed and
+    starrocks_fe_txn_reject."""
+
+    begin: int = 0
+    success: int = 0
+    """Txns that became VISIBLE."""
+    failed: int = 0
+    """Txns that were ABORTED."""
+    reject: int = 0
+    """Begins refused: label in use, or max_running_txn_num_per_db reached."""
+
+
+@dataclass
 class CommitHook:
     """What a load source (routine load) does with a commit's attachment.
 
@@ -112,6 +128,7 @@ class TransactionManager:
         self.on_aborted: list[Callable[[TransactionState], None]] = []
         self.on_committed: list[Callable[[TransactionState], None]] = []
         self._finals: list[TransactionState] = []  # finished in an apply; hooks run after the record
+        self.counters = TxnCounters()
         self._verbs = {
             "begin": self._apply_begin,
             "commit": self._apply_commit,
@@ -173,6 +190,7 @@ class TransactionManager:
         existing = self._labels.get((db.db_id, label))
         if existing is not None:
             other = self._txns[existing]
+            self.counters.reject += 1
             raise AlreadyExists(label_exists_message(label, other.txn_id, other.status.value))
         self._check_running_limit(db.db_id, source_type)
         txn = TransactionState(
@@ -181,6 +199,7 @@ class TransactionManager:
             prepare_time_ms=self._wall_ms(),
         )
         self._journal.log("txn.begin", txn.to_dict())
+        self.counters.begin += 1
         return self._txns[txn.txn_id], db, table
 
     def begin_group(self, db_name: str, table_name: str, label: str, timeout_s: int, coordinator: str,
@@ -208,6 +227,7 @@ class TransactionManager:
         if holder is not None:
             other = self._txns[holder]
             if not wal_replay:
+                self.counters.reject += 1
                 raise AlreadyExists(label_exists_message(label, other.txn_id, other.status.value))
             if other.status is not TxnStatus.PREPARE:
                 return GroupBegin(None, db, table, [], existing=other)
@@ -231,6 +251,7 @@ class TransactionManager:
             member_labels=free,
         )
         self._journal.log("txn.begin", txn.to_dict())
+        self.counters.begin += 1
         return GroupBegin(self._txns[txn_id], db, table, conflicts)
 
     def add_members(self, txn_id: int, member_labels: list[str]) -> list[LabelConflict]:
@@ -305,6 +326,7 @@ class TransactionManager:
         running = self._running_num.get(db_id, 0)
         limit = self._config.max_running_txn_num_per_db
         if running >= limit:
+            self.counters.reject += 1
             raise FailedPrecondition(
                 f"current running txns on db {db_id} is {running}, larger than limit {limit} "
                 "(max_running_txn_num_per_db): retry once some of them finish"
@@ -354,6 +376,7 @@ class TransactionManager:
                 "transaction can be aborted"
             )
         self._journal.log("txn.abort", {"txn_id": txn_id, "time_ms": self._wall_ms(), "reason": reason})
+        self.counters.failed += 1
         log.info("txn %d (label %s) ABORTED: %s", txn_id, txn.label, reason)
         for fn in self.on_aborted:
             fn(txn)
@@ -367,6 +390,7 @@ class TransactionManager:
             "txn_id": txn_id, "time_ms": self._wall_ms(),
             "published": [list(p) for p in published], "lagging": [list(x) for x in lagging],
         })
+        self.counters.success += 1
         self._run_final_hooks()
 
     def abort_expired(self) -> list[int]:
