@@ -10,7 +10,9 @@ mapped after the rows of the pieces before it, so the counts, error samples (row
 are those of the body mapped whole; max_filter_ratio is checked on the whole body before the commit,
 and a body over it is aborted (the abort clears the pieces written). CSV is cut at its row
 delimiter; newline-delimited JSON at newlines, each line then mapped as one document; one JSON
-document, strip_outer_array and json_root bodies are mapped whole. Measured on bench.stream_load
+document, strip_outer_array and json_root bodies are mapped whole (be/load/body.py: the same rules for
+a body in memory, gRPC's, and one streamed over HTTP, which is read piece by piece as it arrives, so
+that a body of any size holds a few pieces in memory). Measured on bench.stream_load
 (200,000 CSV rows, 10 MB, RF=3, a shared 2-core machine): 4-17% more rows/s than the body in one
 piece, in paired runs. Pieces of 4 MiB: mapping costs +4% over the whole body, 2 MiB +14%, 1 MiB
 +29% (polars' fixed cost per call), and the writes hidden behind the mapping are about 100 ms.
@@ -19,6 +21,12 @@ An abort that no leader took (no FE answered, or none knew a leader: a failover 
 sent again in the background every ``abort_retry_s`` for up to ABORT_RETRY_FOR_S, until a leader
 answers; otherwise the txn would stay PREPARE, and its label taken ("Label Already Exists"), until
 the txn timeout (600 s for a stream load). The caller's answer does not wait for it.
+
+The answer says where the time went, as StarRocks' does: BeginTxnTimeMs (the FE's BeginTxn),
+StreamLoadPlanTimeMs (compiling the load for the table's columns, StarRocks' streamLoadPut),
+ReadDataTimeMs (waiting for the client's body), WriteDataTimeMs (the rest of the pieces' loop:
+parsing, mapping, routing, encoding and the replicas' writes not hidden behind them) and
+CommitAndPublishTimeMs (CommitTxn until VISIBLE).
 """
 
 from __future__ import annotations
@@ -27,21 +35,22 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
-from functools import partial
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 
 import grpc
-import orjson
 
 from be.agent.peers import PeerClients
+from be.load.body import PIECE_BYTES, Body, MemoryBody, Parse, memory_pieces
+from be.load.error_log import ErrorLogs
 from be.load.pipeline import LoadPipeline, prepare
 from be.load.router import Router, columns_of
 from be.load.writer import Chunk, TabletSink, TooManyVersions, rows_request
 from be.storage.rowsets import RowsetStore, StorageError
 from common.errors import FailedPrecondition, InvalidArgument, TabletsimError
 from common.gen.tabletsim.v1 import frontend_pb2, frontend_pb2_grpc, types_pb2
-from common.loadformat import BatchResult, LoadPlan, LoadSpec, LoadSpecError, compile_load
-from common.loadformat.rowplan import _unescape
+from common.loadformat import LoadPlan, LoadSpec, LoadSpecError, compile_load
+from common.streamload import DEFAULT_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +60,6 @@ ABORT_RETRY_FOR_S = 120.0  # a leader is elected within seconds; a BE cut off lo
 # no leader took the call: sent again later. Anything else is the leader's answer (done, or refused)
 _NOT_TAKEN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _EXISTING = re.compile(r"relate to txn \[(\d+)\], status \[(\w+)\]")
-PIECE_BYTES = 4 * 1024 * 1024
-"""A Stream Load body larger than this is loaded in pieces of about this size (module docstring)."""
-_NON_BLANK = re.compile(rb"\S")
-_ARRAY_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*\[")
 
 
 def spec_from_params(params: types_pb2.LoadParams) -> LoadSpec:
@@ -84,6 +89,9 @@ class LoadCoordinator:
         self._peers = peers
         self._abort_retry_s = abort_retry_s
         self.pending_aborts: dict[int, asyncio.Task] = {}  # txn id -> its abort, retried in the background
+        self.error_logs: ErrorLogs | None = None
+        """Where the filtered rows of this BE's loads are written (StarRocks' _load_error_log), set
+        when the BE serves them over HTTP (be/http/stream_load.py); None: no ErrorURL."""
         self._closed = False
 
     # ------------------------------------------------------------------ pieces
@@ -160,10 +168,17 @@ class LoadCoordinator:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------------ stream load
-    async def stream_load(self, req: types_pb2.StreamLoadRequest) -> types_pb2.StreamLoadResult:
+    async def stream_load(self, req: types_pb2.StreamLoadRequest, body: Body | None = None,
+                          result: types_pb2.StreamLoadResult | None = None) -> types_pb2.StreamLoadResult:
+        """Load ``body`` (default: ``req.data``) into one txn; fills and returns ``result`` (the
+        caller's, which keeps the txn id and the times so far when this raises). Callers go through
+        be/load/stream_load.py execute_stream_load, the one entry of both doors."""
         started = time.monotonic()
-        timeout_s = req.timeout_s if req.HasField("timeout_s") else 600
-        result = types_pb2.StreamLoadResult(label=req.label, coordinator=f"BE: {self._backend_id()}")
+        body = body if body is not None else MemoryBody(req.data)  # each read of the field copies the body
+        timeout_s = req.timeout_s if req.HasField("timeout_s") else DEFAULT_TIMEOUT_S
+        if result is None:
+            result = types_pb2.StreamLoadResult()
+        result.label, result.coordinator = req.label, f"BE: {self._backend_id()}"
         try:
             begun = await self.begin(req.db, req.table, req.label, timeout_s, "BACKEND_STREAMING")
         except grpc.aio.AioRpcError as exc:
@@ -173,32 +188,33 @@ class LoadCoordinator:
                 result.message = exc.details()
                 if m:
                     result.txn_id, result.existing_job_status = int(m.group(1)), m.group(2)
-                return result
+                return self._finish(result, started)
             raise
+        finally:
+            result.begin_txn_time_ms = ms_since(started)
         txn_id = begun.txn_id
         result.txn_id = txn_id
         begun_at = time.monotonic()
         try:
-            data = req.data  # each read of the field copies the body
             spec = spec_from_params(req.params)
             plan, router = self.compile(spec, begun.target)
+            planned = time.monotonic()
+            result.stream_load_plan_time_ms = ms_since(begun_at)
             pipeline = LoadPipeline(TabletSink(txn_id, router, self.send, quorum=begun.target.quorum), router,
                                     spec.max_error_samples)
             try:
-                if spec.format == "csv" or len(data) <= self._piece_bytes:
-                    pieces = self._pieces(plan, spec, data)
-                else:  # a JSON body is scanned for array lines first: off the loop
-                    pieces = await asyncio.to_thread(self._pieces, plan, spec, data)
-                failure = await self._load_pieces(pipeline, pieces)
+                failure = await self._load_pieces(pipeline, body.pieces(plan, spec, self._piece_bytes))
             finally:
                 await pipeline.close()
+                result.load_bytes = body.size
+                result.read_data_time_ms = int(body.read_ms)
+                result.write_data_time_ms = max(0, ms_since(planned) - int(body.read_ms))
             written = time.monotonic()
             c = pipeline.counts
             considered = c.total_rows - c.unselected_rows
             result.number_total_rows = c.total_rows
             result.number_filtered_rows = c.filtered_rows
             result.number_unselected_rows = c.unselected_rows
-            result.load_bytes = len(data)
             result.filtered_rows.extend(types_pb2.FilteredRow(row=e.row, reason=e.reason) for e in c.errors)
             max_ratio = req.params.max_filter_ratio if req.params.HasField("max_filter_ratio") else 0.0
             if considered and c.filtered_rows / considered > max_ratio:
@@ -221,13 +237,18 @@ class LoadCoordinator:
             if failure is not None:
                 raise failure
             outcome = pipeline.sink.close()
-            commit = await self.commit(txn_id, outcome.commit_infos, outcome.loaded_rows,
-                                       wait_visible_ms=int(timeout_s * 1000), timeout_s=timeout_s + 30)
-            log.info("stream load %s: txn %d loaded %d rows in %d pieces: begin %d ms, parse and encode %d ms, "
-                     "write %d ms (overlapping), all pieces written after %d ms, commit and publish %d ms",
-                     req.label, txn_id, outcome.loaded_rows, c.chunks, (begun_at - started) * 1000, c.prepare_ms,
-                     c.write_ms, (written - begun_at) * 1000, (time.monotonic() - written) * 1000)
-        except (TabletsimError, grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
+            try:
+                commit = await self.commit(txn_id, outcome.commit_infos, outcome.loaded_rows,
+                                           wait_visible_ms=int(timeout_s * 1000), timeout_s=timeout_s + 30)
+            finally:
+                result.commit_and_publish_time_ms = ms_since(written)
+            log.info("stream load %s: txn %d loaded %d rows of %d bytes in %d pieces (at most %d body bytes held): "
+                     "begin %d ms, plan %d ms, body read %d ms, parse and encode %d ms, write %d ms (overlapping), "
+                     "all pieces written after %d ms, commit and publish %d ms",
+                     req.label, txn_id, outcome.loaded_rows, body.size, c.chunks, body.high_water,
+                     result.begin_txn_time_ms, result.stream_load_plan_time_ms, result.read_data_time_ms,
+                     c.prepare_ms, c.write_ms, (written - begun_at) * 1000, result.commit_and_publish_time_ms)
+        except BaseException as exc:  # whatever ends the load (a bug included) frees its label and rows now
             await self.abort(txn_id, failure_reason(exc))
             raise
         result.number_loaded_rows = outcome.loaded_rows
@@ -239,43 +260,47 @@ class LoadCoordinator:
         return self._finish(result, started)
 
     @staticmethod
-    async def _load_pieces(pipeline: LoadPipeline, pieces: list[Callable[[int], BatchResult]]) -> TabletsimError | None:
+    async def _load_pieces(pipeline: LoadPipeline, pieces: AsyncGenerator[Parse, None]) -> TabletsimError | None:
         """Prepare each piece while the one before is written. A failed write stops the writing
         and is returned; the pieces after it are still prepared, so that the counts and
         max_filter_ratio (checked first) cover the whole body, as when it was one piece."""
         failure: TabletsimError | None = None
-        for i, parse in enumerate(pieces):
-            encoded = await pipeline.prepare(parse)
-            if failure is None:
-                try:
-                    await pipeline.write(encoded, wait=i == len(pieces) - 1)
-                except TabletsimError as exc:
-                    failure = exc
-            del encoded
+        async with aclosing(pieces):  # a failure stops the body's reading at once
+            async for parse in pieces:
+                encoded = await pipeline.prepare(parse)
+                del parse  # a streamed piece's bytes: only its encoded rows are kept while they are written
+                if failure is None:
+                    try:
+                        await pipeline.write(encoded)
+                    except TabletsimError as exc:
+                        failure = exc
+                del encoded
+        if failure is None:
+            try:
+                await pipeline.drain()
+            except TabletsimError as exc:
+                failure = exc
         return failure
 
-    def _pieces(self, plan: LoadPlan, spec: LoadSpec, data: bytes) -> list[Callable[[int], BatchResult]]:
-        """The body's pieces, each a ``parse(first_row)``: the whole body when it is small, or when it
-        cannot be cut so that the pieces map exactly as the whole body does. Each piece is sliced
-        in the worker thread that maps it (the body is not copied up front)."""
-        if len(data) <= self._piece_bytes:
-            return [partial(plan.parse, data)]
-        if spec.format == "csv":
-            delim = _unescape(spec.row_delimiter).encode("utf-8")
-            if not delim or any(delim[:k] == delim[-k:] for k in range(1, len(delim))):
-                return [partial(plan.parse, data)]  # a delimiter overlapping itself: only split() knows its rows
-            return [partial(_parse_slice, plan, data, a, b) for a, b in _cut(data, delim, self._piece_bytes)]
-        if spec.json_root or spec.strip_outer_array or not _ndjson(data):
-            return [partial(plan.parse, data)]
-        ranges = [(a, b) for a, b in _cut(data, b"\n", self._piece_bytes) if _NON_BLANK.search(data, a, b)]
-        if len(ranges) < 2:
-            return [partial(plan.parse, data)]
-        return [partial(_parse_lines, plan, data, a, b) for a, b in ranges]
+    def _pieces(self, plan: LoadPlan, spec: LoadSpec, data: bytes) -> list[Parse]:
+        """The pieces of a body in memory (be/load/body.py memory_pieces)."""
+        return memory_pieces(plan, spec, data, self._piece_bytes)
 
     @staticmethod
     def _finish(result: types_pb2.StreamLoadResult, started: float) -> types_pb2.StreamLoadResult:
-        result.load_time_ms = int((time.monotonic() - started) * 1000)
+        for name in ANSWER_TIMES:  # set, so that a gRPC answer shows them, 0 included
+            setattr(result, name, getattr(result, name))
+        result.load_time_ms = ms_since(started)
         return result
+
+
+ANSWER_TIMES = ("begin_txn_time_ms", "stream_load_plan_time_ms", "read_data_time_ms", "write_data_time_ms",
+          "commit_and_publish_time_ms")
+"""The times of a StreamLoadResult, always set (present) in an answer."""
+
+
+def ms_since(t0: float) -> int:
+    return int((time.monotonic() - t0) * 1000)
 
 
 def failure_reason(exc: BaseException, cancelled: str = "the load was cancelled (the caller went away)") -> str:
@@ -286,43 +311,3 @@ def failure_reason(exc: BaseException, cancelled: str = "the load was cancelled 
     if isinstance(exc, asyncio.CancelledError):
         return cancelled
     return str(exc)
-
-
-def _cut(data: bytes, delim: bytes, piece_bytes: int) -> list[tuple[int, int]]:
-    """``data`` as ranges of at least ``piece_bytes`` (the last: what is left), each ending just
-    after a ``delim`` (one that does not overlap itself, so that every occurrence is a row end)."""
-    ranges, start = [], 0
-    while len(data) - start > piece_bytes:
-        at = data.find(delim, start + piece_bytes)
-        if at < 0 or at + len(delim) >= len(data):
-            break
-        ranges.append((start, at + len(delim)))
-        start = at + len(delim)
-    ranges.append((start, len(data)))
-    return ranges
-
-
-def _ndjson(data: bytes) -> bool:
-    """Whether a JSON body maps line by line exactly as in one piece: it is not one JSON document
-    (its first non-blank line is a whole one, and more follows), and no line is an array (whose
-    filtered-row sample quotes the line, or the array re-serialized when every line is valid)."""
-    m = _NON_BLANK.search(data)
-    if m is None or data[m.start():m.start() + 1] == b"[":
-        return False
-    end = data.find(b"\n", m.start())
-    if end < 0:
-        return False
-    try:
-        orjson.loads(data[m.start():end])
-    except orjson.JSONDecodeError:
-        return False
-    return b"[" not in data or _ARRAY_LINE.search(data) is None
-
-
-def _parse_slice(plan: LoadPlan, data: bytes, start: int, end: int, first_row: int) -> BatchResult:
-    return plan.parse(data[start:end], first_row)
-
-
-def _parse_lines(plan: LoadPlan, data: bytes, start: int, end: int, first_row: int) -> BatchResult:
-    """Newline-delimited JSON: each non-blank line one document, as the whole body maps them."""
-    return plan.parse_messages([line for line in data[start:end].split(b"\n") if line.strip()], first_row)

@@ -21,7 +21,8 @@ Any failure of the shared write or commit aborts the txn and fails every member 
 is half-loaded, and the members' labels are free again.
 
 sync_mode answers each member once the group txn is VISIBLE (or "Publish Timeout" as a plain
-Stream Load does), txn id = the group's. async_mode answers each member once the group's rows
+Stream Load does), txn id = the group's, and the group's times (BeginTxnTimeMs: the group's begin,
+WriteDataTimeMs: parsing to the replicas' writes, CommitAndPublishTimeMs) are each member's. async_mode answers each member once the group's rows
 are in this BE's WAL (be/load/group_commit_wal.py, a synced RocksDB write) - after 3, so the
 labels are registered - and then writes and commits in the background.
 
@@ -60,7 +61,7 @@ from dataclasses import dataclass, field
 import grpc
 import pyarrow as pa
 
-from be.load.coordinator import LoadCoordinator, failure_reason, spec_from_params
+from be.load.coordinator import ANSWER_TIMES, LoadCoordinator, failure_reason, ms_since, spec_from_params
 from be.load.group_commit_wal import GroupCommitWal, WalEntry, WalMember
 from be.load.router import Router, columns_of
 from be.load.writer import Chunk, TooManyVersions, replicate
@@ -101,9 +102,12 @@ class _Member:
     def reply(self, status: str, message: str) -> None:
         if self.answer.done():  # the caller went away
             return
-        self.result.status, self.result.message = status, message
-        self.result.load_time_ms = int((time.monotonic() - self.started) * 1000)
-        self.answer.set_result(self.result)
+        r = self.result
+        r.status, r.message = status, message
+        r.load_time_ms = ms_since(self.started)
+        for name in ANSWER_TIMES:  # set, so that a gRPC answer shows them, 0 included
+            setattr(r, name, getattr(r, name))
+        self.answer.set_result(r)
 
     def fail(self, exc: BaseException) -> None:
         if not self.answer.done():
@@ -228,15 +232,19 @@ class GroupCommitter:
         members = group.members
         db, table = group.key[0], group.key[1]
         timeout_s = max(m.req.timeout_s if m.req.HasField("timeout_s") else DEFAULT_TIMEOUT_S for m in members)
+        began = time.monotonic()
         begun = await self._fe.BeginTxn(frontend_pb2.BeginTxnRequest(
             db=db, table=table, label=group.label, timeout_s=timeout_s,
             coordinator_backend_id=self._backend_id(), source_type="BACKEND_STREAMING"), timeout=FE_RPC_TIMEOUT_S)
         txn_id = begun.txn_id
-        for m in members:
-            m.result.txn_id = txn_id
+        begin_ms, writing = ms_since(began), time.monotonic()
+        for m in members:  # the group's times are each member's (StarRocks' answer fields)
+            m.result.txn_id, m.result.begin_txn_time_ms = txn_id, begin_ms
         entry: WalEntry | None = None
         try:
             router = await asyncio.to_thread(self._parse, members, begun.target)
+            for m in members:
+                m.result.write_data_time_ms = ms_since(writing)
             for m in members:  # the ones that fail alone
                 if m.error is not None:
                     m.fail(m.error)
@@ -255,7 +263,7 @@ class GroupCommitter:
                                  await asyncio.to_thread(_wal_members, joining))
                 await asyncio.to_thread(self._wal.put, entry)
                 for m in joining:
-                    m.result.number_loaded_rows = m.loaded
+                    m.result.number_loaded_rows, m.result.write_data_time_ms = m.loaded, ms_since(writing)
                     m.reply("Success", f"OK: group commit async_mode, the rows are in the WAL of backend "
                                        f"{self._backend_id()} and become visible once transaction {txn_id} "
                                        "(or the one replaying it) is VISIBLE")
@@ -264,8 +272,15 @@ class GroupCommitter:
             if entry is not None:
                 await asyncio.to_thread(self._wal.mark_commit_sent, entry.label)
                 entry.commit_sent = True
+            committing = time.monotonic()
+            if entry is None:
+                for m in joining:
+                    m.result.write_data_time_ms = ms_since(writing)
             commit = await self._coordinator.commit(txn_id, outcome.commit_infos, outcome.loaded_rows,
                                                     wait_visible_ms=timeout_s * 1000, timeout_s=timeout_s + 30)
+            if entry is None:
+                for m in joining:
+                    m.result.commit_and_publish_time_ms = ms_since(committing)
         except TooManyVersions as exc:
             await self._coordinator.abort(txn_id, str(exc))
             message = (f"{exc}; nothing was loaded: compaction lowers the version count, retry later or load "

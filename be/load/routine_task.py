@@ -6,7 +6,10 @@ end of every partition. With no data it reports NO_DATA and begins no transactio
 begins the txn (label ``<job>-<task>``) with the first chunk of messages, parses, maps and writes
 the batch in chunks of ``write_buffer_size`` bytes while it consumes (be/load/chunked_load.py),
 and commits with an attachment of the offsets it read and its row counts: the FE accepts it only
-if the task is still current and its start offsets equal the progress.
+if the task is still current and its start offsets equal the progress. A batch with filtered rows
+writes them to an error log of this BE (be/load/error_log.py), and the attachment's
+``error_log_url`` takes its URL to the FE, whose SHOW ROUTINE LOAD lists the last ones as
+ErrorLogUrls (a task that fails over max_filter_ratio names it in its failure message).
 """
 
 from __future__ import annotations
@@ -109,7 +112,11 @@ class RoutineLoadRunner:
         except TaskFailed as exc:
             if load.txn_id:
                 await self._coordinator.abort(load.txn_id, str(exc))
-            await self._report(req, load.txn_id, "FAILED", exc.kind, str(exc), {}, exc.samples)
+            message = str(exc)
+            if exc.samples:  # over max_filter_ratio: the rows and why, in an error log too
+                url = await self._error_log(load)
+                message += f"; error log: {url}" if url else ""
+            await self._report(req, load.txn_id, "FAILED", exc.kind, message, {}, exc.samples)
         except grpc.aio.AioRpcError as exc:
             if load.txn_id:
                 await self._coordinator.abort(load.txn_id, f"{exc.code().name}: {exc.details()}")
@@ -256,12 +263,25 @@ class RoutineLoadRunner:
             "eos": consumed.eos, "highwater": {str(p): h for p, h in consumed.highwater.items()},
             "error_samples": [{"row": e.row, "reason": e.reason} for e in counts.errors],
         }
+        if counts.filtered_rows:
+            url = await self._error_log(load)
+            if url:  # StarRocks' errorLogUrl of the task's commit attachment: SHOW ROUTINE LOAD's ErrorLogUrls
+                attachment["error_log_url"] = url
         log.info("routine load task %s of job %s: txn %d wrote %d rows in %d chunks (parse and encode %d ms, "
                  "write %d ms)", req.task_id, req.job_name, load.txn_id, outcome.loaded_rows, counts.chunks,
                  counts.prepare_ms, counts.write_ms)
         await self._coordinator.commit(load.txn_id, outcome.commit_infos, outcome.loaded_rows,
                                        attachment_json=orjson.dumps(attachment).decode())
         self._stats.routine_task_done(outcome.loaded_rows, consumed.received_bytes)
+
+    async def _error_log(self, load: ChunkedLoad) -> str | None:
+        """Write the batch's filtered rows to an error log of this BE (be/load/error_log.py); its URL,
+        or None when the BE serves no HTTP (or the disk refused)."""
+        logs = self._coordinator.error_logs
+        if logs is None:
+            return None
+        counts = load.counts
+        return await logs.write_async(counts.errors, counts.filtered_rows)
 
     async def _report(self, req: backend_pb2.RoutineLoadTask, txn_id: int, outcome: str, kind: str, message: str,
                       highwater: dict[int, int], samples: list[types_pb2.FilteredRow] | None = None) -> None:

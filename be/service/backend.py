@@ -9,6 +9,7 @@ from be.load.coordinator import LoadCoordinator
 from be.load.group_commit import GroupCommitter
 from be.load.routine_task import RoutineLoadRunner
 from be.load.stats import LoadStats
+from be.load.stream_load import execute_stream_load
 from be.service.clone_service import CloneServiceMixin
 from be.storage.compaction import CompactionManager
 from be.storage.rowsets import RowsetStore, StorageError
@@ -90,15 +91,9 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
 
     # ------------------------------------------------------------------ loads
     async def ExecuteStreamLoad(self, request, context):
-        if request.group_commit and request.group_commit != "off_mode":  # the FE resolved the mode
-            if self._group_commit is None:
-                raise FailedPrecondition(f"backend {self._backend_id()} does not run group commit")
-            result = await self._group_commit.load(request)
-        else:
-            result = await self._coordinator.stream_load(request)
-        if self._load_stats is not None:
-            self._load_stats.stream_load_done(result)
-        return result
+        # the gRPC door of be/load/stream_load.py; the HTTP one is be/http/stream_load.py
+        return await execute_stream_load(request, coordinator=self._coordinator, group_commit=self._group_commit,
+                                         stats=self._load_stats, backend_id=self._backend_id())
 
     async def SubmitRoutineLoadTask(self, request, context):
         if not request.task_id or not request.start_offsets:

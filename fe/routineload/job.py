@@ -8,6 +8,7 @@ StarRocks, where a restarted FE schedules new tasks from the stored progress.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,6 +16,8 @@ from fe.routineload.properties import JobProperties, KafkaSource
 from fe.routineload.state import AutoResumePolicy, JobState, JobStateMachine
 
 MAX_ERROR_SAMPLES = 50
+MAX_ERROR_LOG_URLS = 3
+"""SHOW ROUTINE LOAD's ErrorLogUrls lists the last 3 (StarRocks' EvictingQueue.create(3))."""
 
 
 @dataclass
@@ -113,6 +116,17 @@ class RoutineLoadJob:
         for p, end in ends.items():
             if end > self.highwater.get(p, -1):
                 self.highwater[p] = end
+
+    def error_log_urls(self, attachments: Iterable[dict[str, Any]]) -> list[str]:
+        """ErrorLogUrls: the error logs of this job's last tasks that filtered rows, oldest first.
+        ``attachments``: the commit attachments of committed txns, oldest first; a task's carries
+        the URL of the error log its BE wrote (be/load/routine_task.py), as StarRocks'
+        RLTaskTxnCommitAttachment carries errorLogUrl. They are read from the txns, which the
+        journal keeps until label_keep_max_second / label_keep_max_num clean them, so the URLs
+        survive an FE restart (StarRocks keeps them in memory only)."""
+        urls = [a["error_log_url"] for a in attachments
+                if a.get("job_id") == self.job_id and a.get("error_log_url")]
+        return urls[-MAX_ERROR_LOG_URLS:]
 
     def lag(self) -> dict[int, int]:
         return {p: max(self.highwater[p] - off, 0) for p, off in sorted(self.progress.items())

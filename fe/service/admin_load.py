@@ -1,21 +1,26 @@
-"""AdminService methods of loads and data: StreamLoad, ShowTransactions, Query, CheckConsistency."""
+"""AdminService methods of loads and data: StreamLoad, ShowTransactions, Query, CheckConsistency.
+
+StreamLoad is one of Stream Load's two doors on the FE; the other is HTTP (fe/http/stream_load.py,
+StarRocks' ``PUT /api/{db}/{table}/_stream_load``), which answers 307 to the BE that
+:meth:`LoadAdmin.stream_load_coordinators` picks, the same rule gRPC forwards by.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import logging
-import uuid
 
 import grpc
 
 from common.errors import InvalidArgument, NotFound, Unavailable
 from common.gen.tabletsim.v1 import admin_pb2, backend_pb2, types_pb2
+from common.streamload import check_request, new_label
 from common.timefmt import fmt_ms
 from fe.catalog.catalog import Catalog
 from fe.catalog.model import GroupCommitMode, Partition, Replica, ReplicaState, Table
 from fe.service.query import SCAN_TIMEOUT_S, run_query
-from fe.system.backends import BackendRegistry
+from fe.system.backends import Backend, BackendRegistry
 from fe.system.be_client import BackendClients
 from fe.system.dynconfig import DynamicConfig
 from fe.txn.manager import TransactionManager, label_exists_message
@@ -29,14 +34,6 @@ def _require(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(f"field '{field}' is required")
     return value
-
-
-def _check_load_params(params: types_pb2.LoadParams) -> None:
-    """Refuse what no BE could honour, before a BE is asked to load."""
-    if params.HasField("max_filter_ratio") and not 0.0 <= params.max_filter_ratio <= 1.0:  # NaN fails too
-        raise InvalidArgument(
-            f"invalid max_filter_ratio {params.max_filter_ratio:g}: must be a number between 0 and 1 "
-            "(the largest share of filtered rows the load tolerates)")
 
 
 def _group_commit_mode(requested: str, table: Table) -> GroupCommitMode:
@@ -66,15 +63,33 @@ class LoadAdmin:
     _rr = itertools.count()
 
     # ------------------------------------------------------------------ stream load
+    def stream_load_coordinators(self, table: Table, group_commit: str, *,
+                                 http: bool = False) -> tuple[GroupCommitMode, list[Backend]]:
+        """Which BEs may coordinate a Stream Load into ``table``, in the order to ask them (up to 3):
+        the one rule of both doors, gRPC StreamLoad (which forwards to the first that answers) and
+        HTTP (fe/http/stream_load.py redirects to the first). Alive, not decommissioned BEs
+        (``http``: serving HTTP), taken round robin (StarRocks' seqChooseBackendIds); a group
+        commit load goes to its table's BE, so that the table's loads meet in groups there.
+        ``group_commit`` is the load's request (Doris' header), empty: the table's property."""
+        mode = _group_commit_mode(group_commit, table)
+        alive = [b for b in self._backends.alive() if not b.decommissioned and (b.http_port or not http)]
+        if not alive:
+            raise Unavailable("no alive backend can coordinate the load; see ShowBackends" +
+                              (" (only backends serving HTTP can take an HTTP Stream Load)" if http else ""))
+        if mode is GroupCommitMode.OFF:
+            start = next(self._rr) % len(alive)
+        else:
+            alive.sort(key=lambda b: b.backend_id)
+            start = table.table_id % len(alive)
+        return mode, (alive[start:] + alive[:start])[:3]
+
     async def StreamLoad(self, request, context):
         db, table = self._catalog.table(_require(request.db, "db"), _require(request.table, "table"))
         req = request  # forwarded as received, completed in place: a copy costs ~10 ms per 10 MB of body
-        req.label = request.label or f"stream_load_{uuid.uuid4().hex}"
+        req.label = request.label or new_label()
         if not request.HasField("timeout_s"):
             req.timeout_s = self._dynconfig.stream_load_default_timeout_second
-        elif request.timeout_s <= 0:
-            raise InvalidArgument(f"invalid timeout_s {request.timeout_s}: must be a positive number of seconds")
-        _check_load_params(request.params)
+        check_request(req)  # the BE checks again with the same function (its HTTP door has no FE before it)
         used = self._txns.by_label(db.db_id, req.label)
         if used is not None and used.status is not TxnStatus.ABORTED:
             # answered here, as the BE's BeginTxn would: and a forward that fails later must not
@@ -83,19 +98,13 @@ class LoadAdmin:
                 txn_id=used.txn_id, label=req.label, status="Label Already Exists",
                 message=label_exists_message(req.label, used.txn_id, used.status.value),
                 existing_job_status=used.status.value)
-        mode = _group_commit_mode(request.group_commit, table)
-        alive = [b.backend_id for b in self._backends.alive() if not b.decommissioned]
-        if not alive:
-            raise Unavailable("no alive backend can coordinate the load; see ShowBackends")
+        mode, backends = self.stream_load_coordinators(table, request.group_commit)
         if mode is GroupCommitMode.OFF:
             req.group_commit = ""
-            start = next(self._rr) % len(alive)
-        else:  # one BE per table coordinates its group commits, so that the table's loads meet in groups
+        else:
             req.group_commit, req.group_commit_interval_ms = mode.value, table.group_commit_interval_ms
-            alive.sort()
-            start = table.table_id % len(alive)
         last_error = ""
-        for be_id in (alive[start:] + alive[:start])[:3]:
+        for be_id in (b.backend_id for b in backends):
             try:
                 return await self._clients.stub(be_id).ExecuteStreamLoad(req, timeout=req.timeout_s + 60)
             except grpc.aio.AioRpcError as exc:

@@ -296,6 +296,12 @@ class StreamLoadResult(_message.Message):
     EXISTING_JOB_STATUS_FIELD_NUMBER: _builtins.int
     COORDINATOR_FIELD_NUMBER: _builtins.int
     GROUP_COMMIT_FIELD_NUMBER: _builtins.int
+    BEGIN_TXN_TIME_MS_FIELD_NUMBER: _builtins.int
+    STREAM_LOAD_PLAN_TIME_MS_FIELD_NUMBER: _builtins.int
+    READ_DATA_TIME_MS_FIELD_NUMBER: _builtins.int
+    WRITE_DATA_TIME_MS_FIELD_NUMBER: _builtins.int
+    COMMIT_AND_PUBLISH_TIME_MS_FIELD_NUMBER: _builtins.int
+    ERROR_URL_FIELD_NUMBER: _builtins.int
     txn_id: _builtins.int
     label: _builtins.str
     status: _builtins.str
@@ -312,6 +318,23 @@ class StreamLoadResult(_message.Message):
     coordinator: _builtins.str
     group_commit: _builtins.str
     """sync_mode | async_mode when the load was group committed (txn_id"""
+    begin_txn_time_ms: _builtins.int
+    """is then the group's txn, shared with the other members); empty: off
+    Where the time went, as StarRocks' Stream Load answer splits it (milliseconds):
+    BeginTxn at the FE (BeginTxnTimeMs)
+    """
+    stream_load_plan_time_ms: _builtins.int
+    """compiling the load plan for the table (StreamLoadPlanTimeMs)"""
+    read_data_time_ms: _builtins.int
+    """waiting for the body from the client (ReadDataTimeMs)"""
+    write_data_time_ms: _builtins.int
+    """parsing, mapping and writing the replicas (WriteDataTimeMs)"""
+    commit_and_publish_time_ms: _builtins.int
+    """CommitTxn until VISIBLE (CommitAndPublishTimeMs)"""
+    error_url: _builtins.str
+    """http://<be host>:<be http port>/api/_load_error_log?file=error_log_... when rows were filtered and the
+    coordinator serves HTTP (StarRocks' ErrorURL): the filtered rows and why, one "Error: ... Row: ..." line each
+    """
     @_builtins.property
     def filtered_rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilteredRow]:
         """a sample, with the reason per row"""
@@ -333,11 +356,21 @@ class StreamLoadResult(_message.Message):
         existing_job_status: _builtins.str = ...,
         coordinator: _builtins.str = ...,
         group_commit: _builtins.str = ...,
+        begin_txn_time_ms: _builtins.int | None = ...,
+        stream_load_plan_time_ms: _builtins.int | None = ...,
+        read_data_time_ms: _builtins.int | None = ...,
+        write_data_time_ms: _builtins.int | None = ...,
+        commit_and_publish_time_ms: _builtins.int | None = ...,
+        error_url: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_load_bytes", b"_load_bytes", "_load_time_ms", b"_load_time_ms", "_number_filtered_rows", b"_number_filtered_rows", "_number_loaded_rows", b"_number_loaded_rows", "_number_total_rows", b"_number_total_rows", "_number_unselected_rows", b"_number_unselected_rows", "load_bytes", b"load_bytes", "load_time_ms", b"load_time_ms", "number_filtered_rows", b"number_filtered_rows", "number_loaded_rows", b"number_loaded_rows", "number_total_rows", b"number_total_rows", "number_unselected_rows", b"number_unselected_rows"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_begin_txn_time_ms", b"_begin_txn_time_ms", "_commit_and_publish_time_ms", b"_commit_and_publish_time_ms", "_load_bytes", b"_load_bytes", "_load_time_ms", b"_load_time_ms", "_number_filtered_rows", b"_number_filtered_rows", "_number_loaded_rows", b"_number_loaded_rows", "_number_total_rows", b"_number_total_rows", "_number_unselected_rows", b"_number_unselected_rows", "_read_data_time_ms", b"_read_data_time_ms", "_stream_load_plan_time_ms", b"_stream_load_plan_time_ms", "_write_data_time_ms", b"_write_data_time_ms", "begin_txn_time_ms", b"begin_txn_time_ms", "commit_and_publish_time_ms", b"commit_and_publish_time_ms", "load_bytes", b"load_bytes", "load_time_ms", b"load_time_ms", "number_filtered_rows", b"number_filtered_rows", "number_loaded_rows", b"number_loaded_rows", "number_total_rows", b"number_total_rows", "number_unselected_rows", b"number_unselected_rows", "read_data_time_ms", b"read_data_time_ms", "stream_load_plan_time_ms", b"stream_load_plan_time_ms", "write_data_time_ms", b"write_data_time_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_load_bytes", b"_load_bytes", "_load_time_ms", b"_load_time_ms", "_number_filtered_rows", b"_number_filtered_rows", "_number_loaded_rows", b"_number_loaded_rows", "_number_total_rows", b"_number_total_rows", "_number_unselected_rows", b"_number_unselected_rows", "coordinator", b"coordinator", "existing_job_status", b"existing_job_status", "filtered_rows", b"filtered_rows", "group_commit", b"group_commit", "label", b"label", "load_bytes", b"load_bytes", "load_time_ms", b"load_time_ms", "message", b"message", "number_filtered_rows", b"number_filtered_rows", "number_loaded_rows", b"number_loaded_rows", "number_total_rows", b"number_total_rows", "number_unselected_rows", b"number_unselected_rows", "status", b"status", "txn_id", b"txn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_begin_txn_time_ms", b"_begin_txn_time_ms", "_commit_and_publish_time_ms", b"_commit_and_publish_time_ms", "_load_bytes", b"_load_bytes", "_load_time_ms", b"_load_time_ms", "_number_filtered_rows", b"_number_filtered_rows", "_number_loaded_rows", b"_number_loaded_rows", "_number_total_rows", b"_number_total_rows", "_number_unselected_rows", b"_number_unselected_rows", "_read_data_time_ms", b"_read_data_time_ms", "_stream_load_plan_time_ms", b"_stream_load_plan_time_ms", "_write_data_time_ms", b"_write_data_time_ms", "begin_txn_time_ms", b"begin_txn_time_ms", "commit_and_publish_time_ms", b"commit_and_publish_time_ms", "coordinator", b"coordinator", "error_url", b"error_url", "existing_job_status", b"existing_job_status", "filtered_rows", b"filtered_rows", "group_commit", b"group_commit", "label", b"label", "load_bytes", b"load_bytes", "load_time_ms", b"load_time_ms", "message", b"message", "number_filtered_rows", b"number_filtered_rows", "number_loaded_rows", b"number_loaded_rows", "number_total_rows", b"number_total_rows", "number_unselected_rows", b"number_unselected_rows", "read_data_time_ms", b"read_data_time_ms", "status", b"status", "stream_load_plan_time_ms", b"stream_load_plan_time_ms", "txn_id", b"txn_id", "write_data_time_ms", b"write_data_time_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__begin_txn_time_ms: _TypeAlias = _typing.Literal["begin_txn_time_ms"]  # noqa: Y015
+    _WhichOneofArgType__begin_txn_time_ms: _TypeAlias = _typing.Literal["_begin_txn_time_ms", b"_begin_txn_time_ms"]  # noqa: Y015
+    _WhichOneofReturnType__commit_and_publish_time_ms: _TypeAlias = _typing.Literal["commit_and_publish_time_ms"]  # noqa: Y015
+    _WhichOneofArgType__commit_and_publish_time_ms: _TypeAlias = _typing.Literal["_commit_and_publish_time_ms", b"_commit_and_publish_time_ms"]  # noqa: Y015
     _WhichOneofReturnType__load_bytes: _TypeAlias = _typing.Literal["load_bytes"]  # noqa: Y015
     _WhichOneofArgType__load_bytes: _TypeAlias = _typing.Literal["_load_bytes", b"_load_bytes"]  # noqa: Y015
     _WhichOneofReturnType__load_time_ms: _TypeAlias = _typing.Literal["load_time_ms"]  # noqa: Y015
@@ -350,6 +383,16 @@ class StreamLoadResult(_message.Message):
     _WhichOneofArgType__number_total_rows: _TypeAlias = _typing.Literal["_number_total_rows", b"_number_total_rows"]  # noqa: Y015
     _WhichOneofReturnType__number_unselected_rows: _TypeAlias = _typing.Literal["number_unselected_rows"]  # noqa: Y015
     _WhichOneofArgType__number_unselected_rows: _TypeAlias = _typing.Literal["_number_unselected_rows", b"_number_unselected_rows"]  # noqa: Y015
+    _WhichOneofReturnType__read_data_time_ms: _TypeAlias = _typing.Literal["read_data_time_ms"]  # noqa: Y015
+    _WhichOneofArgType__read_data_time_ms: _TypeAlias = _typing.Literal["_read_data_time_ms", b"_read_data_time_ms"]  # noqa: Y015
+    _WhichOneofReturnType__stream_load_plan_time_ms: _TypeAlias = _typing.Literal["stream_load_plan_time_ms"]  # noqa: Y015
+    _WhichOneofArgType__stream_load_plan_time_ms: _TypeAlias = _typing.Literal["_stream_load_plan_time_ms", b"_stream_load_plan_time_ms"]  # noqa: Y015
+    _WhichOneofReturnType__write_data_time_ms: _TypeAlias = _typing.Literal["write_data_time_ms"]  # noqa: Y015
+    _WhichOneofArgType__write_data_time_ms: _TypeAlias = _typing.Literal["_write_data_time_ms", b"_write_data_time_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__begin_txn_time_ms) -> _WhichOneofReturnType__begin_txn_time_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__commit_and_publish_time_ms) -> _WhichOneofReturnType__commit_and_publish_time_ms | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__load_bytes) -> _WhichOneofReturnType__load_bytes | None: ...
     @_typing.overload
@@ -362,6 +405,12 @@ class StreamLoadResult(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__number_total_rows) -> _WhichOneofReturnType__number_total_rows | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__number_unselected_rows) -> _WhichOneofReturnType__number_unselected_rows | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__read_data_time_ms) -> _WhichOneofReturnType__read_data_time_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stream_load_plan_time_ms) -> _WhichOneofReturnType__stream_load_plan_time_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__write_data_time_ms) -> _WhichOneofReturnType__write_data_time_ms | None: ...
 
 Global___StreamLoadResult: _TypeAlias = StreamLoadResult  # noqa: Y015
 
