@@ -75,8 +75,13 @@ class Publisher:
         """Committed txns that can publish now, in the order they must: :meth:`ready`'s txns, then
         each txn whose versions follow those of the txns before it on every partition it touches.
 
-        Looks at the committed txns only, as :meth:`ready` does; at most ``limit`` txns."""
+        Looks at the committed txns only, as :meth:`ready` does; at most ``limit`` txns. A txn that
+        loaded nothing (every row filtered or unselected) touches no partition: it has no version
+        to wait for and leads the chain, as StarRocks finishes a txn with no tablets at once."""
         committed = self._txns.with_status(TxnStatus.COMMITTED)
+        empty = [txn for txn in committed if not txn.partition_versions][:limit]
+        if empty:
+            return empty
         queues: dict[int, list[tuple[int, int]]] = {}  # partition -> [(version, txn_id)], ascending
         by_id = {txn.txn_id: txn for txn in committed}
         for txn in committed:

@@ -121,6 +121,21 @@ def test_a_used_label_answers_label_already_exists_and_loads_nothing(cluster, tm
     assert count(admin, "labels") == 1
 
 
+def test_a_load_whose_rows_the_where_drops_is_visible_at_once(cluster, tmp_path):
+    """Every row unselected by WHERE: nothing to write, a txn with no tablet, VISIBLE at once (it
+    answered Publish Timeout after its whole timeout before)."""
+    admin = Admin(cluster.fe_address)
+    create_table(admin, "none_selected")
+    data = write(tmp_path / "data.csv", "1,2024-01-05,a\n2,2024-01-06,b\n")
+    code, answer, _ = stream_load(cluster, "none_selected", data, {"label": "none", "where": "id > 10",
+                                                                   "timeout": "20"}, timeout_s=60)
+    assert code == 200 and answer["Status"] == "Success", answer
+    assert (answer["NumberTotalRows"], answer["NumberUnselectedRows"], answer["NumberLoadedRows"]) == (2, 2, 0)
+    assert answer["LoadTimeMs"] < 10_000, answer
+    assert txn(admin, "none")["transaction_status"] == "VISIBLE"
+    assert count(admin, "none_selected") == 0
+
+
 def test_filtered_rows_are_in_the_error_log_its_error_url_serves(cluster, tmp_path):
     admin = Admin(cluster.fe_address)
     create_table(admin, "errors")

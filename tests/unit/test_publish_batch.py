@@ -95,3 +95,18 @@ async def test_a_round_is_bounded_and_takes_committed_txns_only(tmp_path):
     assert publisher.ready_chain() == loads  # the PREPARE txn has no version yet: not in the chain
     assert nxt.status is TxnStatus.PREPARE
     journal.close()
+
+
+async def test_a_txn_that_loaded_nothing_becomes_visible(tmp_path):
+    """A load whose rows were all filtered out (by WHERE, say) commits no tablet and touches no
+    partition: it has no version to wait for, and publishes at once (it waited out its whole
+    timeout and answered Publish Timeout before)."""
+    journal, catalog, txns, (table,), loads = await _committed(tmp_path, loads=1)
+    empty, _, _ = txns.begin("d", table.name, "nothing", 60, "BE: 1", STREAM)
+    txns.commit(empty.txn_id, {}, {}, 0)
+    assert not empty.partition_versions
+    publisher = Publisher(txns, catalog, catalog._backends, BatchClients())
+    assert empty in publisher.ready_chain()
+    assert await publisher.run_once() == 2
+    assert empty.status is TxnStatus.VISIBLE and loads[0].status is TxnStatus.VISIBLE
+    journal.close()
