@@ -8,7 +8,6 @@ StarRocks, where a restarted FE schedules new tasks from the stored progress.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -89,6 +88,9 @@ class RoutineLoadJob:
     partitions: list[int] = field(default_factory=list)
     stat: Statistic = field(default_factory=Statistic)
     error_samples: list[dict[str, str]] = field(default_factory=list)
+    # ErrorLogUrls: the error logs of the last tasks that filtered rows (a task's BE writes its own
+    # and serves it at /api/_load_error_log, be/load/error_log.py), oldest first
+    error_log_urls: list[str] = field(default_factory=list)
     # error-row window: rows and error rows since the window opened (10 x max_batch_rows)
     window_rows: int = 0
     window_error_rows: int = 0
@@ -117,17 +119,6 @@ class RoutineLoadJob:
             if end > self.highwater.get(p, -1):
                 self.highwater[p] = end
 
-    def error_log_urls(self, attachments: Iterable[dict[str, Any]]) -> list[str]:
-        """ErrorLogUrls: the error logs of this job's last tasks that filtered rows, oldest first.
-        ``attachments``: the commit attachments of committed txns, oldest first; a task's carries
-        the URL of the error log its BE wrote (be/load/routine_task.py), as StarRocks'
-        RLTaskTxnCommitAttachment carries errorLogUrl. They are read from the txns, which the
-        journal keeps until label_keep_max_second / label_keep_max_num clean them, so the URLs
-        survive an FE restart (StarRocks keeps them in memory only)."""
-        urls = [a["error_log_url"] for a in attachments
-                if a.get("job_id") == self.job_id and a.get("error_log_url")]
-        return urls[-MAX_ERROR_LOG_URLS:]
-
     def lag(self) -> dict[int, int]:
         return {p: max(self.highwater[p] - off, 0) for p, off in sorted(self.progress.items())
                 if p in self.highwater}
@@ -139,7 +130,7 @@ class RoutineLoadJob:
             "where": self.where, "props": self.props.to_dict(), "source": self.source.to_dict(),
             "sm": self.sm.to_dict(), "create_time_ms": self.create_time_ms,
             "progress": [[p, o] for p, o in self.progress.items()], "partitions": self.partitions,
-            "stat": asdict(self.stat), "error_samples": self.error_samples,
+            "stat": asdict(self.stat), "error_samples": self.error_samples, "error_log_urls": self.error_log_urls,
             "window_rows": self.window_rows, "window_error_rows": self.window_error_rows,
             "other_msg": self.other_msg,
         }
@@ -153,6 +144,7 @@ class RoutineLoadJob:
             sm=JobStateMachine.from_dict(d["sm"]), create_time_ms=d["create_time_ms"],
             progress={int(p): int(o) for p, o in d.get("progress", [])}, partitions=list(d.get("partitions", [])),
             stat=Statistic(**d.get("stat", {})), error_samples=list(d.get("error_samples", [])),
+            error_log_urls=list(d.get("error_log_urls", [])),
             window_rows=d.get("window_rows", 0), window_error_rows=d.get("window_error_rows", 0),
             other_msg=d.get("other_msg", ""),
         )

@@ -20,7 +20,7 @@ from fe.catalog.catalog import Catalog
 from fe.catalog.model import Database, Table
 from fe.persist.ids import IdAllocator
 from fe.persist.journal import Journal
-from fe.routineload.job import MAX_ERROR_SAMPLES, RoutineLoadJob, RoutineLoadTask
+from fe.routineload.job import MAX_ERROR_LOG_URLS, MAX_ERROR_SAMPLES, RoutineLoadJob, RoutineLoadTask
 from fe.routineload.properties import (
     JobProperties,
     KafkaSource,
@@ -357,12 +357,14 @@ class RoutineLoadManager:
             job.error_pause = (
                 f"current error rows {job.window_error_rows} is more than max_error_number {max_errors} "
                 f"within the window of {10 * job.props.max_batch_rows} rows (10 x max_batch_rows); "
-                "see error_samples")
+                "see ErrorLogUrls and error_samples")
         if job.error_pause or job.window_rows >= 10 * job.props.max_batch_rows:
             job.window_rows = job.window_error_rows = 0  # the window starts again
         samples = att.get("error_samples", [])
         if samples:
             job.error_samples = (job.error_samples + samples)[-MAX_ERROR_SAMPLES:]
+        if att.get("error_log_url"):  # StarRocks' RLTaskTxnCommitAttachment.errorLogUrl
+            job.error_log_urls = [*job.error_log_urls, att["error_log_url"]][-MAX_ERROR_LOG_URLS:]
 
     def _txn_final(self, txn: TransactionState) -> None:
         """Live only: renew the task of a finished txn; pause on too many error rows."""

@@ -17,7 +17,6 @@ from fe.routineload.properties import (
 )
 from fe.routineload.state import JobState
 from fe.txn.manager import TransactionManager
-from fe.txn.state import SourceType
 
 
 def _require(value: str, field: str) -> str:
@@ -30,9 +29,8 @@ def _compact(obj) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-def job_row(job: RoutineLoadJob, error_log_urls: list[str] | None = None) -> admin_pb2.RoutineLoadRow:
-    """SHOW ROUTINE LOAD's row of ``job``; ``error_log_urls``: its ErrorLogUrls (see
-    :meth:`RoutineLoadJob.error_log_urls`)."""
+def job_row(job: RoutineLoadJob) -> admin_pb2.RoutineLoadRow:
+    """SHOW ROUTINE LOAD's row of ``job``."""
     running = len(job.tasks) if job.state is JobState.RUNNING else 0
     return admin_pb2.RoutineLoadRow(
         id=job.job_id, name=job.name, create_time=fmt_ms(job.create_time_ms),
@@ -48,10 +46,10 @@ def job_row(job: RoutineLoadJob, error_log_urls: list[str] | None = None) -> adm
         progress=_compact({str(p): str(o) for p, o in sorted(job.progress.items())}),
         reason_of_state_changed=job.sm.reason if job.state in (JobState.PAUSED, JobState.CANCELLED,
                                                                 JobState.STOPPED) else "",
-        error_log_urls=", ".join(error_log_urls) if error_log_urls else (
-            f"{len(job.error_samples)} error rows sampled: see error_samples" if job.error_samples else ""),
+        error_log_urls=", ".join(job.error_log_urls),
         other_msg=job.other_msg,
-        lag=_compact({str(p): lag for p, lag in job.lag().items()}),
+        # a STOPPED or CANCELLED job reads Kafka no more: no lag (StarRocks #17104); PAUSED keeps it
+        lag=_compact({} if job.state.is_final else {str(p): lag for p, lag in job.lag().items()}),
         error_samples=[types_pb2.FilteredRow(row=e["row"], reason=e["reason"]) for e in job.error_samples],
     )
 
@@ -93,13 +91,7 @@ class RoutineLoadAdmin:
             db_id = self._catalog.db(db).db_id
             jobs = [j for j in self._routine.jobs() if j.db_id == db_id
                     and (request.include_stopped or not j.state.is_final)]
-        return admin_pb2.ShowRoutineLoadResponse(jobs=[job_row(j, self._error_log_urls(j)) for j in jobs])
-
-    def _error_log_urls(self, job: RoutineLoadJob) -> list[str]:
-        """The error logs of the job's last committed tasks that filtered rows (StarRocks' ErrorLogUrls:
-        each BE serves its own at /api/_load_error_log, be/load/error_log.py)."""
-        return job.error_log_urls(t.attachment for t in self._txns.of_db(job.db_id)
-                                  if t.attachment and t.source_type is SourceType.ROUTINE_LOAD_TASK)
+        return admin_pb2.ShowRoutineLoadResponse(jobs=[job_row(j) for j in jobs])
 
     async def ShowRoutineLoadTask(self, request, context):
         job = self._routine.job(_require(request.db, "db"), _require(request.name, "name"))
