@@ -146,6 +146,7 @@ class BackendServicer(CloneServiceMixin, backend_pb2_grpc.BackendServiceServicer
                 meta = self._tablets.get(t.tablet_id)
                 if meta is None:
                     raise StorageError(f"tablet {t.tablet_id} does not exist on this backend")
+                read.tablet(meta.schema_json)
                 for payload in self._rowsets.chunks(t.tablet_id, t.version):
                     read.add(payload, meta.schema_json)
             return read.finish()

@@ -262,6 +262,11 @@ class TabletScan:
             self._plan = self._plan or plan
         return compiled
 
+    def tablet(self, schema_json: str) -> None:
+        """A tablet of ``schema_json`` is read, whether or not it has a segment: an aggregate read
+        of tablets without rowsets (a table just created) still answers aggregates (count 0)."""
+        self._compile(schema_json)
+
     @property
     def _rows_full(self) -> bool:
         return self._row_count >= self._limit

@@ -167,3 +167,18 @@ def test_an_operator_checks_a_load_with_grpcurl_and_gets_clear_errors(cluster, a
     for req, message in cases:
         err = admin.error("Query", {"db": "d", "table": "q", **req})
         assert err.code == "InvalidArgument" and message in err.message, (req, err)
+
+
+def test_aggregates_over_an_empty_table(cluster):
+    """count(*) right after CREATE TABLE: every BE has tablets without a rowset, and must still
+    answer partial aggregates (it answered rows, which the FE refused as an 'older version')."""
+    admin = Admin(cluster.fe_address)
+    admin.call("CreateDatabase", db="e")
+    admin.call("CreateTable", db="e", table="empty", columns=COLUMNS, duplicate_key=["id"], distributed_by=["id"],
+               buckets=3, properties={"replication_num": "3"})
+    res = admin.call("Query", {"db": "e", "table": "empty", "aggregates": [{"func": "count", "column": "*"},
+                                                                            {"func": "sum", "column": "qty"}]})
+    assert res["column_names"] == ["count(*)", "sum(qty)"] and values(res) == [["0", "NULL"]], res
+    grouped = admin.call("Query", {"db": "e", "table": "empty", "aggregates": [{"func": "count", "column": "*"}],
+                                   "group_by": "event"})
+    assert values(grouped) == [], grouped
