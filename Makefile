@@ -14,9 +14,11 @@ BROKER_PORT ?= 9092
 # HTTP: the FE's web console, /metrics and Stream Load (StarRocks' http_port); BE i on BE_HTTP_PORT + i
 HTTP_PORT ?= 8030
 BE_HTTP_PORT ?= 8040
+# SQL: the FE's MySQL-protocol port (StarRocks' query_port); FE i on QUERY_PORT + i
+QUERY_PORT ?= 9030
 CLUSTER := $(PY) -m deploy.cluster --run-dir $(RUN_DIR)
 
-.PHONY: etcd browser venv proto test unit integration lint demo bench bench-failover soak many-loads batch-memory cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
+.PHONY: etcd browser mysql-client sql venv proto test unit integration lint demo bench bench-failover soak many-loads batch-memory cluster status stop kill-be start-be kill-fe start-fe logs clean chaos
 
 venv: $(STAMP)
 
@@ -33,6 +35,13 @@ browser:
 	@test -x $(CHROMIUM) || { echo "installing chromium with apt-get (the web console's browser test)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) > /tmp/tabletsim-chromium-install.log 2>&1 \
 		|| { cat /tmp/tabletsim-chromium-install.log; echo "could not install chromium: the web console's browser test needs $(CHROMIUM)"; exit 1; }; }
+
+# Debian's mariadb client (the `mysql` command) for the SQL door: make sql, and the mysql client run of
+# tests/integration/test_sql_server.py
+mysql-client:
+	@command -v mysql >/dev/null 2>&1 || { echo "installing mariadb-client with apt-get (the mysql client: make sql, the SQL tests)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-client) > /tmp/tabletsim-mysql-install.log 2>&1 \
+		|| { cat /tmp/tabletsim-mysql-install.log; echo "could not install mariadb-client: make sql and the SQL door's client test need mysql"; exit 1; }; }
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,7 +65,7 @@ proto: $(STAMP)
 
 demo: $(STAMP) $(if $(filter-out 1,$(FES)),etcd)
 	@$(PY) -m deploy.demo --run-dir $(RUN_DIR) --fes $(FES) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT) \
-		--http-port $(HTTP_PORT) --be-http-port $(BE_HTTP_PORT)
+		--http-port $(HTTP_PORT) --be-http-port $(BE_HTTP_PORT) --query-port $(QUERY_PORT)
 
 # Seeded faults under load and a checker (deploy/chaos.py); its own cluster on free ports in a temp dir.
 SEED ?= 1
@@ -101,13 +110,13 @@ many-loads: $(STAMP)
 batch-memory: $(STAMP)
 	$(PY) -m bench.batch_memory
 
-test: $(STAMP) etcd browser
+test: $(STAMP) etcd browser mysql-client
 	$(PY) -m pytest -q -p no:cacheprovider
 
 unit: $(STAMP) etcd
 	$(PY) -m pytest -q tests/unit
 
-integration: $(STAMP) etcd browser
+integration: $(STAMP) etcd browser mysql-client
 	$(PY) -m pytest -q tests/integration
 
 lint: $(STAMP)
@@ -121,12 +130,16 @@ BE_CONFIG ?=
 DEBUG_POINTS ?=
 cluster: $(STAMP) $(if $(filter-out 1,$(FES)),etcd)
 	@$(CLUSTER) start --bes $(BES) --fes $(FES) --fe-port $(FE_PORT) --be-port $(BE_PORT) --broker-port $(BROKER_PORT) \
-		--http-port $(HTTP_PORT) --be-http-port $(BE_HTTP_PORT) \
+		--http-port $(HTTP_PORT) --be-http-port $(BE_HTTP_PORT) --query-port $(QUERY_PORT) \
 		$(foreach c,$(FE_CONFIG),--config $(c)) $(foreach c,$(BE_CONFIG),--be-config $(c)) \
 		$(if $(filter-out 0 false no,$(DEBUG_POINTS)),--debug-points)
 
 status: $(STAMP)
 	@$(CLUSTER) status
+
+# the mysql client on the running cluster's FE (the leader with FES > 1), root with the admin token if any
+sql: $(STAMP) mysql-client
+	@cmd="$$($(CLUSTER) mysql-command)" && exec $$cmd
 
 stop: $(STAMP)
 	@$(CLUSTER) stop

@@ -30,8 +30,12 @@ class FeConfig:
     http_port: int = 0
     """HTTP port: /metrics, /api/health, /api/bootstrap, Stream Load, the web console (StarRocks:
     http_port 8030); 0 when the FE serves no HTTP."""
+    query_port: int = 0
+    """MySQL-protocol port: StarRocks statements from any MySQL client (StarRocks: query_port
+    9030); 0 when the FE serves no SQL."""
     admin_token: str | None = None
-    """When set, AdminService calls need 'authorization: Bearer <token>'."""
+    """When set, AdminService calls need 'authorization: Bearer <token>'; it is also root's
+    password on the query port."""
     heartbeat_interval_ms: int = 1000
     """Told to BEs at registration: how often they heartbeat."""
     liveness_check_interval_ms: int = 500

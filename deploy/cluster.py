@@ -66,6 +66,10 @@ class ClusterSpec:
     """HTTP port of the first BE (StarRocks' webserver_port 8040; BE i: + i); 0: free ports chosen at start."""
     fe_http_ports: list[int] = field(default_factory=list)
     be_http_ports: list[int] = field(default_factory=list)
+    fe_query_port: int = 0
+    """MySQL-protocol port of the first FE (StarRocks' query_port 9030; FE i: + i); 0: free ports
+    chosen at start."""
+    fe_query_ports: list[int] = field(default_factory=list)
 
     def be_port_of(self, i: int) -> int:
         return self.be_ports[i] if i < len(self.be_ports) else self.be_port + i
@@ -79,9 +83,13 @@ class ClusterSpec:
     def be_http_port_of(self, i: int) -> int:
         return self.be_http_ports[i] if i < len(self.be_http_ports) else self.be_http_port + i
 
+    def fe_query_port_of(self, i: int) -> int:
+        return self.fe_query_ports[i] if i < len(self.fe_query_ports) else self.fe_query_port + i
+
     def choose_http_ports(self) -> None:
-        """Fix every node's HTTP port: fe_http_port + i / be_http_port + i, or free loopback
-        ports when those are 0 (tests, benchmarks, chaos)."""
+        """Fix every node's HTTP port (fe_http_port + i / be_http_port + i) and every FE's query
+        port (fe_query_port + i), or free loopback ports when those are 0 (tests, benchmarks,
+        chaos)."""
         if len(self.fe_http_ports) < self.fes:
             self.fe_http_ports = ([self.fe_http_port + i for i in range(self.fes)] if self.fe_http_port
                                   else free_ports(self.fes))
@@ -90,6 +98,9 @@ class ClusterSpec:
             more = self.bes - len(known)
             self.be_http_ports = known + ([self.be_http_port + i for i in range(len(known), self.bes)]
                                           if self.be_http_port else free_ports(more))
+        if len(self.fe_query_ports) < self.fes:
+            self.fe_query_ports = ([self.fe_query_port + i for i in range(self.fes)] if self.fe_query_port
+                                   else free_ports(self.fes))
 
     @property
     def ha(self) -> bool:
@@ -172,6 +183,21 @@ class LocalCluster:
     def be_http_url(self, i: int) -> str:
         return f"http://{HOST}:{self.spec.be_http_port_of(i)}"
 
+    def fe_query_address(self, node: str | None = None) -> tuple[str, int]:
+        """(host, port) of an FE's MySQL-protocol server (default: the only FE, or the leader;
+        any FE answers SQL, followers forward writes)."""
+        if node is None:
+            leader = self.leader()
+            node = leader[0] if leader else self.spec.fe_names()[0]
+        return HOST, self.spec.fe_query_port_of(0 if node == "fe" else int(node[2:]))
+
+    def mysql_command(self, node: str | None = None) -> str:
+        """The line that opens Debian's mysql client on an FE (with the admin token as root's
+        password when the cluster has one)."""
+        host, port = self.fe_query_address(node)
+        token = self.spec.admin_token
+        return f"mysql -h{host} -P{port} -uroot" + (f" -p{token}" if token else "")
+
     @property
     def broker_address(self) -> str:
         return f"{HOST}:{self.spec.broker_port}"
@@ -237,9 +263,9 @@ class LocalCluster:
                                 f"tabletsim-{spec.cluster_token[:8]}")
         if node == "fe" or node.startswith("fe"):
             port = spec.fe_port if node == "fe" else spec.fe_port_of(int(node[2:]))
-            http = spec.fe_http_port_of(0 if node == "fe" else int(node[2:]))
+            i = 0 if node == "fe" else int(node[2:])
             cmd = [sys.executable, "-m", "fe.main", "--meta-dir", data, "--rpc-port", str(port),
-                   "--http-port", str(http)]
+                   "--http-port", str(spec.fe_http_port_of(i)), "--query-port", str(spec.fe_query_port_of(i))]
             if spec.ha:
                 cmd += ["--journal", "etcd", "--etcd-endpoints", ",".join(spec.etcd_endpoints()),
                         "--fe-name", node, "--cluster-id", CLUSTER_ID]
@@ -331,6 +357,8 @@ class LocalCluster:
                 spec.etcd_client_ports, spec.etcd_peer_ports = old.etcd_client_ports, old.etcd_peer_ports
             if not spec.fe_http_ports and not spec.be_http_ports:
                 spec.fe_http_ports, spec.be_http_ports = old.fe_http_ports, old.be_http_ports
+            if not spec.fe_query_ports:
+                spec.fe_query_ports = old.fe_query_ports
         if not spec.cluster_token:
             spec.cluster_token = secrets.token_hex(16)
         if spec.ha and not spec.etcd_client_ports:
@@ -409,7 +437,8 @@ def _print_status(cluster: LocalCluster) -> int:
         elif node.startswith("etcd"):
             endpoint = f"etcd {spec.etcd_endpoints()[int(node[4:])]}"
         elif node.startswith("fe"):
-            endpoint = f"grpc {cluster.fe_address_of(node)}  {cluster.fe_http_url(node)}"
+            endpoint = (f"grpc {cluster.fe_address_of(node)}  {cluster.fe_http_url(node)}  "
+                        f"mysql :{cluster.fe_query_address(node)[1]}")
             if spec.ha and pid:
                 endpoint += "  LEADER" if leader and leader[0] == node else "  FOLLOWER"
         else:
@@ -426,7 +455,8 @@ def _print_status(cluster: LocalCluster) -> int:
         print(f"\n{'BackendId':>10} {'Host':15} {'BePort':>6} {'Alive':5} {'TabletNum':>9}  ErrMsg")
         for b in rows:
             print(f"{b.backend_id:>10} {b.host:15} {b.be_port:>6} {str(b.alive).lower():5} {b.tablet_num:>9}  {b.err_msg}")
-    print(f"\nrun dir {cluster.run_dir}; cluster token in {cluster._spec_path}")
+    print(f"\nSQL: {cluster.mysql_command()}")
+    print(f"run dir {cluster.run_dir}; cluster token in {cluster._spec_path}")
     del spec
     return 0
 
@@ -443,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--http-port", type=int, default=8030, help="FE HTTP port (StarRocks' http_port); FE i: + i")
     s.add_argument("--be-http-port", type=int, default=8040,
                    help="first BE HTTP port (StarRocks' webserver_port); BE i: + i")
+    s.add_argument("--query-port", type=int, default=9030,
+                   help="FE MySQL-protocol port (StarRocks' query_port); FE i: + i")
     s.add_argument("--admin-token", default=os.environ.get(ADMIN_TOKEN_ENV, ""))
     s.add_argument("--no-broker", action="store_true", help="use an external Kafka instead")
     s.add_argument("--config", action="append", default=[], metavar="NAME=VALUE", help="FE dynamic config")
@@ -453,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--debug-points", action="store_true",
                    help="start the FE and BEs with --enable-debug-points (DebugService, cluster token required)")
     sub.add_parser("status")
+    sub.add_parser("mysql-command", help="print the mysql client line for this cluster's FE (make sql)")
     sub.add_parser("stop")
     for name in ("kill-be", "start-be", "stop-be"):
         sp = sub.add_parser(name)
@@ -473,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
                            broker_port=args.broker_port, admin_token=args.admin_token,
                            with_broker=not args.no_broker, fe_config=fe_config, be_config=be_config,
                            debug_points=args.debug_points, fes=args.fes, fe_http_port=args.http_port,
-                           be_http_port=args.be_http_port)
+                           be_http_port=args.be_http_port, fe_query_port=args.query_port)
         if args.fes < 1 or args.fes % 2 == 0:
             print(f"error: --fes {args.fes}: give an odd number of FEs (1, 3, 5, ...): etcd needs a majority",
                   file=sys.stderr)
@@ -498,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(spec.bes):
             print(f"  BE {i}          {cluster.be_address(i)}   {cluster.be_http_url(i)}")
         print(f"  web console   {cluster.fe_http_url()}/   metrics {cluster.fe_http_url()}/metrics")
+        print(f"  SQL           {cluster.mysql_command()}   (or: make sql)")
         if spec.debug_points:
             print(f"  debug points  on: DebugService on the FE and every BE, with the cluster token "
                   f"(-H 'x-cluster-token: ...', in {cluster._spec_path})")
@@ -508,6 +542,9 @@ def main(argv: list[str] | None = None) -> int:
     if not cluster.has_spec():
         print(f"no cluster in {cluster.run_dir}; start one with 'make cluster'", file=sys.stderr)
         return 1
+    if args.cmd == "mysql-command":
+        print(cluster.mysql_command())
+        return 0
     if args.cmd == "stop":
         cluster.stop()
         print("cluster stopped")

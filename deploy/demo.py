@@ -179,6 +179,7 @@ class Demo:
             print(f"  .venv/bin/grpcurl -plaintext {fe} tabletsim.v1.AdminService/ShowFrontends")
         g = f".venv/bin/grpcurl -plaintext -d '{{\"db\":\"{workload.DB}\",\"name\":\"{workload.JOB}\"}}' {fe}"
         print("\nLook further (the cluster is still running):")
+        print(f"  {self.cluster.mysql_command()} -e 'SHOW ROUTINE LOAD FOR {workload.DB}.{workload.JOB}\\G'")
         print(f"  {g} tabletsim.v1.AdminService/ShowRoutineLoad")
         print(f"  {g} tabletsim.v1.AdminService/ShowRoutineLoadTask")
         print(f"  .venv/bin/grpcurl -plaintext -d '{{\"db\":\"{workload.DB}\",\"table\":\"{workload.TABLE}\"}}' "
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--broker-port", type=int, default=9092)
     p.add_argument("--http-port", type=int, default=8030, help="FE HTTP port: the web console, /metrics")
     p.add_argument("--be-http-port", type=int, default=8040)
+    p.add_argument("--query-port", type=int, default=9030, help="FE MySQL-protocol port (StarRocks' query_port)")
     p.add_argument("--fes", type=int, default=1, help="FEs (odd); 3: on etcd, and the demo kills the leader FE")
     args = p.parse_args(argv)
     if args.fes < 1 or args.fes % 2 == 0:
@@ -212,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec = cluster.spec if running else ClusterSpec(
         bes=3, fe_port=args.fe_port, be_port=args.be_port, broker_port=args.broker_port,
-        fe_config=DEMO_FE_CONFIG, fes=args.fes, fe_http_port=args.http_port, be_http_port=args.be_http_port)
+        fe_config=DEMO_FE_CONFIG, fes=args.fes, fe_http_port=args.http_port, be_http_port=args.be_http_port,
+        fe_query_port=args.query_port)
     fes = f"{args.fes} FEs on etcd" if args.fes > 1 else "FE"
     print("reusing the running cluster" if running else f"starting the cluster (broker, {fes}, 3 BEs) ...",
           flush=True)
@@ -228,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
           if cluster.spec.ha else cluster.fe_address)
     print(f"cluster up: broker {cluster.broker_address}, FE {fe}, "
           f"BEs {', '.join(cluster.be_address(i) for i in range(3))}; logs and data in {cluster.run_dir}")
-    print(f"web console: {cluster.fe_http_url()}/  (watch the kill and the repair there)\n")
+    print(f"web console: {cluster.fe_http_url()}/  (watch the kill and the repair there)")
+    print(f"SQL: {cluster.mysql_command()}  (or: make sql)\n")
     return asyncio.run(Demo(cluster, args.events, args.rate).run())
 
 

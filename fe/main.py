@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[FeConfig, str | None]:
     p.add_argument("--http-port", type=int, default=0,
                    help="HTTP port: /metrics, /api/health, /api/bootstrap, Stream Load, the web console "
                         "(StarRocks' http_port 8030; default 0: no HTTP)")
+    p.add_argument("--query-port", type=int, default=0,
+                   help="MySQL-protocol port: StarRocks statements from the mysql client, pymysql, JDBC "
+                        "(StarRocks' query_port 9030; default 0: no SQL)")
     p.add_argument("--cluster-token", help=f"shared cluster token (or ${CLUSTER_TOKEN_ENV})")
     p.add_argument("--admin-token", help=f"require this bearer token on AdminService (or ${ADMIN_TOKEN_ENV})")
     p.add_argument("--heartbeat-interval-ms", type=int, default=1000)
@@ -78,6 +81,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[FeConfig, str | None]:
         host=args.host,
         rpc_port=args.rpc_port,
         http_port=args.http_port,
+        query_port=args.query_port,
         admin_token=token_from_env(args.admin_token, ADMIN_TOKEN_ENV),
         heartbeat_interval_ms=args.heartbeat_interval_ms,
         config_overrides=overrides,

@@ -49,6 +49,7 @@ from fe.routineload.scheduler import LAG_REFRESH_S, RoutineLoadScheduler
 from fe.service.admin import AdminServicer
 from fe.service.frontend import FrontendServicer
 from fe.service.leader import LeaderInterceptor
+from fe.sql.server import SqlServer
 from fe.system.backends import BackendRegistry
 from fe.system.be_client import BackendClients
 from fe.system.dynconfig import DynamicConfig
@@ -121,13 +122,13 @@ class FrontendNode:
         self.ha: HaState
         if config.ha is None:
             info = FrontendInfo(name=f"{config.host}_{config.rpc_port}", host=config.host,
-                                rpc_port=config.rpc_port, http_port=config.http_port, role=FeRole.LEADER, is_leader=True,
-                                start_time_ms=self.started_ms)
+                                rpc_port=config.rpc_port, http_port=config.http_port, query_port=config.query_port,
+                                role=FeRole.LEADER, is_leader=True, start_time_ms=self.started_ms)
             self.ha = SingleFrontend(info, lambda: self.journal.durable_seq)
         else:
             assert self._etcd is not None
             info = FrontendInfo(name=config.ha.fe_name, host=config.host, rpc_port=config.rpc_port, http_port=config.http_port,
-                                cluster_id=config.ha.cluster_id, start_time_ms=self.started_ms,
+                                query_port=config.query_port, cluster_id=config.ha.cluster_id, start_time_ms=self.started_ms,
                                 version=config.ha.version)
             self._etcd_ha = EtcdFrontend(
                 info=info, frontends=config.ha.frontends, session=self._etcd, store=store, journal=self.journal,
@@ -137,6 +138,7 @@ class FrontendNode:
         self.admin: AdminServicer | None = None  # the AdminService implementation, which HTTP also calls
         self.serving = False  # set once the journal is read and gRPC serves: /api/bootstrap answers OK
         self.http: HttpServer | None = None
+        self.sql: SqlServer | None = None  # the MySQL-protocol door (query_port), once gRPC serves
 
     async def start(self) -> None:
         started = time.monotonic()
@@ -183,6 +185,10 @@ class FrontendNode:
         self.debug.node = f"{self.config.host}:{self.port}"  # the bound port when rpc_port was 0
         await self._server.start()
         await mark_serving(health, services)
+        if self.config.query_port:  # SQL runs through AdminService on this FE's own gRPC port
+            self.sql = SqlServer(self.config.host, self.config.query_port, f"{self.config.host}:{self.port}",
+                                 self.config.admin_token)
+            await self.sql.start()
         if self.ha.role is FeRole.LEADER:
             self._start_leader_daemons()
         self.serving = True
@@ -247,6 +253,8 @@ class FrontendNode:
         await self._server.wait_for_termination()
 
     async def stop(self, grace_s: float = 2.0) -> None:
+        if self.sql is not None:
+            await self.sql.stop()
         if self.http is not None:
             await self.http.stop()
         for daemon in self._daemons:

@@ -149,6 +149,7 @@ class EtcdFrontend:
             is_leader = name == leader_name
             out.append(FrontendInfo(
                 name=name, host=host, rpc_port=int(port), http_port=int(member.get("http_port", 0)) if member else 0,
+                query_port=int(member.get("query_port", 0)) if member else 0,
                 role=FeRole.LEADER if is_leader else FeRole.FOLLOWER, is_leader=is_leader,
                 cluster_id=self._store.layout.cluster_id, joined=True, alive=member is not None,
                 replayed_journal_id=int(member["replayed"]) if member else 0,
@@ -348,7 +349,8 @@ class EtcdFrontend:
 
     def _member_record(self) -> dict:
         return {"name": self.name, "host": self._info.host, "rpc_port": self._info.rpc_port,
-                "http_port": self._info.http_port, "start_time_ms": self._info.start_time_ms, "version": self._info.version,
+                "http_port": self._info.http_port, "query_port": self._info.query_port,
+                "start_time_ms": self._info.start_time_ms, "version": self._info.version,
                 "replayed": self._journal.durable_seq, "image_seq": self._store.image_seq,
                 "heartbeat_ms": self._wall_ms(), "phase": self.machine.phase.value}
 
