@@ -15,12 +15,12 @@ from common.gen.tabletsim.v1 import admin_pb2
 from fe.sql import grammar as g
 from fe.sql.result import ER_NOT_SUPPORTED, ER_SYNTAX, ExecContext, SqlError, SqlResult
 
-# SHOW ROUTINE LOAD: the columns of the seed (StarRocks' ShowRoutineLoadStmt), then Lag (Doris'):
-# partition -> end offset - progress
+# SHOW ROUTINE LOAD: StarRocks' columns (ShowRoutineLoadStmt), as the seed shows them. Doris adds a
+# Lag column; here the lag is in the gRPC answer, /metrics (max_lag_of_partition) and the console.
 ROUTINE_LOAD_COLUMNS = [
     "Id", "Name", "CreateTime", "PauseTime", "EndTime", "DbName", "TableName", "State", "DataSourceType",
     "CurrentTaskNum", "JobProperties", "DataSourceProperties", "CustomProperties", "Statistic", "Progress",
-    "ReasonOfStateChanged", "ErrorLogUrls", "OtherMsg", "Lag",
+    "ReasonOfStateChanged", "ErrorLogUrls", "OtherMsg",
 ]
 # SHOW ROUTINE LOAD TASK (StarRocks' ShowRoutineLoadTaskStmt)
 ROUTINE_LOAD_TASK_COLUMNS = [
@@ -118,7 +118,7 @@ def routine_load_values(r: admin_pb2.RoutineLoadRow) -> list[Any]:
     return [r.id, r.name, r.create_time, r.pause_time, r.end_time, r.db_name, r.table_name, r.state,
             r.data_source_type, r.current_task_num, r.job_properties, r.data_source_properties,
             r.custom_properties, r.statistic, r.progress, r.reason_of_state_changed, r.error_log_urls,
-            r.other_msg, r.lag]
+            r.other_msg]
 
 
 async def show_routine_load(stmt: g.ShowRoutineLoad, ctx: ExecContext) -> SqlResult:
