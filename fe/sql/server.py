@@ -39,10 +39,11 @@ from mysql_mimic.auth import (
     User,
 )
 from mysql_mimic.connection import Connection
+from mysql_mimic.constants import DEFAULT_SERVER_CAPABILITIES
 from mysql_mimic.errors import MysqlError, get_sqlstate
 from mysql_mimic.results import ensure_result_set
 from mysql_mimic.stream import MysqlStream
-from mysql_mimic.types import Capabilities, ColumnType, str_fixed, uint_1, uint_2
+from mysql_mimic.types import Capabilities, ColumnType, ServerStatus, str_fixed, uint_1, uint_2, uint_len
 from mysql_mimic.utils import nonce
 
 from common.gen.tabletsim.v1 import admin_pb2_grpc
@@ -127,6 +128,19 @@ def _column_type(values: list[Any]) -> ColumnType:
     return ColumnType.VARCHAR  # text, and a column of NULLs only
 
 
+def ok_packet(capabilities: Capabilities, status_flags: ServerStatus, affected_rows: int, message: str,
+              encode: Any = str.encode) -> bytes:
+    """An OK packet with the client's "Query OK" info text: length-encoded when the client set
+    CLIENT_SESSION_TRACK (the mariadb/mysql clients do), the rest of the packet otherwise."""
+    packet = mm_packets.make_ok(capabilities=capabilities, status_flags=status_flags, affected_rows=affected_rows)
+    if not message:
+        return packet
+    info = encode(message)
+    if Capabilities.CLIENT_SESSION_TRACK in capabilities:
+        return packet + uint_len(len(info)) + info
+    return packet + info
+
+
 def result_set(result: SqlResult) -> ResultSet:
     """A statement's result set, each column typed by its values (integers LONGLONG, DECIMAL
     NEWDECIMAL, text VARCHAR ...): clients such as pymysql convert values by the column type."""
@@ -147,9 +161,8 @@ class SqlConnection(Connection):
         return b"".join(parts)
 
     def ok_with(self, affected_rows: int, message: str) -> bytes:
-        packet = mm_packets.make_ok(capabilities=self.capabilities, status_flags=self.status_flags,
-                                    affected_rows=affected_rows)
-        return packet + self.server_charset.encode(message) if message else packet
+        return ok_packet(self.capabilities & self.server_capabilities, self.status_flags, affected_rows, message,
+                         self.server_charset.encode)
 
     async def handle_query(self, data: bytes) -> None:
         com_query = mm_packets.parse_com_query(capabilities=self.capabilities, client_charset=self.client_charset,
@@ -203,7 +216,10 @@ class _Server(MysqlServer):
     (the Access denied message names the client's host)."""
 
     def __init__(self, session_factory, password: str | None) -> None:
-        super().__init__(session_factory=session_factory)
+        # CLIENT_SESSION_TRACK, as MySQL 5.7+ servers advertise: an OK packet's info text is then
+        # length-encoded, which is how the mariadb/mysql clients read it
+        super().__init__(session_factory=session_factory,
+                         capabilities=DEFAULT_SERVER_CAPABILITIES | Capabilities.CLIENT_SESSION_TRACK)
         self._password = password
         self.connections: set[SqlConnection] = set()
 

@@ -11,7 +11,7 @@ import grpc
 import pymysql
 import pytest
 from mysql_mimic.charset import CharacterSet
-from mysql_mimic.types import Capabilities
+from mysql_mimic.types import Capabilities, ServerStatus
 
 from common.gen.tabletsim.v1 import admin_pb2, admin_pb2_grpc
 from fe.sql import standard
@@ -185,3 +185,18 @@ def test_error_packets_carry_the_statements_sqlstate():
     assert SqlConnection.error(conn, msg="x", code=1064)[3:9] == b"#HY000"  # type: ignore[arg-type]
     assert [sqlstate_of(c) for c in (1045, 1046, 1049, 1050, 1064, 1105, 1146)] == [
         "28000", "3D000", "42000", "42S01", "HY000", "HY000", "42S02"]
+
+
+def test_an_ok_packet_message_is_length_encoded_for_session_tracking_clients():
+    """Debian's mariadb client sets CLIENT_SESSION_TRACK: the OK packet's info is then a
+    length-encoded string; sent raw, the client said 'ERROR 2027: Received malformed packet'
+    after PAUSE ROUTINE LOAD (whose OK carries 'state PAUSED')."""
+    from fe.sql.server import ok_packet
+
+    base = Capabilities.CLIENT_PROTOCOL_41
+    tracked = ok_packet(base | Capabilities.CLIENT_SESSION_TRACK, ServerStatus(0), 1, "state PAUSED")
+    # header 0x00, affected 1, last insert id 0, status 2 bytes, warnings 2 bytes, then lenenc info
+    assert tracked[:3] == b"\x00\x01\x00" and tracked[7:] == bytes([12]) + b"state PAUSED"
+    plain = ok_packet(base, ServerStatus(0), 0, "state PAUSED")
+    assert plain[7:] == b"state PAUSED"
+    assert ok_packet(base | Capabilities.CLIENT_SESSION_TRACK, ServerStatus(0), 0, "") == ok_packet(base, ServerStatus(0), 0, "")
