@@ -83,6 +83,7 @@ bench: $(STAMP) etcd
 	$(PY) -m bench.repair
 	$(PY) -m bench.txn_rate
 	$(PY) -m bench.group_commit
+	$(PY) -m bench.http_load
 	$(PY) bench/sched_scale.py
 	$(PY) -m bench.failover
 
