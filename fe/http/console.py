@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fe.http.console_history import ConsoleHistory, ConsoleSampler, TxnCounter
+from fe.http.console_history import ConsoleHistory, ConsoleSampler
 from fe.http.console_state import build_state
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,7 @@ class Console:
     def __init__(self, node, history: ConsoleHistory | None = None) -> None:
         self.node = node
         self.history = history or ConsoleHistory()
-        self.counter = TxnCounter()
-        self.sampler = ConsoleSampler(self.history, self.counter, lambda: node.routine.jobs())
+        self.sampler = ConsoleSampler(self.history, lambda: node.txns.counters, lambda: node.routine.jobs())
         self._cached: tuple[float, dict[str, Any]] | None = None
 
     async def state(self) -> dict[str, Any]:
@@ -52,12 +51,10 @@ class Console:
         return state
 
     async def on_startup(self, _app: web.Application) -> None:
-        self.counter.attach(self.node.txns)
         self.sampler.start()
 
     async def on_cleanup(self, _app: web.Application) -> None:
         await self.sampler.close()
-        self.counter.detach()
 
 
 CONSOLE_KEY = web.AppKey("console", Console)

@@ -7,8 +7,6 @@ The FE keeps it (not the page), so a console opened now already shows the last m
   routine load job its rows loaded per second (the change of SHOW ROUTINE LOAD's loadedRows) and
   its lag (the sum over its partitions of end offset - progress). Pure: the caller passes the time
   and the counters, so the tests drive it with a fake clock.
-- :class:`TxnCounter`: commits and aborts counted from the TransactionManager's hooks
-  (``on_committed`` / ``on_aborted``); only the leader commits and aborts, so a follower counts none.
 - :class:`ConsoleSampler`: the FE daemon that feeds ConsoleHistory every ``interval_s``.
 """
 
@@ -143,36 +141,6 @@ def points(ring: Ring) -> list[list[float]]:
     return [[int(t * 1000), v] for t, v in ring.items()]
 
 
-class TxnCounter:
-    """Transactions committed and aborted on this FE since it started, counted from the
-    TransactionManager's hooks (attach once; detach at the end)."""
-
-    def __init__(self) -> None:
-        self.committed = 0
-        self.aborted = 0
-        self._txns: Any = None
-
-    def _on_committed(self, _txn) -> None:
-        self.committed += 1
-
-    def _on_aborted(self, _txn) -> None:
-        self.aborted += 1
-
-    def attach(self, txns) -> None:
-        self._txns = txns
-        txns.on_committed.append(self._on_committed)
-        txns.on_aborted.append(self._on_aborted)
-
-    def detach(self) -> None:
-        if self._txns is None:
-            return
-        for hooks, fn in ((self._txns.on_committed, self._on_committed),
-                          (self._txns.on_aborted, self._on_aborted)):
-            if fn in hooks:
-                hooks.remove(fn)
-        self._txns = None
-
-
 def job_samples(jobs: list) -> dict[int, JobSample]:
     """JobSamples of routine load jobs (fe.routineload.job.RoutineLoadJob), from the same numbers
     SHOW ROUTINE LOAD shows (Statistic.loadedRows, Lag): the non-final jobs and then the newest,
@@ -189,17 +157,19 @@ class ConsoleSampler:
     """Samples the FE into a :class:`ConsoleHistory` every ``interval_s`` (a PeriodicDaemon:
     started and closed with the FE's HTTP server)."""
 
-    def __init__(self, history: ConsoleHistory, counter: TxnCounter, jobs: Callable[[], list],
+    def __init__(self, history: ConsoleHistory, counters: Callable[[], Any], jobs: Callable[[], list],
                  interval_s: float = SAMPLE_INTERVAL_S, clock: Callable[[], float] = time.time) -> None:
+        """``counters``: the TransactionManager's TxnCounters (``committed`` and ``failed``, the
+        counts /metrics exports too; only the leader commits and aborts, so a follower counts none)."""
         self.history = history
-        self.counter = counter
+        self._counters = counters
         self._jobs = jobs
         self._clock = clock
         self._daemon = PeriodicDaemon("console-sampler", lambda: interval_s, self.sample)
 
     def sample(self) -> None:
-        self.history.record(self._clock(), self.counter.committed, self.counter.aborted,
-                            job_samples(self._jobs()))
+        counters = self._counters()
+        self.history.record(self._clock(), counters.committed, counters.failed, job_samples(self._jobs()))
 
     def start(self) -> None:
         self._daemon.start()

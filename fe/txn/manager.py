@@ -83,6 +83,8 @@ class TxnCounters:
     starrocks_fe_txn_reject."""
 
     begin: int = 0
+    committed: int = 0
+    """Txns committed (the web console's committed/s; StarRocks counts begin/success/failed only)."""
     success: int = 0
     """Txns that became VISIBLE."""
     failed: int = 0
@@ -313,6 +315,7 @@ class TransactionManager:
         })
         log.info("txn %d (label %s) COMMITTED: versions %s, %d error replicas",
                  txn_id, txn.label, versions, len(error_replicas))
+        self.counters.committed += 1
         for fn in self.on_committed:
             fn(txn)
         return txn

@@ -12,12 +12,12 @@ from fe.http.console_history import (
     ConsoleSampler,
     JobSample,
     Ring,
-    TxnCounter,
     job_samples,
     points,
 )
 from fe.routineload.job import Statistic
 from fe.routineload.state import JobState
+from fe.txn.manager import TxnCounters
 
 
 def test_ring_keeps_the_last_samples_oldest_first():
@@ -102,20 +102,6 @@ class FakeTxns:
             fn(object())
 
 
-def test_txn_counter_counts_the_managers_hooks_and_detaches():
-    txns, counter = FakeTxns(), TxnCounter()
-    counter.attach(txns)
-    txns.commit()
-    txns.commit()
-    txns.abort()
-    assert (counter.committed, counter.aborted) == (2, 1)
-    counter.detach()
-    txns.commit()
-    assert (counter.committed, counter.aborted) == (2, 1)
-    assert txns.on_committed == [] and txns.on_aborted == []
-    counter.detach()  # twice is harmless
-
-
 def _job(job_id: int, state: JobState, loaded: int, progress: dict[int, int], highwater: dict[int, int]):
     job = SimpleNamespace(job_id=job_id, state=state, stat=Statistic(loaded_rows=loaded), progress=progress,
                           highwater=highwater)
@@ -135,9 +121,9 @@ def test_job_samples_take_show_routine_loads_numbers():
 def test_sampler_records_on_its_clock():
     now = [1000.0]
     jobs = [_job(1, JobState.RUNNING, 0, {0: 0}, {0: 100})]
-    counter = TxnCounter()
+    counter = TxnCounters()
     history = ConsoleHistory(capacity=60)
-    sampler = ConsoleSampler(history, counter, lambda: jobs, clock=lambda: now[0])
+    sampler = ConsoleSampler(history, lambda: counter, lambda: jobs, clock=lambda: now[0])
     sampler.sample()
     counter.committed = 10
     jobs[0].stat.loaded_rows = 500
