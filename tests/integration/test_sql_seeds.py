@@ -32,7 +32,9 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "sql" / "seed_statements.sql"
-SEEDS_DIR = Path(os.environ.get("TABLETSIM_SEEDS", REPO.parent / "shared" / "seeds"))
+# a copy of the seed documents (../shared/seeds, read-only there), so that a clean clone checks the
+# fixture against them: tests/unit/test_sql_seed_fixture.py
+SEEDS_DIR = Path(__file__).resolve().parents[1] / "sql" / "seeds"
 MYSQL = "/usr/bin/mysql"
 POLL_TIMEOUT_S = 30.0
 KINDS = ("seed", "synopsis", "derived", "setup", "check", "excluded")
