@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from functools import partial
 
@@ -64,8 +65,9 @@ class IncompleteBody(InvalidArgument):
     """The client stopped sending before the end of its body (or the body is over a limit)."""
 
 
-class Body:
-    """A Stream Load body as pieces (see the module docstring)."""
+class Body(ABC):
+    """A Stream Load body as pieces (see the module docstring): :class:`MemoryBody` (gRPC) or
+    :class:`StreamBody` (HTTP)."""
 
     size: int = 0
     """Bytes of the body read so far (all of it once the pieces are done)."""
@@ -74,12 +76,13 @@ class Body:
     read_ms: float = 0.0
     """Time spent waiting for the body from the client."""
 
+    @abstractmethod
     def pieces(self, plan: LoadPlan, spec: LoadSpec, piece_bytes: int) -> AsyncGenerator[Parse, None]:
-        raise NotImplementedError
+        """The body's pieces, each a ``parse(first_row)``, cut where the rows map as the whole body."""
 
+    @abstractmethod
     async def read_all(self, limit: int, what: str) -> bytes:
         """The whole body (a group commit member is loaded in one piece), refused over ``limit``."""
-        raise NotImplementedError
 
 
 class MemoryBody(Body):
