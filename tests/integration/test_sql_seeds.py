@@ -442,6 +442,61 @@ def test_seed_statement(seed_run: SeedRun, index: int) -> None:
     assert not outcome.problems, outcome.report()
 
 
+class MysqlClientRun(SeedRun):
+    """The same statements, in the same order, each typed into Debian's ``mysql`` client
+    (``mysql -h -P -uroot [-D db] -e "<statement>"``, its output piped: tab-separated, a header
+    line then the rows; ``--column-type-info`` makes it print the header of an empty result too):
+    what a user of the seeds does."""
+
+    def _connect(self):  # the client connects anew for each statement
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def _mysql_client(self, st: SeedStatement) -> list[str]:
+        return []  # every statement goes through the client here
+
+    def _execute(self, sql: str) -> tuple[list[str] | None, list[tuple]]:
+        cmd = [MYSQL, f"-h{self.host}", f"-P{self.port}", "-uroot", "--column-type-info"]
+        if self.database:
+            cmd.append(f"-D{self.database}")
+        proc = subprocess.run([*cmd, "-e", sql], capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            m = re.search(r"ERROR (\d+) \((\w+)\)(?: at line \d+)?: (.*)", proc.stderr, re.S)
+            if m is None:
+                raise pymysql.err.ProgrammingError(2000, f"mysql exit {proc.returncode}: {proc.stderr.strip()}")
+            raise pymysql.err.ProgrammingError(int(m.group(1)), m.group(3).strip())
+        lines = proc.stdout.splitlines()
+        if not lines:
+            return None, []  # an OK packet
+        unescape = lambda v: v.replace("\\n", "\n").replace("\\t", "\t").replace("\\\\", "\\")  # noqa: E731
+        return lines[0].split("\t"), [tuple(unescape(v) for v in line.split("\t")) for line in lines[1:]]
+
+
+@pytest.fixture(scope="module")
+def client_run(tmp_path_factory) -> Iterator[MysqlClientRun]:
+    factory = ClusterFactory(str(tmp_path_factory.mktemp("sql_seeds_client")))
+    try:
+        cluster = factory(3, with_broker=True, fe_config={"routine_load_task_consume_second": "1"})
+        broker = cluster.broker_address
+        for topic, partitions, messages in (("ordertest2", 5, _orders()), ("events", 3, _events()),
+                                            ("users", 1, _users())):
+            run(create_topic(broker, topic, partitions))
+            run(produce(broker, topic, messages))
+        yield MysqlClientRun(cluster)
+    finally:
+        factory.stop_all()
+
+
+@pytest.mark.parametrize("index", range(len(RUNNABLE)), ids=[s.id for s in RUNNABLE])
+def test_seed_statement_in_the_mysql_client(client_run: MysqlClientRun, index: int) -> None:
+    """Every seed statement as typed into Debian's mysql client, with the same checks: the
+    statements run verbatim from a real client (issue 16)."""
+    outcome = client_run.outcome(index)
+    assert not outcome.problems, outcome.report()
+
+
 def test_mysql_client_is_installed() -> None:
     """The @mysql-client entries need Debian's client; say how to get it rather than skip them."""
     assert shutil.which("mysql") or os.path.exists(MYSQL), f"{MYSQL} is missing: run `make mysql-client`"
