@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -416,24 +417,31 @@ def _users() -> list[tuple[int, bytes]]:
                             "gender": "OTHER"}).encode())]
 
 
-@pytest.fixture(scope="module")
-def seed_run(tmp_path_factory) -> Iterator[SeedRun]:
-    factory = ClusterFactory(str(tmp_path_factory.mktemp("sql_seeds")))
+@contextmanager
+def seeds_cluster(tmp_path_factory, name: str) -> Iterator[LocalCluster]:
+    """3 BEs and the embedded broker, with the topics the seeds' jobs read (their messages are
+    what the seeds describe); stopped by pid at the end."""
+    factory = ClusterFactory(str(tmp_path_factory.mktemp(name)))
     try:
         cluster = factory(3, with_broker=True, fe_config={"routine_load_task_consume_second": "1"})
         broker = cluster.broker_address
-        # the topics the seeds' jobs read (their messages are what the seeds describe)
         for topic, partitions, messages in (("ordertest2", 5, _orders()), ("events", 3, _events()),
                                             ("users", 1, _users())):
             run(create_topic(broker, topic, partitions))
             run(produce(broker, topic, messages))
+        yield cluster
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def seed_run(tmp_path_factory) -> Iterator[SeedRun]:
+    with seeds_cluster(tmp_path_factory, "sql_seeds") as cluster:
         session = SeedRun(cluster)
         try:
             yield session
         finally:
             session.close()
-    finally:
-        factory.stop_all()
 
 
 @pytest.mark.parametrize("index", range(len(RUNNABLE)), ids=[s.id for s in RUNNABLE])
@@ -476,17 +484,8 @@ class MysqlClientRun(SeedRun):
 
 @pytest.fixture(scope="module")
 def client_run(tmp_path_factory) -> Iterator[MysqlClientRun]:
-    factory = ClusterFactory(str(tmp_path_factory.mktemp("sql_seeds_client")))
-    try:
-        cluster = factory(3, with_broker=True, fe_config={"routine_load_task_consume_second": "1"})
-        broker = cluster.broker_address
-        for topic, partitions, messages in (("ordertest2", 5, _orders()), ("events", 3, _events()),
-                                            ("users", 1, _users())):
-            run(create_topic(broker, topic, partitions))
-            run(produce(broker, topic, messages))
+    with seeds_cluster(tmp_path_factory, "sql_seeds_client") as cluster:
         yield MysqlClientRun(cluster)
-    finally:
-        factory.stop_all()
 
 
 @pytest.mark.parametrize("index", range(len(RUNNABLE)), ids=[s.id for s in RUNNABLE])
